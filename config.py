@@ -1,0 +1,50 @@
+"""Settings: one frozen object, read from the environment or given by the caller."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields, replace
+
+DEFAULT_DATABASE_URL = "sqlite:///tiddly.db"
+
+
+@dataclass(frozen=True)
+class Config:
+    database_url: str = DEFAULT_DATABASE_URL
+    default_limit: int = 100          # rows per page when the query names no limit
+    max_limit: int = 1000             # largest page a query may ask for
+    max_body_bytes: int = 1_000_000   # request bodies above this are a 413
+    max_where_depth: int = 8          # nesting of and/or/not in a where
+    max_in_length: int = 1000         # items in an in/nin list
+    max_bulk_rows: int = 10_000       # items in one bulk insert
+    statement_timeout_ms: int = 30_000
+    create_tables: bool = True        # create the models' tables on start when missing
+
+    @classmethod
+    def from_env(cls, environ=None, **overrides) -> "Config":
+        """Read ``TIDDLY_<FIELD>`` variables (and ``DATABASE_URL``), then apply overrides."""
+        environ = os.environ if environ is None else environ
+        values = {}
+        url = environ.get("TIDDLY_DATABASE_URL") or environ.get("DATABASE_URL")
+        if url:
+            values["database_url"] = url
+        for field in fields(cls):
+            raw = environ.get("TIDDLY_" + field.name.upper())
+            if raw is None or field.name == "database_url":
+                continue
+            values[field.name] = _parse(field.type, raw, field.name)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+    def with_(self, **changes) -> "Config":
+        return replace(self, **changes)
+
+
+def _parse(type_name: str, raw: str, name: str):
+    if type_name == "int":
+        try:
+            return int(raw)
+        except ValueError:
+            raise SystemExit(f"TIDDLY_{name.upper()} must be an integer, got {raw!r}") from None
+    if type_name == "bool":
+        return raw.strip().lower() in ("1", "true", "yes", "on")
+    return raw

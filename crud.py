@@ -1,0 +1,147 @@
+"""The generic table service: insert, read, query, upsert, update, delete.
+
+Functions take a Session and a ``TableSpec`` and return plain Python values.
+They never commit: the request boundary (``Database.session``) does.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from config import Config
+from database import translate_error
+from errors import ApiError, BadQuery, BadValue, NotFound
+from query import Query, build_count, build_select, compile_where
+from registry import TableSpec
+
+
+def get_row(session: Session, spec: TableSpec, pk: tuple) -> dict:
+    stmt = select(*(c.column for c in spec.readable)).where(spec.pk_clause(pk))
+    row = session.execute(stmt).mappings().first()
+    if row is None:
+        raise NotFound(f"no row of '{spec.name}' has primary key {_pk_text(pk)}", table=spec.name)
+    return dict(row)
+
+
+def fetch_rows(session: Session, spec: TableSpec, query: Query) -> dict:
+    rows = session.execute(build_select(spec, query)).mappings().all()
+    result: dict[str, Any] = {"data": [dict(r) for r in rows]}
+    if query.count:
+        result["count"] = session.execute(build_count(spec, query)).scalar_one()
+    return result
+
+
+def insert_row(session: Session, spec: TableSpec, obj: Any) -> tuple[Any, dict]:
+    values = spec.values_for_write(obj, insert=True)
+    pk = _insert(session, spec, values)
+    return spec.pk_json(pk), get_row(session, spec, pk)
+
+
+def insert_rows(session: Session, spec: TableSpec, items: list, config: Config) -> list:
+    """Insert every item or none; an error names the failing item's index."""
+    if not items:
+        raise BadValue("a bulk insert needs at least one row")
+    if len(items) > config.max_bulk_rows:
+        raise BadQuery(f"a bulk insert takes at most {config.max_bulk_rows} rows, got {len(items)}")
+    rows = [_for_item(index, spec.values_for_write, item, insert=True) for index, item in enumerate(items)]
+    try:
+        with session.begin_nested():
+            return [spec.pk_json(pk) for pk in _insert_many(session, spec, rows)]
+    except IntegrityError:
+        pass
+    # Some row broke a constraint: insert one by one to name it (the caller rolls back).
+    for index, values in enumerate(rows):
+        try:
+            with session.begin_nested():
+                _insert(session, spec, values)
+        except IntegrityError as exc:
+            raise _at_index(index, translate_error(exc)) from exc
+    raise AssertionError("a bulk insert failed but no single row did")
+
+
+def upsert_row(session: Session, spec: TableSpec, pk: tuple | None, obj: Any) -> tuple[bool, Any, dict]:
+    """Update the given fields if the row exists, create it if not. Returns (created, pk, row)."""
+    if not isinstance(obj, dict):
+        raise BadValue(f"a row for table '{spec.name}' must be a JSON object")
+    body_pk = spec.pk_from_body(obj)
+    if pk is None:
+        if body_pk is None:
+            names = ", ".join(c.name for c in spec.primary_key)
+            raise BadValue(f"PUT /{spec.name} needs the primary key ({names}) in the path or the body")
+        pk = body_pk
+    elif body_pk is not None and body_pk != pk:
+        raise BadValue("the primary key in the body differs from the one in the path")
+    pk_values = {c.name: v for c, v in zip(spec.primary_key, pk)}
+    fields = {k: v for k, v in obj.items() if k not in pk_values}
+    exists = session.execute(
+        select(*(c.column for c in spec.primary_key)).where(spec.pk_clause(pk)).with_for_update()
+    ).first()
+    if exists is None:
+        values = spec.values_for_write({**fields, **pk_values}, insert=True, allow_pk=True)
+        pk = _insert(session, spec, values)
+        return True, spec.pk_json(pk), get_row(session, spec, pk)
+    values = spec.values_for_write(fields, insert=False)
+    if values:
+        session.execute(update(spec.table).where(spec.pk_clause(pk)).values(values))
+    return False, spec.pk_json(pk), get_row(session, spec, pk)
+
+
+def patch_row(session: Session, spec: TableSpec, pk: tuple, obj: Any) -> dict:
+    values = spec.values_for_write(obj, insert=False)
+    if values:
+        result = session.execute(update(spec.table).where(spec.pk_clause(pk)).values(values))
+        if result.rowcount == 0:
+            raise NotFound(f"no row of '{spec.name}' has primary key {_pk_text(pk)}", table=spec.name)
+    return get_row(session, spec, pk)
+
+
+def delete_row(session: Session, spec: TableSpec, pk: tuple) -> Any:
+    result = session.execute(delete(spec.table).where(spec.pk_clause(pk)))
+    if result.rowcount == 0:
+        raise NotFound(f"no row of '{spec.name}' has primary key {_pk_text(pk)}", table=spec.name)
+    return spec.pk_json(pk)
+
+
+def delete_where(session: Session, spec: TableSpec, where: Any, config: Config) -> int:
+    if not isinstance(where, dict) or not where:
+        raise BadQuery("deleting by filter needs a non-empty 'where'; to delete one row use its primary key")
+    result = session.execute(delete(spec.table).where(compile_where(spec, where, config)))
+    return result.rowcount
+
+
+# -- helpers -------------------------------------------------------------------
+
+def _insert(session: Session, spec: TableSpec, values: dict) -> tuple:
+    result = session.execute(insert(spec.table).values(values))
+    return tuple(result.inserted_primary_key)
+
+
+def _insert_many(session: Session, spec: TableSpec, rows: list[dict]) -> list[tuple]:
+    dialect = session.get_bind().dialect
+    same_keys = len({frozenset(r) for r in rows}) == 1
+    if same_keys and dialect.insert_executemany_returning_sort_by_parameter_order:
+        pk_columns = [c.column for c in spec.primary_key]
+        stmt = insert(spec.table).returning(*pk_columns, sort_by_parameter_order=True)
+        return [tuple(r) for r in session.execute(stmt, rows)]
+    return [_insert(session, spec, values) for values in rows]
+
+
+def _for_item(index: int, func, item, **kwargs):
+    try:
+        return func(item, **kwargs)
+    except ApiError as exc:
+        raise _at_index(index, exc) from None
+
+
+def _at_index(index: int, exc: Exception) -> Exception:
+    if isinstance(exc, ApiError):
+        exc.message = f"item {index}: {exc.message}"
+        exc.details["index"] = index
+    return exc
+
+
+def _pk_text(pk: tuple) -> str:
+    return ",".join(str(v) for v in pk)

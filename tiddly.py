@@ -1,0 +1,247 @@
+"""Tiddly's HTTP edge and command line.
+
+``create_app(config)`` builds the Flask app: one dynamic route ``/<table>`` (and
+``/<table>/<pk>``) whose verbs map to the table service in ``crud.py``, the
+meta routes under ``/-/``, and one place that turns any error into the error
+envelope. ``tiddly serve`` runs it under gunicorn. Only this module imports Flask.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import click
+from flask import Flask, Response, request
+from werkzeug.exceptions import HTTPException
+
+import crud
+import jsonio
+from config import DEFAULT_DATABASE_URL, Config
+from database import Database
+from errors import ApiError, BadQuery, BadValue, MethodNotAllowed, UnsupportedMediaType
+from models import Base
+from query import parse_query, query_from_args
+from registry import Registry, TableSpec
+
+log = logging.getLogger("tiddly")
+
+READ_VERBS = ("GET", "FETCH", "QUERY")
+COLLECTION_VERBS = ("GET", "HEAD", "POST", "PUT", "DELETE", "FETCH", "QUERY")
+ROW_VERBS = ("GET", "HEAD", "PUT", "PATCH", "DELETE")
+QUERY_OVERRIDES = ("FETCH", "QUERY")
+_HTTP_CODES = {400: "bad_json", 404: "not_found", 405: "method_not_allowed", 413: "payload_too_large",
+               415: "unsupported_media_type"}
+
+
+@dataclass
+class Gateway:
+    """What a request needs: settings, the database, and the exposed tables."""
+    config: Config
+    db: Database
+    registry: Registry
+
+
+def create_app(config: Config | None = None, metadata=None, registry: Registry | None = None) -> Flask:
+    config = config or Config.from_env()
+    metadata = metadata if metadata is not None else Base.metadata
+    db = Database(config.database_url, config.statement_timeout_ms)
+    if config.create_tables:
+        db.create_all(metadata)
+    gateway = Gateway(config, db, registry or Registry.from_metadata(metadata))
+
+    app = Flask("tiddly")
+    app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
+    app.extensions["tiddly"] = gateway
+    app.add_url_rule("/-/health", "health", lambda: _health(gateway))
+    app.add_url_rule("/-/tables", "tables", lambda: _ok({"data": gateway.registry.describe()}))
+    app.add_url_rule("/<table>", "collection", lambda table: _collection(gateway, table),
+                     methods=COLLECTION_VERBS, provide_automatic_options=True)
+    app.add_url_rule("/<table>/<path:pk>", "row", lambda table, pk: _row(gateway, table, pk),
+                     methods=ROW_VERBS)
+    app.register_error_handler(ApiError, _api_error)
+    app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(Exception, _unexpected_error)
+    return app
+
+
+# -- responses -----------------------------------------------------------------
+
+def _ok(payload: dict, status: int = 200) -> Response:
+    return Response(jsonio.dumps({"status": "success", **payload}), status, mimetype="application/json")
+
+
+def _error(status: int, code: str, message: str, details: dict | None = None,
+           headers: dict | None = None) -> Response:
+    body = {"status": "error", "error": message, "code": code}
+    if details:
+        body["details"] = details
+    return Response(jsonio.dumps(body), status, mimetype="application/json", headers=headers)
+
+
+def _api_error(exc: ApiError) -> Response:
+    headers = {"Allow": ", ".join(exc.allow)} if isinstance(exc, MethodNotAllowed) else None
+    return _error(exc.status, exc.code, exc.message, exc.details, headers)
+
+
+def _http_error(exc: HTTPException) -> Response:
+    code = _HTTP_CODES.get(exc.code or 500, "http_error")
+    headers = {k: v for k, v in exc.get_headers() if k.lower() == "allow"}
+    messages = {404: "no such route", 413: "the request body is too large",
+                405: f"{request.method} is not allowed here"}
+    return _error(exc.code or 500, code, messages.get(exc.code, exc.description or exc.name), None, headers)
+
+
+def _unexpected_error(exc: Exception) -> Response:
+    log.exception("unexpected error on %s %s", request.method, request.path)
+    return _error(500, "internal_error", "an internal error occurred; it has been logged")
+
+
+# -- meta routes ---------------------------------------------------------------
+
+def _health(gateway: Gateway) -> Response:
+    gateway.db.ping()
+    return _ok({"database": gateway.db.dialect_name})
+
+
+# -- the dynamic endpoint --------------------------------------------------------
+
+def _effective_method() -> str:
+    override = request.headers.get("X-HTTP-Method-Override")
+    if override is None:
+        return request.method
+    if request.method != "POST" or override.upper() not in QUERY_OVERRIDES:
+        raise BadQuery("X-HTTP-Method-Override turns a POST into FETCH or QUERY, nothing else")
+    return override.upper()
+
+
+def _allowed(spec: TableSpec, method: str, route_verbs: tuple[str, ...]) -> None:
+    allowed = [v for v in route_verbs if v in spec.verbs or v == "HEAD" and "GET" in spec.verbs]
+    if method not in allowed:
+        raise MethodNotAllowed(f"{method} is not allowed on /{spec.name}", allow=allowed + ["OPTIONS"])
+
+
+def _collection(gateway: Gateway, table: str) -> Response:
+    spec = gateway.registry.get(table)
+    method = _effective_method()
+    _allowed(spec, "GET" if method == "HEAD" else method, COLLECTION_VERBS)
+    handler = _COLLECTION_HANDLERS[method if method != "HEAD" else "GET"]
+    with gateway.db.session(write=method not in READ_VERBS + ("HEAD",)) as session:
+        payload, status = handler(gateway, spec, session)
+    return _ok(payload, status)
+
+
+def _row(gateway: Gateway, table: str, raw_pk: str) -> Response:
+    spec = gateway.registry.get(table)
+    method = "GET" if request.method == "HEAD" else request.method
+    _allowed(spec, method, ROW_VERBS)
+    pk = spec.pk_from_path(raw_pk)
+    with gateway.db.session(write=method != "GET") as session:
+        payload, status = _ROW_HANDLERS[method](gateway, spec, session, pk)
+    return _ok(payload, status)
+
+
+def _read_body(required: bool = True) -> Any:
+    raw = request.get_data(cache=False)
+    if not raw.strip():
+        if required:
+            raise BadValue(f"{request.method} needs a JSON body")
+        return None
+    mimetype = request.mimetype or ""
+    if mimetype != "application/json" and not mimetype.endswith("+json"):
+        raise UnsupportedMediaType(f"the body must be JSON (Content-Type: application/json), got {mimetype or 'none'!r}")
+    return jsonio.parse_body(raw)
+
+
+def _query_collection(gateway, spec, session):
+    raw = query_from_args(request.args) if request.method in ("GET", "HEAD") else _read_body(required=False)
+    if request.method not in ("GET", "HEAD") and request.args:
+        raise BadQuery("send the query in the body, not the query string")
+    return crud.fetch_rows(session, spec, parse_query(spec, raw, gateway.config)), 200
+
+
+def _post_collection(gateway, spec, session):
+    body = _read_body()
+    if isinstance(body, list):
+        ids = crud.insert_rows(session, spec, body, gateway.config)
+        return {"ids": ids, "count": len(ids)}, 201
+    pk, row = crud.insert_row(session, spec, body)
+    return {"id": pk, "data": row}, 201
+
+
+def _put_collection(gateway, spec, session):
+    created, pk, row = crud.upsert_row(session, spec, None, _read_body())
+    return {"id": pk, "data": row}, 201 if created else 200
+
+
+def _delete_collection(gateway, spec, session):
+    body = _read_body()
+    if not isinstance(body, dict) or not body:
+        raise BadQuery("DELETE /<table> takes {\"where\": {...}} or the primary key, e.g. {\"id\": 1}")
+    if set(body) == {"where"}:
+        return {"count": crud.delete_where(session, spec, body["where"], gateway.config)}, 200
+    pk = spec.pk_from_body(body)
+    if pk is None or len(body) != len(spec.primary_key):
+        raise BadQuery("DELETE /<table> takes {\"where\": {...}} or exactly the primary key, e.g. {\"id\": 1}")
+    return {"id": crud.delete_row(session, spec, pk)}, 200
+
+
+def _get_row(gateway, spec, session, pk):
+    return {"data": crud.get_row(session, spec, pk)}, 200
+
+
+def _put_row(gateway, spec, session, pk):
+    created, pk_json, row = crud.upsert_row(session, spec, pk, _read_body())
+    return {"id": pk_json, "data": row}, 201 if created else 200
+
+
+def _patch_row(gateway, spec, session, pk):
+    return {"id": spec.pk_json(pk), "data": crud.patch_row(session, spec, pk, _read_body())}, 200
+
+
+def _delete_row(gateway, spec, session, pk):
+    return {"id": crud.delete_row(session, spec, pk)}, 200
+
+
+_COLLECTION_HANDLERS: dict[str, Callable] = {
+    "GET": _query_collection, "FETCH": _query_collection, "QUERY": _query_collection,
+    "POST": _post_collection, "PUT": _put_collection, "DELETE": _delete_collection,
+}
+_ROW_HANDLERS: dict[str, Callable] = {
+    "GET": _get_row, "PUT": _put_row, "PATCH": _patch_row, "DELETE": _delete_row,
+}
+
+
+# -- command line ----------------------------------------------------------------
+
+@click.group()
+def main() -> None:
+    """Tiddly: a REST gateway over SQL tables."""
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5000, show_default=True, type=int)
+@click.option("--workers", default=2, show_default=True, type=int, help="worker processes")
+@click.option("--threads", default=4, show_default=True, type=int, help="threads per worker")
+@click.option("--database-url", default=None,
+              help=f"SQLAlchemy URL (env TIDDLY_DATABASE_URL or DATABASE_URL; default {DEFAULT_DATABASE_URL})")
+def serve(host: str, port: int, workers: int, threads: int, database_url: str | None) -> None:
+    """Serve the gateway with gunicorn, a production WSGI server."""
+    from server import run  # gunicorn is needed only here
+
+    config = Config.from_env(database_url=database_url)
+    db = Database(config.database_url, config.statement_timeout_ms)
+    db.create_all(Base.metadata)  # once, here, so workers do not race to create tables
+    tables = len(Registry.from_metadata(Base.metadata).tables)
+    db.dispose()
+    safe_url = db.engine.url.render_as_string(hide_password=True)
+    click.echo(f"Tiddly: {tables} tables from {safe_url} on http://{host}:{port} "
+               f"(gunicorn, {workers} workers x {threads} threads)", err=True)
+    run(lambda: create_app(config.with_(create_tables=False)), host, port, workers, threads)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
