@@ -30,5 +30,6 @@ def run(factory: Callable, host: str, port: int, workers: int, threads: int) -> 
         "accesslog": None,
         "graceful_timeout": 5,
         "keepalive": 5,
+        "control_socket_disable": True,  # several servers may run side by side
     }
     _GunicornApp(factory, options).run()

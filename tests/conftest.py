@@ -1,0 +1,164 @@
+"""The database matrix every test runs on, and a real `tiddly serve` for end-to-end tests.
+
+SQLite always runs. PostgreSQL and MariaDB/MySQL run when their URLs are set:
+    TIDDLY_TEST_POSTGRESQL_URL=postgresql+psycopg://postgres@127.0.0.1:5432/test
+    TIDDLY_TEST_MYSQL_URL=mysql+pymysql://root@127.0.0.1:3306/test
+Without a URL the server suite is skipped, except under CI (CI=true), where a
+missing URL fails the run: CI must never skip a database.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+from sqlalchemy import MetaData, create_engine, text
+
+from config import Config
+from models import Base
+from tiddly import create_app
+
+ROOT = Path(__file__).resolve().parent.parent
+SERVER_URL_VARS = {"postgresql": "TIDDLY_TEST_POSTGRESQL_URL", "mysql": "TIDDLY_TEST_MYSQL_URL"}
+DATABASES = ["sqlite", "postgresql", "mysql"]
+
+
+def server_url(name: str) -> str:
+    url = os.environ.get(SERVER_URL_VARS[name])
+    if not url:
+        message = f"{SERVER_URL_VARS[name]} is not set"
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(f"{message}: CI must run the {name} suite, not skip it")
+        pytest.skip(message)
+    return url
+
+
+@pytest.fixture(scope="session")
+def prepared_servers():
+    """Server databases already wiped and given the shipped schema, by name."""
+    return {}
+
+
+def _prepare_server(url: str) -> None:
+    engine = create_engine(url)
+    existing = MetaData()
+    existing.reflect(engine)
+    existing.drop_all(engine)
+    Base.metadata.create_all(engine)
+    engine.dispose()
+
+
+def reset_tables(url: str, metadata=Base.metadata) -> None:
+    """Empty every table of ``metadata`` and restart its ids."""
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        quote = conn.dialect.identifier_preparer.format_table
+        tables = [quote(t) for t in metadata.sorted_tables]
+        if conn.dialect.name == "postgresql":
+            conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+        else:
+            conn.execute(text("SET FOREIGN_KEY_CHECKS=0"))
+            for table in tables:
+                conn.execute(text(f"TRUNCATE TABLE {table}"))
+            conn.execute(text("SET FOREIGN_KEY_CHECKS=1"))
+    engine.dispose()
+
+
+@pytest.fixture(params=DATABASES)
+def db_url(request, tmp_path, prepared_servers) -> str:
+    """A clean database with the shipped schema's tables empty: one per test."""
+    name = request.param
+    if name == "sqlite":
+        return f"sqlite:///{tmp_path / 'tiddly.db'}"
+    url = server_url(name)
+    if url not in prepared_servers:
+        _prepare_server(url)
+        prepared_servers[url] = True
+    reset_tables(url)
+    return url
+
+
+@pytest.fixture
+def sqlite_url(tmp_path) -> str:
+    return f"sqlite:///{tmp_path / 'tiddly.db'}"
+
+
+@pytest.fixture
+def config(db_url) -> Config:
+    return Config(database_url=db_url)
+
+
+@pytest.fixture
+def app(config):
+    application = create_app(config)
+    yield application
+    application.extensions["tiddly"].db.dispose()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+# -- a real server ---------------------------------------------------------------
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class LiveServer:
+    """`tiddly serve` in a subprocess, reached over real HTTP."""
+
+    def __init__(self, database_url: str, workers: int = 2, threads: int = 4, extra_args=(), env=None):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        command = [sys.executable, "-m", "tiddly", "serve", "--port", str(self.port),
+                   "--workers", str(workers), "--threads", str(threads),
+                   "--database-url", database_url, *extra_args]
+        self.process = subprocess.Popen(command, cwd=ROOT, env={**os.environ, **(env or {})},
+                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self._wait_ready()
+
+    def _wait_ready(self, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"tiddly serve exited early:\n{self.process.stdout.read()}")
+            try:
+                if requests.get(self.url + "/-/health", timeout=1).status_code == 200:
+                    return
+            except requests.ConnectionError:
+                time.sleep(0.1)
+        self.stop()
+        raise RuntimeError("tiddly serve did not become healthy in time")
+
+    def stop(self) -> str:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.stdout.read()
+
+
+@pytest.fixture
+def live_server_factory():
+    servers = []
+
+    def start(database_url: str, **kwargs) -> LiveServer:
+        server = LiveServer(database_url, **kwargs)
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
