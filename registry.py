@@ -60,7 +60,7 @@ class ColumnSpec:
         try:
             return _COERCERS[self.kind](self, value)
         except (TypeError, ValueError, OverflowError, ArithmeticError, binascii.Error):
-            raise BadValue(f"column '{self.name}' expects {_describe(self.kind)}, got {_short(value)}",
+            raise BadValue(f"column '{self.name}' expects {_describe(self)}, got {_short(value)}",
                            column=self.name) from None
 
     def to_stored(self, value: Any) -> Any:
@@ -76,10 +76,14 @@ def _coerce_int(spec: ColumnSpec, value):
         raise TypeError
     if isinstance(value, float) and not value.is_integer():
         raise ValueError
-    bits = next((b for t, b in _INT_BITS if isinstance(spec.column.type, t)), 32)
+    bits = _int_bits(spec)
     if not -(2 ** (bits - 1)) <= value < 2 ** (bits - 1):
         raise OverflowError
     return int(value)
+
+
+def _int_bits(spec: ColumnSpec) -> int:
+    return next((b for t, b in _INT_BITS if isinstance(spec.column.type, t)), 32)
 
 
 def _coerce_number(_spec, value):
@@ -140,8 +144,14 @@ _DESCRIPTIONS = {
 }
 
 
-def _describe(kind: str) -> str:
-    return _DESCRIPTIONS[kind]
+def _describe(spec: ColumnSpec) -> str:
+    text = _DESCRIPTIONS[spec.kind]
+    if spec.kind == "integer":
+        bits = _int_bits(spec)
+        text += f" from {-2 ** (bits - 1)} to {2 ** (bits - 1) - 1}"
+    elif spec.kind == "string" and spec.max_length is not None:
+        text += f" of at most {spec.max_length} characters"
+    return text
 
 
 def _short(value) -> str:

@@ -8,7 +8,6 @@ envelope. ``tiddly serve`` runs it under gunicorn. Only this module imports Flas
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -58,7 +57,7 @@ def create_app(config: Config | None = None, metadata=None, registry: Registry |
     app.add_url_rule("/-/health", "health", lambda: _health(gateway))
     app.add_url_rule("/-/tables", "tables", lambda: _ok({"data": gateway.registry.describe()}))
     app.add_url_rule("/<table>", "collection", lambda table: _collection(gateway, table),
-                     methods=COLLECTION_VERBS, provide_automatic_options=True)
+                     methods=COLLECTION_VERBS)  # Flask adds OPTIONS itself
     app.add_url_rule("/<table>/<path:pk>", "row", lambda table, pk: _row(gateway, table, pk),
                      methods=ROW_VERBS)
     app.register_error_handler(ApiError, _api_error)
@@ -88,9 +87,10 @@ def _api_error(exc: ApiError) -> Response:
 
 def _http_error(exc: HTTPException) -> Response:
     code = _HTTP_CODES.get(exc.code or 500, "http_error")
-    headers = {k: v for k, v in exc.get_headers() if k.lower() == "allow"}
+    # werkzeug lists the allowed verbs in set order, which differs between processes: sort them.
+    headers = {k: ", ".join(sorted(v.split(", "))) for k, v in exc.get_headers() if k.lower() == "allow"}
     messages = {404: "no such route", 413: "the request body is too large",
-                405: f"{request.method} is not allowed here"}
+                405: f"{request.method} is not allowed on {request.path}"}
     return _error(exc.code or 500, code, messages.get(exc.code, exc.description or exc.name), None, headers)
 
 
