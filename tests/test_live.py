@@ -9,8 +9,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import requests
-
-from conftest import ROOT, free_port
+from conftest import free_port
 
 CLIENTS, INSERTS_EACH = 8, 200
 
