@@ -157,10 +157,14 @@ def _operand(op: Operator, col: ColumnSpec, value: Any, config: Config) -> Any:
         return [_scalar(col, item, allow_null=False) for item in value]
     if op.accepts == "pattern":
         if col.kind != "string" or not isinstance(value, str):
-            raise BadValue(f"'{op.name}' applies to text columns and takes a string pattern", column=col.name)
+            raise BadValue(f"'{op.name}' on '{col.name}' needs a text column and a string pattern",
+                           column=col.name)
         return value
     if not (value is None or isinstance(value, bool)):
         raise BadValue(f"'is' on '{col.name}' takes null, true or false", column=col.name)
+    if value is not None and col.kind != "boolean":
+        raise BadValue(f"'is' on '{col.name}' takes null here: true and false need a boolean column",
+                       column=col.name)
     return value
 
 
