@@ -135,12 +135,12 @@ def _integrity_error(exc: IntegrityError) -> ApiError:
 
 
 def _integrity_kind(orig) -> str:
+    args = getattr(orig, "args", ())
+    if args and isinstance(args[0], int):  # PyMySQL: (errno, message); its sqlstate is a generic 23000
+        return {1062: "unique", 1451: "foreign_key", 1452: "foreign_key", 1048: "not_null"}.get(args[0], "other")
     sqlstate = getattr(orig, "sqlstate", None)  # psycopg
     if sqlstate:
         return {"23505": "unique", "23503": "foreign_key", "23502": "not_null"}.get(sqlstate, "other")
-    args = getattr(orig, "args", ())
-    if args and isinstance(args[0], int):  # PyMySQL: (errno, message)
-        return {1062: "unique", 1451: "foreign_key", 1452: "foreign_key", 1048: "not_null"}.get(args[0], "other")
     message = str(orig)  # sqlite3
     for prefix, kind in (("UNIQUE", "unique"), ("FOREIGN KEY", "foreign_key"), ("NOT NULL", "not_null")):
         if message.startswith(prefix + " constraint failed"):
