@@ -16,9 +16,10 @@ import click
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
+import commands
 import crud
 import jsonio
-from config import DEFAULT_DATABASE_URL, Config
+from config import Config
 from database import Database
 from errors import ApiError, BadQuery, BadValue, MethodNotAllowed, UnsupportedMediaType
 from models import Base
@@ -226,21 +227,22 @@ def main() -> None:
 @click.option("--port", default=5000, show_default=True, type=int)
 @click.option("--workers", default=2, show_default=True, type=int, help="worker processes")
 @click.option("--threads", default=4, show_default=True, type=int, help="threads per worker")
-@click.option("--database-url", default=None,
-              help=f"SQLAlchemy URL (env TIDDLY_DATABASE_URL or DATABASE_URL; default {DEFAULT_DATABASE_URL})")
-def serve(host: str, port: int, workers: int, threads: int, database_url: str | None) -> None:
+@commands.database_url_option
+@commands.schema_options
+def serve(host: str, port: int, workers: int, threads: int, database_url: str | None, source: dict) -> None:
     """Serve the gateway with gunicorn, a production WSGI server."""
     from server import run  # gunicorn is needed only here
 
     config = Config.from_env(database_url=database_url)
     db = Database(config.database_url, config.statement_timeout_ms)
-    db.create_all(Base.metadata)  # once, here, so workers do not race to create tables
-    tables = len(Registry.from_metadata(Base.metadata).tables)
+    # Once, here, so workers do not race to create tables; the workers inherit the schema.
+    chosen = commands.prepare_schema(db, source)
     db.dispose()
     safe_url = db.engine.url.render_as_string(hide_password=True)
-    click.echo(f"Tiddly: {tables} tables from {safe_url} on http://{host}:{port} "
-               f"(gunicorn, {workers} workers x {threads} threads)", err=True)
-    run(lambda: create_app(config.with_(create_tables=False)), host, port, workers, threads)
+    click.echo(f"Tiddly: {len(chosen.registry.tables)} tables ({chosen.origin}) from {safe_url} "
+               f"on http://{host}:{port} (gunicorn, {workers} workers x {threads} threads)", err=True)
+    run(lambda: create_app(config.with_(create_tables=False), chosen.metadata, chosen.registry),
+        host, port, workers, threads)
 
 
 if __name__ == "__main__":

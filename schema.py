@@ -1,0 +1,122 @@
+"""Where the exposed tables come from: the shipped models, a user's models file, or reflection.
+
+Each source gives a ``Schema``: the SQLAlchemy ``MetaData`` and the ``Registry``
+built from it. ``managed`` says whether Tiddly owns the tables (and may create
+them): a reflected database is never created, altered or migrated.
+
+A models file is a plain Python module defining a ``DeclarativeBase`` subclass
+and its models. Registry options may sit beside them, as module-level names:
+
+    TIDDLY_TABLES = ["notes"]        # expose only these tables (default: all)
+    TIDDLY_READ_ONLY = ["audit"]     # expose these for reading only
+"""
+from __future__ import annotations
+
+import importlib.util
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+from sqlalchemy import MetaData
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase
+
+from registry import Registry, table_spec
+
+# Alembic's bookkeeping table is never a table a client means to see.
+_BOOKKEEPING = ("alembic_version",)
+
+
+class SchemaError(Exception):
+    """A models file or a reflection request that cannot give a schema; the message says why."""
+
+
+@dataclass(frozen=True)
+class Schema:
+    metadata: MetaData
+    registry: Registry
+    managed: bool
+    origin: str  # "shipped", a models file's path, or "reflected"
+
+
+def shipped() -> Schema:
+    from models import Base
+    return Schema(Base.metadata, Registry.from_metadata(Base.metadata), True, "shipped")
+
+
+def from_models_file(path: str | Path) -> Schema:
+    """Import a user's models file and expose its tables (as its TIDDLY_* options say)."""
+    module = _import_file(Path(path))
+    metadata = _find_metadata(module, path)
+    tables = _names_option(module, "TIDDLY_TABLES")
+    read_only = set(_names_option(module, "TIDDLY_READ_ONLY") or ())
+    known = set(metadata.tables)
+    unknown = sorted((set(tables or ()) | read_only) - known)
+    if unknown:
+        raise SchemaError(f"{path} names tables its models do not define: {', '.join(unknown)}")
+    return Schema(metadata, _registry(metadata, tables, read_only), True, str(path))
+
+
+def reflected(engine: Engine, tables: Iterable[str] | None = None,
+              exclude: Iterable[str] = ()) -> Schema:
+    """Read every table of an existing database (or the named ones) without model code."""
+    metadata = MetaData()
+    chosen = list(tables) if tables else None
+    try:
+        # Referenced tables are reflected too (foreign keys need them), but only chosen ones are exposed.
+        metadata.reflect(engine, only=chosen, resolve_fks=True)
+    except Exception as exc:  # noqa: BLE001 - the CLI reports it in one sentence
+        raise SchemaError(f"cannot reflect the database: {exc.__class__.__name__}: {_first_line(exc)}") from exc
+    names = chosen or [t for t in metadata.tables if t not in _BOOKKEEPING]
+    names = [n for n in names if n not in set(exclude)]
+    return Schema(metadata, _registry(metadata, names, set()), False, "reflected")
+
+
+def _registry(metadata: MetaData, names: list[str] | None, read_only: set[str]) -> Registry:
+    chosen = set(names) if names is not None else None
+    return Registry(table_spec(t, read_only=t.name in read_only) for t in metadata.sorted_tables
+                    if (chosen is None or t.name in chosen) and not t.name.startswith("-"))
+
+
+def _import_file(path: Path):
+    if not path.is_file():
+        raise SchemaError(f"no models file at {path}")
+    name = "tiddly_models_" + path.stem
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # SQLAlchemy resolves annotations through sys.modules
+    sys.path.insert(0, str(path.resolve().parent))  # the file may import its neighbours
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:
+        del sys.modules[name]
+        raise SchemaError(f"{path} failed to import: {exc.__class__.__name__}: {_first_line(exc)}") from exc
+    finally:
+        sys.path.pop(0)
+    return module
+
+
+def _find_metadata(module, path) -> MetaData:
+    bases = {id(obj.metadata): obj.metadata for obj in vars(module).values()
+             if isinstance(obj, type) and issubclass(obj, DeclarativeBase) and obj is not DeclarativeBase}
+    if len(bases) != 1:
+        found = "none" if not bases else f"{len(bases)}"
+        raise SchemaError(f"{path} must define one DeclarativeBase subclass with its models; found {found}")
+    metadata = next(iter(bases.values()))
+    if not metadata.tables:
+        raise SchemaError(f"{path} defines a DeclarativeBase but no models (tables)")
+    return metadata
+
+
+def _names_option(module, name: str) -> list[str] | None:
+    value = getattr(module, name, None)
+    if value is None:
+        return None
+    if isinstance(value, str) or not all(isinstance(v, str) for v in value):
+        raise SchemaError(f"{name} must be a list of table names")
+    return list(value)
+
+
+def _first_line(exc: Exception) -> str:
+    return (str(exc).strip().splitlines() or [""])[0][:200]
