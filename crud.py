@@ -12,7 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from config import Config
-from database import translate_error
+from database import advance_sequence, translate_error
 from errors import ApiError, BadQuery, BadValue, NotFound
 from query import Query, build_count, build_select, compile_where
 from registry import TableSpec
@@ -82,6 +82,9 @@ def upsert_row(session: Session, spec: TableSpec, pk: tuple | None, obj: Any) ->
     if exists is None:
         values = spec.values_for_write({**fields, **pk_values}, insert=True, allow_pk=True)
         pk = _insert(session, spec, values)
+        auto = spec.table.autoincrement_column
+        if auto is not None and auto.name in values:
+            advance_sequence(session, spec.table, auto.name, values[auto.name])
         return True, spec.pk_json(pk), get_row(session, spec, pk)
     values = spec.values_for_write(fields, insert=False)
     if values:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 from typing import Iterator
 
-from sqlalchemy import create_engine, event, select
+from sqlalchemy import create_engine, event, select, text
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session
@@ -110,6 +110,22 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+# setval only moves forward; names and values go in as bound parameters.
+_ADVANCE_PG_SEQUENCE = text(
+    "SELECT setval(s, :value) FROM pg_get_serial_sequence(:table, :column) AS s "
+    "WHERE s IS NOT NULL AND :value > COALESCE(pg_sequence_last_value(s::regclass), 0)")
+
+
+def advance_sequence(session: Session, table, column_name: str, value: int) -> None:
+    """After an insert with an explicit key, make later generated keys skip past it.
+    Only PostgreSQL needs this: MySQL's AUTO_INCREMENT and SQLite's rowid follow the table."""
+    bind = session.get_bind()
+    if bind.dialect.name != "postgresql":
+        return
+    table_name = bind.dialect.identifier_preparer.format_table(table)
+    session.execute(_ADVANCE_PG_SEQUENCE, {"table": table_name, "column": column_name, "value": value})
 
 
 def translate_error(exc: DBAPIError) -> Exception:

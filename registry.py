@@ -60,7 +60,9 @@ class ColumnSpec:
         try:
             return _COERCERS[self.kind](self, value)
         except (TypeError, ValueError, OverflowError, ArithmeticError, binascii.Error):
-            raise BadValue(f"column '{self.name}' expects {_describe(self)}, got {_short(value)}",
+            # A secret (write-only) value is never echoed back, not even in an error.
+            got = "another value" if self.policy is Policy.WRITE_ONLY_HASHED else _short(value)
+            raise BadValue(f"column '{self.name}' expects {_describe(self)}, got {got}",
                            column=self.name) from None
 
     def to_stored(self, value: Any) -> Any:
