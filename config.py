@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 
 DEFAULT_DATABASE_URL = "sqlite:///tiddly.db"
 
@@ -18,6 +18,7 @@ class Config:
     max_bulk_rows: int = 10_000       # items in one bulk insert
     statement_timeout_ms: int = 30_000
     create_tables: bool = True        # create the models' tables on start when missing
+    secret: str = field(default="", repr=False)  # signs cursors; empty: a random key stored in the database
 
     @classmethod
     def from_env(cls, environ=None, **overrides) -> "Config":

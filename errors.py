@@ -37,6 +37,10 @@ class BadValue(ApiError):
     status, code = 400, "bad_value"
 
 
+class BadCursor(ApiError):
+    status, code = 400, "bad_cursor"
+
+
 class ReadOnlyColumn(ApiError):
     status, code = 400, "read_only_column"
 
@@ -98,6 +102,7 @@ ERROR_CODES: dict[str, tuple[int, str]] = {
     "unknown_column": (400, "A name in the body or query is not a readable/writable column of the table."),
     "unknown_operator": (400, "A where operator is not one of the documented operators."),
     "bad_value": (400, "A value does not fit its column's type (or its operator)."),
+    "bad_cursor": (400, "The 'after' cursor is damaged, forged, or from another table, where or orderby."),
     "read_only_column": (400, "The body writes a column that cannot be written (e.g. an auto-generated id)."),
     "missing_column": (400, "A required column (NOT NULL, no default) is missing from an insert."),
     "not_found": (404, "No row has that primary key, or no such route."),

@@ -69,3 +69,12 @@ class Item(Base):
     price: Mapped[float] = mapped_column(Double)
     store_id: Mapped[int] = mapped_column(ForeignKey("stores.id", ondelete="CASCADE"), index=True)
     store: Mapped[Store] = relationship(back_populates="items")
+
+
+class Secret(Base):
+    """A key shared by every worker, e.g. the one that signs pagination cursors (see cursor.py)."""
+    __tablename__ = "tiddly_secrets"
+    __table_args__ = {**TABLE_ARGS, "info": {"internal": True}}
+
+    name: Mapped[str] = mapped_column(String(50), primary_key=True)
+    value: Mapped[str] = mapped_column(String(128), info={"policy": "hidden"})

@@ -50,7 +50,11 @@ OPERATORS: dict[str, Operator] = {op.name: op for op in (
 )}
 
 QUERY_KEYS = ("where", "orderby", "select", "limit", "offset", "count")
-_ORDER_TERM = re.compile(r"^\s*(\S+)(?:\s+(asc|desc))?(?:\s+nulls\s+(first|last))?\s*$", re.IGNORECASE)
+# Read by pages.py, include.py and aggregate.py; parse_query accepts and ignores them.
+PAGE_KEYS = ("after", "include", "group", "aggregate", "having", "distinct")
+# A column name is bare (no spaces) or double-quoted, SQL style, with "" for a quote: "my col" desc.
+_ORDER_TERM = re.compile(r'^\s*("(?:[^"]|"")+"|[^\s"]+)(?:\s+(asc|desc))?(?:\s+nulls\s+(first|last))?\s*$',
+                         re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -76,7 +80,7 @@ def parse_query(spec: TableSpec, raw: Any, config: Config) -> Query:
         raw = {}
     if not isinstance(raw, dict):
         raise BadQuery("the query must be a JSON object")
-    unknown = [k for k in raw if k not in QUERY_KEYS]
+    unknown = [k for k in raw if k not in QUERY_KEYS + PAGE_KEYS]
     if unknown:
         raise BadQuery(f"unknown query key {unknown[0]!r}; known: {', '.join(QUERY_KEYS)}", key=unknown[0])
     return Query(
@@ -199,6 +203,8 @@ def _order_term(spec: TableSpec, text: str) -> OrderTerm:
     if not match:
         raise BadQuery(f"cannot read the ordering {text.strip()!r}; write \"column [asc|desc] [nulls first|last]\"")
     name, direction, nulls = match.groups()
+    if name.startswith('"'):
+        name = name[1:-1].replace('""', '"')
     return OrderTerm(spec.column(name), (direction or "asc").lower() == "desc",
                      nulls.lower() if nulls else None)
 
@@ -250,20 +256,20 @@ def query_from_args(args: Mapping[str, str]) -> dict:
     """``?where=<json>&orderby=...&select=a,b&limit=..&offset=..&count=true`` -> a query object."""
     query: dict[str, Any] = {}
     for key, raw in args.items():
-        if key not in QUERY_KEYS:
-            raise BadQuery(f"unknown query parameter {key!r}; known: {', '.join(QUERY_KEYS)}", key=key)
-        if key == "where":
+        if key not in QUERY_KEYS + PAGE_KEYS:
+            raise BadQuery(f"unknown query parameter {key!r}; known: {', '.join(QUERY_KEYS + PAGE_KEYS)}", key=key)
+        if key in ("where", "having", "aggregate"):
             try:
                 query[key] = json.loads(raw)
             except ValueError:
-                raise BadJson("the 'where' parameter is not valid JSON") from None
+                raise BadJson(f"the '{key}' parameter is not valid JSON") from None
         elif key in ("limit", "offset"):
             if not re.fullmatch(r"\d{1,18}", raw):
                 raise BadQuery(f"'{key}' must be a non-negative integer, got {raw[:40]!r}")
             query[key] = int(raw)
-        elif key == "count":
+        elif key in ("count", "distinct"):
             if raw.lower() not in ("true", "false", "1", "0"):
-                raise BadQuery("'count' must be true or false")
+                raise BadQuery(f"'{key}' must be true or false")
             query[key] = raw.lower() in ("true", "1")
         else:
             query[key] = raw

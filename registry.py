@@ -161,6 +161,15 @@ def _short(value) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
+@dataclass(frozen=True)
+class RelationSpec:
+    """A relationship declared on a mapped class: ``pairs`` join (local column, target column)."""
+    name: str
+    target: str
+    many: bool
+    pairs: tuple[tuple[str, str], ...]
+
+
 @dataclass
 class TableSpec:
     name: str
@@ -168,6 +177,7 @@ class TableSpec:
     columns: dict[str, ColumnSpec]
     primary_key: tuple[ColumnSpec, ...]
     read_only: bool = False
+    relations: dict[str, RelationSpec] = field(default_factory=dict)
     readable: tuple[ColumnSpec, ...] = field(init=False)
 
     def __post_init__(self):
@@ -288,6 +298,20 @@ class Registry:
 
     def __init__(self, specs: Iterable[TableSpec]):
         self.tables = {spec.name: spec for spec in specs}
+
+    def add_relations(self, mappers: Iterable) -> "Registry":
+        """Let ``include`` follow the relationships of these ORM mappers (plain foreign keys only)."""
+        for mapper in mappers:
+            spec = self.tables.get(mapper.local_table.name)
+            if spec is None or spec.table is not mapper.local_table:
+                continue
+            spec.relations = {
+                rel.key: RelationSpec(rel.key, rel.mapper.local_table.name, bool(rel.uselist),
+                                      tuple((lo.name, re.name) for lo, re in rel.local_remote_pairs))
+                for rel in mapper.relationships
+                if rel.secondary is None and rel.mapper.local_table.name in self.tables
+            }
+        return self
 
     @classmethod
     def from_metadata(cls, metadata, names: Iterable[str] | None = None) -> "Registry":

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
-from sqlalchemy import MetaData
+from sqlalchemy import MetaData, UniqueConstraint
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase
 
@@ -61,16 +61,35 @@ def from_models_file(path: str | Path) -> Schema:
 def reflected(engine: Engine, tables: Iterable[str] | None = None,
               exclude: Iterable[str] = ()) -> Schema:
     """Read every table of an existing database (or the named ones) without model code."""
-    metadata = MetaData()
+    metadata = MetaData(info={"reflected": True})  # create_app never creates a reflected schema
     chosen = list(tables) if tables else None
     try:
         # Referenced tables are reflected too (foreign keys need them), but only chosen ones are exposed.
         metadata.reflect(engine, only=chosen, resolve_fks=True)
     except Exception as exc:  # noqa: BLE001 - the CLI reports it in one sentence
         raise SchemaError(f"cannot reflect the database: {exc.__class__.__name__}: {_first_line(exc)}") from exc
+    if engine.dialect.name == "sqlite":
+        _add_sqlite_column_uniques(engine, metadata)
     names = chosen or [t for t in metadata.tables if t not in _BOOKKEEPING]
     names = [n for n in names if n not in set(exclude)]
     return Schema(metadata, _registry(metadata, names, set()), False, "reflected")
+
+
+def _add_sqlite_column_uniques(engine: Engine, metadata: MetaData) -> None:
+    """SQLAlchemy misses SQLite's column-level UNIQUE (``email TEXT UNIQUE``); its autoindexes tell."""
+    with engine.connect() as conn:
+        for table in metadata.tables.values():
+            known = {frozenset(c.name for c in con.columns) for con in table.constraints
+                     if isinstance(con, UniqueConstraint)}
+            quoted = conn.dialect.identifier_preparer.quote(table.name)
+            for index in conn.exec_driver_sql(f"PRAGMA index_list({quoted})").mappings():
+                if index["origin"] != "u":
+                    continue
+                info = conn.exec_driver_sql(f"PRAGMA index_info({conn.dialect.identifier_preparer.quote(index['name'])})")
+                names = frozenset(row["name"] for row in info.mappings())
+                if names not in known:
+                    table.append_constraint(UniqueConstraint(*(table.c[n] for n in names)))
+                    known.add(names)
 
 
 def _registry(metadata: MetaData, names: list[str] | None, read_only: set[str]) -> Registry:

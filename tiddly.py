@@ -17,13 +17,16 @@ from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
 import commands
+import commands
 import crud
+import cursor
 import jsonio
+import pages
 from config import Config
 from database import Database
 from errors import ApiError, BadQuery, BadValue, MethodNotAllowed, UnsupportedMediaType
 from models import Base
-from query import parse_query, query_from_args
+from query import query_from_args
 from registry import Registry, TableSpec
 
 log = logging.getLogger("tiddly")
@@ -42,19 +45,22 @@ class Gateway:
     config: Config
     db: Database
     registry: Registry
+    cursor_key: bytes = b""  # signs keyset cursors (cursor.py)
 
 
 def create_app(config: Config | None = None, metadata=None, registry: Registry | None = None) -> Flask:
     config = config or Config.from_env()
     metadata = metadata if metadata is not None else Base.metadata
     db = Database(config.database_url, config.statement_timeout_ms)
-    if config.create_tables:
+    if config.create_tables and not metadata.info.get("reflected"):  # a reflected schema is never created
         db.create_all(metadata)
     gateway = Gateway(config, db, registry or Registry.from_metadata(metadata))
 
     app = Flask("tiddly")
     app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
     app.extensions["tiddly"] = gateway
+    gateway.registry.add_relations(Base.registry.mappers)
+    gateway.cursor_key = cursor.load_key(db, config.secret)
     app.add_url_rule("/-/health", "health", lambda: _health(gateway))
     app.add_url_rule("/-/tables", "tables", lambda: _ok({"data": gateway.registry.describe()}))
     app.add_url_rule("/<table>", "collection", lambda table: _collection(gateway, table),
@@ -160,7 +166,7 @@ def _query_collection(gateway, spec, session):
     raw = query_from_args(request.args) if request.method in ("GET", "HEAD") else _read_body(required=False)
     if request.method not in ("GET", "HEAD") and request.args:
         raise BadQuery("send the query in the body, not the query string")
-    return crud.fetch_rows(session, spec, parse_query(spec, raw, gateway.config)), 200
+    return pages.fetch_page(session, spec, raw, gateway.config, gateway.registry, gateway.cursor_key), 200
 
 
 def _post_collection(gateway, spec, session):

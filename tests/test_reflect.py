@@ -1,0 +1,133 @@
+"""`--reflect`: an existing database, built here with plain SQL, served without model code."""
+from __future__ import annotations
+
+import pytest
+import requests
+from conftest import DATABASES, server_url
+from sqlalchemy import UniqueConstraint, create_engine, text
+
+import schema
+from config import Config
+from envelope import assert_error, ok
+from tiddly import create_app
+
+MY_TABLES = ("order_lines", "order", "customers", "event_log")
+AUTO_PK = {"sqlite": "INTEGER PRIMARY KEY", "postgresql": "SERIAL PRIMARY KEY",
+           "mysql": "INT AUTO_INCREMENT PRIMARY KEY"}
+
+
+def _ddl(dialect: str) -> list[str]:
+    q = "`" if dialect == "mysql" else '"'
+    suffix = " ENGINE=InnoDB" if dialect == "mysql" else ""
+    return [s.replace("'", q) + suffix for s in (
+        f"CREATE TABLE customers (id {AUTO_PK[dialect]}, email VARCHAR(100) NOT NULL UNIQUE, "
+        "'full name' VARCHAR(100))",
+        f"CREATE TABLE 'order' (id {AUTO_PK[dialect]}, customer_id INTEGER NOT NULL REFERENCES customers (id), "
+        "'my col' VARCHAR(50), total NUMERIC(10, 2))",
+        "CREATE TABLE order_lines (order_id INTEGER NOT NULL REFERENCES 'order' (id), line INTEGER NOT NULL, "
+        "qty INTEGER NOT NULL, PRIMARY KEY (order_id, line))",
+        "CREATE TABLE event_log (at VARCHAR(40), message VARCHAR(200))",
+    )]
+
+
+@pytest.fixture(params=DATABASES)
+def existing_db(request, tmp_path) -> str:
+    """A database holding the tables above (and, on a server, whatever else is there)."""
+    url = f"sqlite:///{tmp_path / 'existing.db'}" if request.param == "sqlite" else server_url(request.param)
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        quote = conn.dialect.identifier_preparer.quote
+        for name in MY_TABLES:
+            conn.execute(text(f"DROP TABLE IF EXISTS {quote(name)}"))
+        for statement in _ddl(conn.dialect.name):
+            conn.execute(text(statement))
+    engine.dispose()
+    return url
+
+
+@pytest.fixture
+def reflected_client(existing_db):
+    engine = create_engine(existing_db)
+    found = schema.reflected(engine, tables=MY_TABLES)
+    engine.dispose()
+    app = create_app(Config(database_url=existing_db), found.metadata, found.registry)
+    yield app.test_client()
+    app.extensions["tiddly"].db.dispose()
+
+
+def test_reflection_reads_keys_and_constraints(existing_db):
+    engine = create_engine(existing_db)
+    found = schema.reflected(engine)
+    engine.dispose()
+    assert set(MY_TABLES) <= set(found.registry.tables) and not found.managed
+    lines = found.registry.get("order_lines")
+    assert [c.name for c in lines.primary_key] == ["order_id", "line"]
+    assert {fk.column.table.name for fk in lines.table.foreign_keys} == {"order"}
+    customers = found.registry.get("customers").table
+    uniques = [{c.name for c in con.columns} for con in customers.constraints if isinstance(con, UniqueConstraint)]
+    unique_indexes = [{c.name for c in ix.columns} for ix in customers.indexes if ix.unique]
+    assert {"email"} in uniques + unique_indexes
+    assert found.registry.get("event_log").verbs == ["GET", "FETCH", "QUERY"]
+    assert found.registry.get("customers").columns["id"].policy.value == "read_only"
+
+
+def test_full_crud_through_the_gateway(reflected_client):
+    client = reflected_client
+    ada = ok(client.post("/customers", json={"email": "ada@example.com", "full name": "Ada"}), 201)
+    assert ada["data"] == {"id": ada["id"], "email": "ada@example.com", "full name": "Ada"}
+    assert_error(client.post("/customers", json={"email": "ada@example.com"}), 409, "unique_violation")
+    assert_error(client.post("/customers", json={"full name": "No Email"}), 400, "missing_column")
+
+    first = ok(client.post("/order", json={"customer_id": ada["id"], "my col": "b", "total": "12.50"}), 201)
+    second = ok(client.post("/order", json={"customer_id": ada["id"], "my col": "a"}), 201)
+    assert_error(client.post("/order", json={"customer_id": 999}), 409, "foreign_key_violation")
+    ordered = ok(client.open("/order", method="FETCH", json={"orderby": '"my col" desc'}))["data"]
+    assert [r["my col"] for r in ordered] == ["b", "a"]
+    by_url = ok(client.get("/order", query_string={"orderby": '"my col"', "where": '{"my col": "b"}'}))["data"]
+    assert [r["id"] for r in by_url] == [first["id"]]
+    assert ok(client.patch(f"/order/{second['id']}", json={"my col": "c"}))["data"]["my col"] == "c"
+
+    line = ok(client.post("/order_lines", json={"order_id": first["id"], "line": 1, "qty": 2}), 201)
+    assert line["id"] == [first["id"], 1]
+    path = f"/order_lines/{first['id']},1"
+    assert ok(client.get(path))["data"]["qty"] == 2
+    assert ok(client.patch(path, json={"qty": 5}))["data"]["qty"] == 5
+    assert client.put(f"/order_lines/{first['id']},2", json={"qty": 1}).status_code == 201
+    assert client.put(f"/order_lines/{first['id']},2", json={"qty": 3}).status_code == 200
+    assert_error(client.get(f"/order_lines/{first['id']}"), 400, "bad_value")
+    assert_error(client.delete(f"/order/{first['id']}"), 409, "foreign_key_violation")
+    assert ok(client.delete("/order_lines", json={"where": {"order_id": first["id"]}}))["count"] == 2
+    assert ok(client.delete(f"/order/{first['id']}"))["id"] == first["id"]
+    assert_error(client.get(f"/order/{first['id']}"), 404, "not_found")
+
+    assert ok(client.get("/event_log"))["data"] == []
+    assert_error(client.post("/event_log", json={"message": "x"}), 405, "method_not_allowed")
+
+
+def test_reflection_never_creates_tables(existing_db):
+    engine = create_engine(existing_db)
+    found = schema.reflected(engine, tables=["event_log"])
+    with engine.begin() as conn:
+        conn.execute(text("DROP TABLE event_log"))
+    app = create_app(Config(database_url=existing_db, create_tables=True), found.metadata, found.registry)
+    app.extensions["tiddly"].db.dispose()
+    with engine.connect() as conn:
+        assert "event_log" not in conn.dialect.get_table_names(conn)
+    engine.dispose()
+
+
+def test_serve_reflect_with_tables_and_exclude(tmp_path, live_server_factory):
+    url = f"sqlite:///{tmp_path / 'existing.db'}"
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        for statement in _ddl("sqlite"):
+            conn.execute(text(statement))
+    engine.dispose()
+    server = live_server_factory(url, extra_args=("--reflect", "--exclude", "event_log,customers"))
+    names = {t["name"] for t in requests.get(server.url + "/-/tables").json()["data"]}
+    assert names == {"order", "order_lines"}
+    only = live_server_factory(url, extra_args=("--reflect", "--tables", "customers"))
+    created = requests.post(only.url + "/customers", json={"email": "x@example.com"})
+    assert created.status_code == 201, created.text
+    assert requests.get(only.url + "/order").json()["code"] == "unknown_table"
+    assert not (tmp_path / "tiddly.db").exists()
