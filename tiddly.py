@@ -21,6 +21,7 @@ import commands
 import crud
 import cursor
 import jsonio
+import openapi
 import pages
 from config import Config
 from database import Database
@@ -63,6 +64,7 @@ def create_app(config: Config | None = None, metadata=None, registry: Registry |
     gateway.cursor_key = cursor.load_key(db, config.secret)
     app.add_url_rule("/-/health", "health", lambda: _health(gateway))
     app.add_url_rule("/-/tables", "tables", lambda: _ok({"data": gateway.registry.describe()}))
+    app.add_url_rule("/-/openapi.json", "openapi", lambda: _openapi(gateway))
     app.add_url_rule("/<table>", "collection", lambda table: _collection(gateway, table),
                      methods=COLLECTION_VERBS)  # Flask adds OPTIONS itself
     app.add_url_rule("/<table>/<path:pk>", "row", lambda table, pk: _row(gateway, table, pk),
@@ -111,6 +113,11 @@ def _unexpected_error(exc: Exception) -> Response:
 def _health(gateway: Gateway) -> Response:
     gateway.db.ping()
     return _ok({"database": gateway.db.dialect_name})
+
+
+def _openapi(gateway: Gateway) -> Response:
+    document = openapi.document(gateway.registry, gateway.config)
+    return Response(jsonio.dumps(document), 200, mimetype="application/json")
 
 
 # -- the dynamic endpoint --------------------------------------------------------
@@ -249,6 +256,9 @@ def serve(host: str, port: int, workers: int, threads: int, database_url: str | 
                f"on http://{host}:{port} (gunicorn, {workers} workers x {threads} threads)", err=True)
     run(lambda: create_app(config.with_(create_tables=False), chosen.metadata, chosen.registry),
         host, port, workers, threads)
+
+
+main.add_command(commands.openapi_command)
 
 
 if __name__ == "__main__":
