@@ -82,7 +82,8 @@ def parse_query(spec: TableSpec, raw: Any, config: Config) -> Query:
         raise BadQuery("the query must be a JSON object")
     unknown = [k for k in raw if k not in QUERY_KEYS + PAGE_KEYS]
     if unknown:
-        raise BadQuery(f"unknown query key {unknown[0]!r}; known: {', '.join(QUERY_KEYS)}", key=unknown[0])
+        raise BadQuery(f"unknown query key {unknown[0]!r}; known: {', '.join(QUERY_KEYS + PAGE_KEYS)}",
+                       key=unknown[0])
     return Query(
         where=compile_where(spec, raw.get("where"), config),
         order=parse_orderby(spec, raw.get("orderby")),
