@@ -25,7 +25,7 @@ import openapi
 import pages
 from config import Config
 from database import Database
-from errors import ApiError, BadQuery, BadValue, MethodNotAllowed, UnsupportedMediaType
+from errors import ApiError, BadQuery, BadValue, MethodNotAllowed, PayloadTooLarge, UnsupportedMediaType
 from models import Base
 from query import query_from_args
 from registry import Registry, TableSpec
@@ -159,6 +159,11 @@ def _row(gateway: Gateway, table: str, raw_pk: str) -> Response:
 
 def _read_body(required: bool = True) -> Any:
     raw = request.get_data(cache=False)
+    limit = request.max_content_length
+    # A body without Content-Length (chunked) is cut at the limit by werkzeug, silently: refuse it.
+    if request.content_length is None and limit is not None and len(raw) >= limit \
+            and request.environ["wsgi.input"].read(1):
+        raise PayloadTooLarge(f"the request body is larger than {limit} bytes")
     if not raw.strip():
         if required:
             raise BadValue(f"{request.method} needs a JSON body")
