@@ -21,6 +21,7 @@ import commands
 import crud
 import cursor
 import jsonio
+import nested
 import openapi
 import pages
 from config import Config
@@ -186,7 +187,10 @@ def _post_collection(gateway, spec, session):
     if isinstance(body, list):
         ids = crud.insert_rows(session, spec, body, gateway.config)
         return {"ids": ids, "count": len(ids)}, 201
-    pk, row = crud.insert_row(session, spec, body)
+    if nested.has_children(spec, body):
+        pk, row = nested.insert_with_children(session, spec, gateway.registry, body, gateway.config)
+    else:
+        pk, row = crud.insert_row(session, spec, body)
     return {"id": pk, "data": row}, 201
 
 

@@ -88,3 +88,39 @@ def test_bad_includes_are_400s(shop):
         assert response.status_code == 400, (bad, response.get_json())
     assert_error(fetch(shop, "items", {"include": {"store": {"limit": 1}}}), 400, "bad_query")
     assert_error(fetch(shop, "books", {"include": ["items"]}), 400, "bad_query")
+
+
+# -- nested insert ---------------------------------------------------------------
+
+def test_nested_insert_writes_the_row_and_its_items(client):
+    body = ok(client.post("/stores", json={"name": "Corner", "items": [
+        {"name": "tea", "price": 2.5}, {"name": "jam", "price": 4, "store_id": 1}]}), 201)
+    assert body["id"] == 1
+    assert body["data"]["name"] == "Corner"
+    assert [(i["name"], i["store_id"]) for i in body["data"]["items"]] == [("tea", 1), ("jam", 1)]
+    stored = ok(fetch(client, "stores", {"include": ["items"]}))["data"]
+    assert [i["name"] for i in stored[0]["items"]] == ["tea", "jam"]
+    assert ok(client.post("/stores", json={"name": "Empty", "items": []}), 201)["data"]["items"] == []
+
+
+@pytest.mark.parametrize("items, column", [
+    ([{"name": "tea", "price": 1}, {"name": "no price"}], "price"),
+    ([{"name": "tea", "price": 1}, {"name": "x", "price": "cheap"}], "price"),
+    ([{"name": "tea", "price": 1, "store_id": 99}], "store_id"),
+    ([{"name": "tea", "price": 1}, "tea"], None),
+])
+def test_a_bad_item_leaves_no_store_behind(client, items, column):
+    body = assert_error(client.post("/stores", json={"name": "Doomed", "items": items}), 400,
+                        "bad_value" if column != "price" or "cheap" in str(items) else "missing_column")
+    assert body["error"].startswith("items: item")
+    assert body["details"]["index"] == len(items) - 1
+    assert ok(fetch(client, "stores", {"count": True}))["count"] == 0
+    assert ok(fetch(client, "items", {"count": True}))["count"] == 0
+
+
+def test_nested_insert_refuses_what_it_cannot_do(client):
+    assert_error(client.post("/stores", json={"name": "S", "items": {"name": "x"}}), 400, "bad_value")
+    store = ok(client.post("/stores", json={"name": "S"}), 201)["id"]  # a sequence may have moved on
+    response = client.post("/items", json={"name": "x", "price": 1, "store_id": store, "store": {"name": "T"}})
+    assert_error(response, 400, "bad_value")
+    assert ok(fetch(client, "stores", {"count": True}))["count"] == 1
