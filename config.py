@@ -16,9 +16,13 @@ class Config:
     max_where_depth: int = 8          # nesting of and/or/not in a where
     max_in_length: int = 1000         # items in an in/nin list
     max_bulk_rows: int = 10_000       # items in one bulk insert
-    statement_timeout_ms: int = 30_000
+    max_string_length: int = 65_535   # characters in a value for a text column with no declared length
+    statement_timeout_ms: int = 30_000  # PostgreSQL statement_timeout, MariaDB max_statement_time; 0 = none
     create_tables: bool = True        # create the models' tables on start when missing
     secret: str = field(default="", repr=False)  # signs cursors; empty: a random key stored in the database
+    cors_origins: str = ""            # comma-separated origins browsers may call from ("*": any); none by default
+    open_mode_allowed: bool = True    # serve without a key while none exists; `tiddly serve` allows it on loopback only
+    login_token_ttl_s: int = 3600     # lifetime of a token from POST /-/login
 
     @classmethod
     def from_env(cls, environ=None, **overrides) -> "Config":
@@ -38,6 +42,10 @@ class Config:
 
     def with_(self, **changes) -> "Config":
         return replace(self, **changes)
+
+    @property
+    def cors_origin_list(self) -> tuple[str, ...]:
+        return tuple(o.strip().rstrip("/") for o in self.cors_origins.split(",") if o.strip())
 
 
 def _parse(type_name: str, raw: str, name: str):

@@ -14,7 +14,8 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
-from errors import ApiError, BadValue, Conflict, DatabaseUnavailable, ForeignKeyViolation, UniqueViolation
+from errors import (ApiError, BadValue, Conflict, DatabaseUnavailable, ForeignKeyViolation, StatementTimeout,
+                    UniqueViolation)
 
 SQLITE_BUSY_TIMEOUT_S = 30
 _WRITE_OPTION = "tiddly_write"
@@ -68,6 +69,8 @@ def _mysql_session_setup(engine: Engine, statement_timeout_ms: int) -> None:
         cursor.execute("SET SESSION sql_mode = 'STRICT_ALL_TABLES,NO_ENGINE_SUBSTITUTION'")
         if "MariaDB" in dbapi_connection.get_server_info():
             cursor.execute("SET SESSION max_statement_time = %s", (statement_timeout_ms / 1000,))
+        else:  # MySQL's own limit covers read-only SELECTs only
+            cursor.execute("SET SESSION max_execution_time = %s", (int(statement_timeout_ms),))
         cursor.close()
 
 
@@ -102,9 +105,9 @@ class Database:
         with self.session() as session:
             session.execute(select(1))
 
-    def create_all(self, metadata) -> None:
+    def create_all(self, metadata, tables=None) -> None:
         try:
-            metadata.create_all(self.engine)
+            metadata.create_all(self.engine, tables=tables)
         except DBAPIError as exc:
             raise translate_error(exc) from exc
 
@@ -134,9 +137,20 @@ def translate_error(exc: DBAPIError) -> Exception:
         return _integrity_error(exc)
     if isinstance(exc, DataError):
         return BadValue("a value does not fit its column in the database")
+    if _is_statement_timeout(exc.orig):
+        return StatementTimeout("the query ran longer than the statement timeout and was cancelled; "
+                                "narrow it (a where, a smaller limit) or try again")
     if isinstance(exc, OperationalError) or exc.connection_invalidated:
         return DatabaseUnavailable("the database is unavailable or busy; try again")
     return exc
+
+
+def _is_statement_timeout(orig) -> bool:
+    if getattr(orig, "sqlstate", None) == "57014":  # PostgreSQL query_canceled
+        return True
+    args = getattr(orig, "args", ())
+    # MariaDB max_statement_time exceeded; MySQL max_execution_time exceeded
+    return bool(args) and args[0] in (1969, 3024)
 
 
 def _integrity_error(exc: IntegrityError) -> ApiError:

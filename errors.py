@@ -16,6 +16,11 @@ class ApiError(Exception):
         self.message = message
         self.details = {k: v for k, v in details.items() if v is not None}
 
+    @property
+    def headers(self) -> dict[str, str]:
+        """HTTP headers the response must carry (``Allow``, ``WWW-Authenticate``)."""
+        return {}
+
 
 class BadJson(ApiError):
     status, code = 400, "bad_json"
@@ -49,6 +54,18 @@ class MissingColumn(ApiError):
     status, code = 400, "missing_column"
 
 
+class Unauthorized(ApiError):
+    status, code = 401, "unauthorized"
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": 'Bearer realm="tiddly"'}
+
+
+class Forbidden(ApiError):
+    status, code = 403, "forbidden"
+
+
 class NotFound(ApiError):
     status, code = 404, "not_found"
 
@@ -63,6 +80,10 @@ class MethodNotAllowed(ApiError):
     def __init__(self, message: str, allow: list[str]):
         super().__init__(message, allow=allow)
         self.allow = allow
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Allow": ", ".join(self.allow)}
 
 
 class Conflict(ApiError):
@@ -89,6 +110,10 @@ class DatabaseUnavailable(ApiError):
     status, code = 503, "database_unavailable"
 
 
+class StatementTimeout(ApiError):
+    status, code = 504, "statement_timeout"
+
+
 def _all_error_classes(cls=ApiError):
     yield cls
     for sub in cls.__subclasses__():
@@ -105,6 +130,8 @@ ERROR_CODES: dict[str, tuple[int, str]] = {
     "bad_cursor": (400, "The 'after' cursor is damaged, forged, or from another table, where or orderby."),
     "read_only_column": (400, "The body writes a column that cannot be written (e.g. an auto-generated id)."),
     "missing_column": (400, "A required column (NOT NULL, no default) is missing from an insert."),
+    "unauthorized": (401, "No API key or login token was sent, or it is unknown, revoked or expired (see WWW-Authenticate)."),
+    "forbidden": (403, "The key's scope or table list does not allow this request, or the CORS origin is not allowed."),
     "not_found": (404, "No row has that primary key, or no such route."),
     "unknown_table": (404, "No table of that name is exposed."),
     "method_not_allowed": (405, "The verb is not allowed on this path; the Allow header lists those that are."),
@@ -114,6 +141,7 @@ ERROR_CODES: dict[str, tuple[int, str]] = {
     "payload_too_large": (413, "The request body exceeds the configured size limit."),
     "unsupported_media_type": (415, "The request has a body that is not JSON (Content-Type: application/json)."),
     "database_unavailable": (503, "The database cannot be reached right now."),
+    "statement_timeout": (504, "The statement ran longer than the configured statement timeout and was cancelled."),
     "internal_error": (500, "A bug in Tiddly; the message never carries SQL, driver text or a traceback."),
 }
 

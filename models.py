@@ -8,9 +8,10 @@ saying so. ``registry.py`` reads these declarations.
 """
 from __future__ import annotations
 
+import datetime as dt
 from typing import Optional
 
-from sqlalchemy import Double, ForeignKey, Integer, String, Text
+from sqlalchemy import DateTime, Double, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 # MySQL/MariaDB compare text case-insensitively by default; binary collation
@@ -78,3 +79,41 @@ class Secret(Base):
 
     name: Mapped[str] = mapped_column(String(50), primary_key=True)
     value: Mapped[str] = mapped_column(String(128), info={"policy": "hidden"})
+
+
+# -- internal tables: the gateway's own state, never exposed by the endpoint -----
+# Times are naive UTC (MySQL's DATETIME has no zone).
+
+INTERNAL = {**TABLE_ARGS, "info": {"internal": True}}
+
+
+class ApiKey(Base):
+    """An API key. Only the SHA-256 of the key is stored; the key is shown once, at creation."""
+    __tablename__ = "api_keys"
+    __table_args__ = INTERNAL
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True, info={"policy": "hidden"})
+    scope: Mapped[str] = mapped_column(String(10))        # read | write | admin
+    tables: Mapped[Optional[str]] = mapped_column(Text)   # comma-separated names; NULL: every table
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, info={"policy": "read_only"})
+    revoked_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
+
+
+class LoginToken(Base):
+    """A bearer token from POST /-/login, stored as its SHA-256. No foreign key (the
+    user table may be a user's own): a request joins on the user, so the token dies with it."""
+    __tablename__ = "login_tokens"
+    __table_args__ = INTERNAL
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True, info={"policy": "hidden"})
+    user_id: Mapped[int] = mapped_column(Integer, index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, info={"policy": "read_only"})
+    expires_at: Mapped[dt.datetime] = mapped_column(DateTime, index=True)
+
+
+def internal_tables() -> list:
+    """The gateway's own tables (keys, tokens, ...), which exist whatever schema is exposed."""
+    return [t for t in Base.metadata.sorted_tables if t.info.get("internal")]

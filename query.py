@@ -13,6 +13,7 @@ from typing import Any, Callable, Mapping
 from sqlalchemy import Select, and_, case, func, not_, or_, select, true
 from sqlalchemy.sql.elements import ColumnElement
 
+import jsonio
 from config import Config
 from errors import BadJson, BadQuery, BadValue, UnknownOperator
 from registry import ColumnSpec, TableSpec
@@ -261,8 +262,9 @@ def query_from_args(args: Mapping[str, str]) -> dict:
             raise BadQuery(f"unknown query parameter {key!r}; known: {', '.join(QUERY_KEYS + PAGE_KEYS)}", key=key)
         if key in ("where", "having", "aggregate"):
             try:
-                query[key] = json.loads(raw)
-            except ValueError:
+                # orjson caps nesting; json.loads would raise RecursionError (a 500) on "[[[[...".
+                query[key] = jsonio.loads(raw)
+            except BadJson:
                 raise BadJson(f"the '{key}' parameter is not valid JSON") from None
         elif key in ("limit", "offset"):
             if not re.fullmatch(r"\d{1,18}", raw):

@@ -11,7 +11,7 @@ import datetime as dt
 import decimal
 import enum
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Iterable
 
 from sqlalchemy import BigInteger, Column, SmallInteger, Table, and_
@@ -240,6 +240,11 @@ class TableSpec:
                                     column=missing[0])
         return values
 
+    def with_string_limit(self, max_length: int) -> "TableSpec":
+        columns = {name: replace(c, max_length=max_length) if c.kind == "string" and c.max_length is None else c
+                   for name, c in self.columns.items()}
+        return replace(self, columns=columns, primary_key=tuple(columns[c.name] for c in self.primary_key))
+
     def describe(self) -> dict:
         return {
             "name": self.name,
@@ -315,9 +320,16 @@ class Registry:
 
     @classmethod
     def from_metadata(cls, metadata, names: Iterable[str] | None = None) -> "Registry":
+        """The tables of ``metadata`` (or those in ``names``), except internal ones
+        (``info={"internal": True}``: API keys, login tokens, ...) that no request may reach."""
         chosen = set(names) if names is not None else None
         return cls(table_spec(t) for t in metadata.sorted_tables
-                   if (chosen is None or t.name in chosen) and not t.name.startswith("-"))
+                   if (chosen is None or t.name in chosen) and not t.name.startswith("-")
+                   and not t.info.get("internal"))
+
+    def with_string_limit(self, max_length: int) -> "Registry":
+        """The same tables, with text columns that declare no length (Text) capped at ``max_length``."""
+        return Registry(spec.with_string_limit(max_length) for spec in self.tables.values())
 
     def get(self, name: str) -> TableSpec:
         spec = self.tables.get(name)

@@ -24,6 +24,7 @@ import jsonio
 import nested
 import openapi
 import pages
+import upsert
 from config import Config
 from database import Database
 from errors import ApiError, BadQuery, BadValue, MethodNotAllowed, PayloadTooLarge, UnsupportedMediaType
@@ -195,6 +196,8 @@ def _post_collection(gateway, spec, session):
 
 
 def _put_collection(gateway, spec, session):
+    if "on" in request.args:
+        return upsert.upsert_on(session, spec, request.args["on"], _read_body(), gateway.config), 200
     created, pk, row = crud.upsert_row(session, spec, None, _read_body())
     return {"id": pk, "data": row}, 201 if created else 200
 
