@@ -48,7 +48,15 @@ class Gateway:
     config: Config
     db: Database
     registry: Registry
-    cursor_key: bytes = b""  # signs keyset cursors (cursor.py)
+    _cursor_key: bytes | None = None
+
+    @property
+    def cursor_key(self) -> bytes:
+        """Signs keyset cursors (cursor.py). Loaded on first use, not at start, so the app
+        starts, and /-/health answers 503, while the database is down."""
+        if self._cursor_key is None:
+            self._cursor_key = cursor.load_key(self.db, self.config.secret)
+        return self._cursor_key
 
 
 def create_app(config: Config | None = None, metadata=None, registry: Registry | None = None) -> Flask:
@@ -63,7 +71,6 @@ def create_app(config: Config | None = None, metadata=None, registry: Registry |
     app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
     app.extensions["tiddly"] = gateway
     gateway.registry.add_relations(Base.registry.mappers)
-    gateway.cursor_key = cursor.load_key(db, config.secret)
     app.add_url_rule("/-/health", "health", lambda: _health(gateway))
     app.add_url_rule("/-/tables", "tables", lambda: _ok({"data": gateway.registry.describe()}))
     app.add_url_rule("/-/openapi.json", "openapi", lambda: _openapi(gateway))
