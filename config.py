@@ -20,6 +20,7 @@ class Config:
     statement_timeout_ms: int = 30_000  # PostgreSQL statement_timeout, MariaDB max_statement_time; 0 = none
     create_tables: bool = True        # create the models' tables on start when missing
     secret: str = field(default="", repr=False)  # signs cursors; empty: a random key stored in the database
+    idempotency_ttl_s: int = 86_400   # how long an Idempotency-Key's stored response is replayed
     cors_origins: str = ""            # comma-separated origins browsers may call from ("*": any); none by default
     open_mode_allowed: bool = True    # serve without a key while none exists; `tiddly serve` allows it on loopback only
     login_token_ttl_s: int = 3600     # lifetime of a token from POST /-/login

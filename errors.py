@@ -54,6 +54,10 @@ class MissingColumn(ApiError):
     status, code = 400, "missing_column"
 
 
+class BadIdempotencyKey(ApiError):
+    status, code = 400, "bad_idempotency_key"
+
+
 class Unauthorized(ApiError):
     status, code = 401, "unauthorized"
 
@@ -98,6 +102,10 @@ class ForeignKeyViolation(Conflict):
     code = "foreign_key_violation"
 
 
+class IdempotencyKeyReused(Conflict):
+    code = "idempotency_key_reused"
+
+
 class PayloadTooLarge(ApiError):
     status, code = 413, "payload_too_large"
 
@@ -130,6 +138,7 @@ ERROR_CODES: dict[str, tuple[int, str]] = {
     "bad_cursor": (400, "The 'after' cursor is damaged, forged, or from another table, where or orderby."),
     "read_only_column": (400, "The body writes a column that cannot be written (e.g. an auto-generated id)."),
     "missing_column": (400, "A required column (NOT NULL, no default) is missing from an insert."),
+    "bad_idempotency_key": (400, "The Idempotency-Key header is empty, longer than 255 characters or not printable ASCII."),
     "unauthorized": (401, "No API key or login token was sent, or it is unknown, revoked or expired (see WWW-Authenticate)."),
     "forbidden": (403, "The key's scope or table list does not allow this request, or the CORS origin is not allowed."),
     "not_found": (404, "No row has that primary key, or no such route."),
@@ -138,6 +147,7 @@ ERROR_CODES: dict[str, tuple[int, str]] = {
     "conflict": (409, "The change violates a database constraint."),
     "unique_violation": (409, "The change would duplicate a unique value."),
     "foreign_key_violation": (409, "The change references a missing row, or a row still referenced elsewhere."),
+    "idempotency_key_reused": (409, "The Idempotency-Key was already used for a different method, path or body."),
     "payload_too_large": (413, "The request body exceeds the configured size limit."),
     "unsupported_media_type": (415, "The request has a body that is not JSON (Content-Type: application/json)."),
     "database_unavailable": (503, "The database cannot be reached right now."),

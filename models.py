@@ -12,6 +12,7 @@ import datetime as dt
 from typing import Optional
 
 from sqlalchemy import DateTime, Double, ForeignKey, Integer, String, Text
+from sqlalchemy.dialects.mysql import LONGTEXT
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 # MySQL/MariaDB compare text case-insensitively by default; binary collation
@@ -111,6 +112,19 @@ class LoginToken(Base):
     token_hash: Mapped[str] = mapped_column(String(64), unique=True, info={"policy": "hidden"})
     user_id: Mapped[int] = mapped_column(Integer, index=True)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, info={"policy": "read_only"})
+    expires_at: Mapped[dt.datetime] = mapped_column(DateTime, index=True)
+
+
+class IdempotencyKey(Base):
+    """A write's Idempotency-Key and its first response (see idempotency.py)."""
+    __tablename__ = "idempotency_keys"
+    __table_args__ = INTERNAL
+
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(64))  # sha256 of method, path and canonical body
+    status: Mapped[Optional[int]] = mapped_column(Integer)  # null until the response is stored
+    response: Mapped[Optional[str]] = mapped_column(Text().with_variant(LONGTEXT(), "mysql", "mariadb"))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime)
     expires_at: Mapped[dt.datetime] = mapped_column(DateTime, index=True)
 
 

@@ -19,6 +19,7 @@ from werkzeug.exceptions import HTTPException
 import commands
 import commands
 import crud
+import idempotency
 import cursor
 import jsonio
 import nested
@@ -151,9 +152,10 @@ def _collection(gateway: Gateway, table: str) -> Response:
     method = _effective_method()
     _allowed(spec, "GET" if method == "HEAD" else method, COLLECTION_VERBS)
     handler = _COLLECTION_HANDLERS[method if method != "HEAD" else "GET"]
-    with gateway.db.session(write=method not in READ_VERBS + ("HEAD",)) as session:
-        payload, status = handler(gateway, spec, session)
-    return _ok(payload, status)
+    write = method not in READ_VERBS + ("HEAD",)
+    key = _idempotency_key(gateway) if write else None
+    with gateway.db.session(write=write) as session:
+        return _respond(gateway, session, key, lambda: handler(gateway, spec, session))
 
 
 def _row(gateway: Gateway, table: str, raw_pk: str) -> Response:
@@ -161,9 +163,46 @@ def _row(gateway: Gateway, table: str, raw_pk: str) -> Response:
     method = "GET" if request.method == "HEAD" else request.method
     _allowed(spec, method, ROW_VERBS)
     pk = spec.pk_from_path(raw_pk)
+    key = _idempotency_key(gateway) if method != "GET" else None
     with gateway.db.session(write=method != "GET") as session:
-        payload, status = _ROW_HANDLERS[method](gateway, spec, session, pk)
-    return _ok(payload, status)
+        return _respond(gateway, session, key, lambda: _ROW_HANDLERS[method](gateway, spec, session, pk))
+
+
+def _idempotency_key(gateway: Gateway) -> str | None:
+    """The write's Idempotency-Key, if any (checked), after clearing expired keys."""
+    raw = request.headers.get("Idempotency-Key")
+    if raw is None:
+        return None
+    key = idempotency.check_key(raw)
+    _purge_expired_keys(gateway)
+    return key
+
+
+def _purge_expired_keys(gateway: Gateway) -> None:
+    # In transactions of their own, before the write's: the purge holds no lock the write waits on.
+    with gateway.db.session() as session:
+        expired = idempotency.expired_keys(session)
+    if expired:
+        with gateway.db.session(write=True) as session:
+            idempotency.delete_expired(session, expired)
+
+
+def _respond(gateway: Gateway, session, key: str | None, run: Callable[[], tuple[dict, int]]) -> Response:
+    """Run the handler; under an Idempotency-Key, replay the key's first response instead.
+
+    The key is claimed and its response stored in the write's own transaction,
+    so both commit together or neither does.
+    """
+    if key is None:
+        return _ok(*run())
+    fingerprint = idempotency.fingerprint(request.method, request.full_path, request.get_data())
+    stored = idempotency.claim(session, key, fingerprint, gateway.config.idempotency_ttl_s)
+    if stored is not None:
+        return Response(stored.body, stored.status, mimetype="application/json",
+                        headers={"Idempotent-Replayed": "true"})
+    response = _ok(*run())
+    idempotency.record(session, key, response.status_code, response.get_data())
+    return response
 
 
 def _read_body(required: bool = True) -> Any:

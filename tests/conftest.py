@@ -134,7 +134,7 @@ class LiveServer:
             try:
                 if requests.get(self.url + "/-/health", timeout=1).status_code == 200:
                     return
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # a busy machine may answer late
                 time.sleep(0.1)
         self.stop()
         raise RuntimeError("tiddly serve did not become healthy in time")

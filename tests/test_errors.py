@@ -111,7 +111,7 @@ def test_wrong_value_type_is_400_naming_column(client, db_url):
 
 
 def test_values_at_the_edges_are_accepted(client):
-    edge = {"title": "x" * 255, "author": "ü" * 255, "year": 2**31 - 1, "isbn": "9" * 32}
+    edge = {"title": "x" * 255, "author": "ü" * 254 + "🙂", "year": 2**31 - 1, "isbn": "9" * 32}
     assert ok(client.post("/books", json=edge), 201)["data"] == {"id": 1, **edge}
     assert ok(client.post("/books", json={"title": "t", "author": "a", "year": -(2**31), "isbn": None}), 201)
     assert ok(client.post("/books", json={"title": "t", "author": "a", "year": 1999.0}), 201)["data"]["year"] == 1999

@@ -72,6 +72,12 @@ def test_operator(books, condition, predicate):
     assert result or condition == {"title": "dune"}  # each case but one matches something
 
 
+def test_empty_in_matches_nothing_and_empty_nin_everything(books):
+    assert ids(books, {"where": {"author": {"in": []}}}) == []
+    assert ids(books, {"where": {"author": {"nin": []}}}) == [1, 2, 3, 4, 5, 6, 7]
+    assert ids(books, {"where": {"not": {"year": {"in": []}}}}) == [1, 2, 3, 4, 5, 6, 7]
+
+
 def test_like_is_case_sensitive_and_ilike_is_not(books):
     assert ids(books, {"where": {"title": {"like": "d%"}}}) == [5]
     assert ids(books, {"where": {"title": {"like": "D%"}}}) == [1]
