@@ -89,26 +89,26 @@ def after_clause(order, values: Sequence[Any], dialect_name: str) -> ColumnEleme
     chain, equal = [], []
     for term, value in zip(order, values):
         col = term.column.column
-        beyond = _beyond(col, value, term.descending, _nulls_first(term, dialect_name))
+        nulls = _nulls_first(term, dialect_name) if term.column.nullable else None
+        beyond = _beyond(col, value, term.descending, nulls)
         if beyond is not None:
             chain.append(and_(*equal, beyond))
         equal.append(col.is_(None) if value is None else col == value)
     return or_(*chain) if chain else false()
 
 
-def _beyond(col, value, descending: bool, nulls_first: bool):
+def _beyond(col, value, descending: bool, nulls_first: bool | None):
+    """``nulls_first`` None: the column holds no NULLs."""
     if value is None:
         # After a NULL come the non-NULL values when NULLs sort first, and nothing else when last.
         return col.is_not(None) if nulls_first else None
     strictly = col < value if descending else col > value
-    return strictly if nulls_first else or_(strictly, col.is_(None))
+    return strictly if nulls_first in (True, None) else or_(strictly, col.is_(None))
 
 
 def _nulls_first(term, dialect_name: str) -> bool:
     if term.nulls:
         return term.nulls == "first"
-    if not term.column.nullable:
-        return False
     nulls_high = dialect_name == "postgresql"
     return nulls_high == term.descending
 
