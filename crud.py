@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -19,8 +19,8 @@ from registry import TableSpec
 
 
 def get_row(session: Session, spec: TableSpec, pk: tuple) -> dict:
-    stmt = select(*(c.column for c in spec.readable)).where(spec.pk_clause(pk))
-    row = session.execute(stmt).mappings().first()
+    params = {f"pk_{i}": value for i, value in enumerate(pk)}
+    row = session.execute(_select_by_pk(spec), params).mappings().first()
     if row is None:
         raise NotFound(f"no row of '{spec.name}' has primary key {_pk_text(pk)}", table=spec.name)
     return dict(row)
@@ -36,8 +36,13 @@ def fetch_rows(session: Session, spec: TableSpec, query: Query) -> dict:
 
 def insert_row(session: Session, spec: TableSpec, obj: Any) -> tuple[Any, dict]:
     values = spec.values_for_write(obj, insert=True)
-    pk = _insert(session, spec, values)
-    return spec.pk_json(pk), get_row(session, spec, pk)
+    if not session.get_bind().dialect.insert_returning:
+        pk = _insert(session, spec, values)
+        return spec.pk_json(pk), get_row(session, spec, pk)
+    # One round trip: the stored row (generated key, server defaults) comes back with the insert.
+    returned = [c.column for c in spec.readable] + [c.column for c in spec.primary_key if not c.readable]
+    row = session.execute(insert(spec.table).values(values).returning(*returned)).mappings().one()
+    return spec.pk_json(row[c.name] for c in spec.primary_key), {c.name: row[c.name] for c in spec.readable}
 
 
 def insert_rows(session: Session, spec: TableSpec, items: list, config: Config) -> list:
@@ -94,10 +99,16 @@ def upsert_row(session: Session, spec: TableSpec, pk: tuple | None, obj: Any) ->
 
 def patch_row(session: Session, spec: TableSpec, pk: tuple, obj: Any) -> dict:
     values = spec.values_for_write(obj, insert=False)
-    if values:
-        result = session.execute(update(spec.table).where(spec.pk_clause(pk)).values(values))
-        if result.rowcount == 0:
+    if not values:
+        return get_row(session, spec, pk)
+    stmt = update(spec.table).where(spec.pk_clause(pk)).values(values)
+    if spec.readable and session.get_bind().dialect.update_returning:  # one round trip, not two
+        row = session.execute(stmt.returning(*(c.column for c in spec.readable))).mappings().first()
+        if row is None:
             raise NotFound(f"no row of '{spec.name}' has primary key {_pk_text(pk)}", table=spec.name)
+        return dict(row)
+    if session.execute(stmt).rowcount == 0:
+        raise NotFound(f"no row of '{spec.name}' has primary key {_pk_text(pk)}", table=spec.name)
     return get_row(session, spec, pk)
 
 
@@ -116,6 +127,19 @@ def delete_where(session: Session, spec: TableSpec, where: Any, config: Config) 
 
 
 # -- helpers -------------------------------------------------------------------
+
+_BY_PK: dict = {}
+
+
+def _select_by_pk(spec: TableSpec):
+    """SELECT the readable columns WHERE pk = :pk_0 ..., built once per table: a reused
+    statement also reuses its cache key, which SQLAlchemy otherwise computes per request."""
+    key = (spec.table, spec.readable)
+    stmt = _BY_PK.get(key)
+    if stmt is None:
+        where = [c.column == bindparam(f"pk_{i}") for i, c in enumerate(spec.primary_key)]
+        stmt = _BY_PK[key] = select(*(c.column for c in spec.readable)).where(*where)
+    return stmt
 
 def _insert(session: Session, spec: TableSpec, values: dict) -> tuple:
     result = session.execute(insert(spec.table).values(values))

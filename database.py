@@ -6,19 +6,22 @@ on any exception, always closes, and turns driver errors into typed ``errors``.
 """
 from __future__ import annotations
 
+import time
 from contextlib import contextmanager
 from typing import Iterator
 
 from sqlalchemy import create_engine, event, select, text
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, DisconnectionError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from errors import (ApiError, BadValue, Conflict, DatabaseUnavailable, ForeignKeyViolation, StatementTimeout,
                     UniqueViolation)
 
 SQLITE_BUSY_TIMEOUT_S = 30
+POOL_IDLE_PING_S = 5  # a pooled connection idle longer than this is pinged before use
 _WRITE_OPTION = "tiddly_write"
+_AUTOCOMMIT_OPTION = "tiddly_autocommit"
 
 
 def make_engine(url: str, statement_timeout_ms: int = 30_000) -> Engine:
@@ -28,12 +31,34 @@ def make_engine(url: str, statement_timeout_ms: int = 30_000) -> Engine:
         return _sqlite_engine(parsed)
     if backend == "postgresql":
         options = {"options": f"-c statement_timeout={int(statement_timeout_ms)}"}
-        return create_engine(parsed, pool_pre_ping=True, connect_args=options)
+        return _ping_when_idle(create_engine(parsed, connect_args=options))
     if backend in ("mysql", "mariadb"):
-        engine = create_engine(parsed, pool_pre_ping=True, pool_recycle=3600)
+        engine = _ping_when_idle(create_engine(parsed, pool_recycle=3600))
         _mysql_session_setup(engine, statement_timeout_ms)
         return engine
-    return create_engine(parsed, pool_pre_ping=True)
+    return _ping_when_idle(create_engine(parsed))
+
+
+def _ping_when_idle(engine: Engine) -> Engine:
+    """Ping a pooled connection before use only when it sat idle for a while.
+
+    pool_pre_ping would cost a round trip on every checkout, one per request or more.
+    An idle connection is the one a database restart or an idle timeout closes; one
+    that breaks while busy fails its request (a 503) and the pool drops it."""
+    @event.listens_for(engine, "checkin")
+    def _on_checkin(_dbapi_connection, record):
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(dbapi_connection, record, _proxy):
+        if time.monotonic() - record.info.get("idle_since", time.monotonic()) < POOL_IDLE_PING_S:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except Exception as exc:  # noqa: BLE001 - any failure means "get another connection"
+            raise DisconnectionError("a pooled connection failed its ping") from exc
+
+    return engine
 
 
 def _sqlite_engine(url) -> Engine:
@@ -56,8 +81,9 @@ def _sqlite_engine(url) -> Engine:
     def _on_begin(connection):
         # Write transactions take the write lock at BEGIN, so two writers queue
         # on the busy timeout instead of failing with "database is locked".
-        immediate = connection.get_execution_options().get(_WRITE_OPTION)
-        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        options = connection.get_execution_options()
+        if not options.get(_AUTOCOMMIT_OPTION):
+            connection.exec_driver_sql("BEGIN IMMEDIATE" if options.get(_WRITE_OPTION) else "BEGIN")
 
     return engine
 
@@ -74,12 +100,27 @@ def _mysql_session_setup(engine: Engine, statement_timeout_ms: int) -> None:
         cursor.close()
 
 
+def _autocommit_reads(engine: Engine) -> Engine:
+    """The engine of read-only scopes: each statement runs on its own, outside a transaction.
+
+    PostgreSQL's READ COMMITTED gives every statement its own snapshot, in a transaction
+    or not, so this reads the same data and saves the BEGIN and COMMIT round trips; SQLite
+    then reads as PostgreSQL does. MySQL keeps the transaction: its REPEATABLE READ
+    snapshot spans the statements, and switching autocommit would itself cost a round trip."""
+    if engine.dialect.name == "postgresql":
+        return engine.execution_options(isolation_level="AUTOCOMMIT")
+    if engine.dialect.name == "sqlite":
+        return engine.execution_options(**{_AUTOCOMMIT_OPTION: True})  # _on_begin emits no BEGIN
+    return engine
+
+
 class Database:
     """One engine (and its pool) for the process; a fresh Session per request."""
 
     def __init__(self, url: str, statement_timeout_ms: int = 30_000):
         self.engine = make_engine(url, statement_timeout_ms)
         self._write_engine = self.engine.execution_options(**{_WRITE_OPTION: True})
+        self._read_engine = _autocommit_reads(self.engine)
 
     @property
     def dialect_name(self) -> str:
@@ -87,7 +128,7 @@ class Database:
 
     @contextmanager
     def session(self, write: bool = False) -> Iterator[Session]:
-        session = Session(bind=self._write_engine if write else self.engine,
+        session = Session(bind=self._write_engine if write else self._read_engine,
                           autoflush=False, expire_on_commit=False)
         try:
             yield session
