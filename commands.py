@@ -9,6 +9,7 @@ import json
 
 import click
 
+import migrate
 import schema
 from config import DEFAULT_DATABASE_URL, Config
 from database import Database
@@ -65,9 +66,36 @@ def load_schema(db: Database, source: dict) -> schema.Schema:
 def prepare_schema(db: Database, source: dict) -> schema.Schema:
     """Load the schema and make the database ready for it, once, before any worker starts."""
     chosen = load_schema(db, source)
-    if chosen.managed:
+    if chosen.origin == "shipped":
+        _migrate_or_refuse(db)
+    elif chosen.managed:
         db.create_all(chosen.metadata)
     return chosen
+
+
+def _migrate_or_refuse(db: Database) -> None:
+    """SQLite upgrades itself; a server database behind the models refuses to serve."""
+    state = migrate.state(db.engine)
+    if state.at_head:
+        return
+    if state.current is None and state.has_tables:
+        # Made by create_all (an older Tiddly, or the test suite): serve it, adding missing tables.
+        db.create_all(schema.shipped().metadata)
+        click.echo("Tiddly: this schema is not under migration control; when it matches the models, "
+                   "run `tiddly db stamp head`", err=True)
+        return
+    if db.dialect_name == "sqlite":
+        migrate.upgrade(db.engine)
+        click.echo(f"Tiddly: migrated the database to revision {state.head}", err=True)
+        if migrate.missing_tables(db.engine):
+            # Still serve; the test suite's migration check fails until the history catches up.
+            db.create_all(schema.shipped().metadata)
+            click.echo("Tiddly: the migration history lags the models; run "
+                       "`tiddly db revision --autogenerate -m ...`", err=True)
+        return
+    raise click.ClickException(
+        f"the database schema is at revision {state.current or 'none (no tables)'} but the models need "
+        f"{state.head}; run `tiddly db upgrade --database-url <url>` first")
 
 
 @click.command("openapi")
@@ -84,3 +112,66 @@ def openapi_command(database_url: str | None, source: dict) -> None:
     finally:
         db.dispose()
     click.echo(json.dumps(openapi.document(chosen.registry, config), indent=2, sort_keys=False))
+
+
+# -- tiddly db -----------------------------------------------------------------
+
+@click.group("db")
+def db_group() -> None:
+    """Migrate the shipped models' tables (Alembic; history in migrations/versions)."""
+
+
+def _url(database_url: str | None) -> str:
+    return Config.from_env(database_url=database_url).database_url
+
+
+@db_group.command("upgrade")
+@click.argument("revision", default="head")
+@database_url_option
+def db_upgrade(revision: str, database_url: str | None) -> None:
+    """Upgrade the database to REVISION (default: head)."""
+    migrate.upgrade(_url(database_url), revision)
+    click.echo(f"at {migrate.current(_url(database_url)) or 'base'}")
+
+
+@db_group.command("downgrade")
+@click.argument("revision", default="-1")
+@database_url_option
+def db_downgrade(revision: str, database_url: str | None) -> None:
+    """Downgrade the database to REVISION (default: one step back; "base": no tables)."""
+    migrate.downgrade(_url(database_url), revision)
+    click.echo(f"at {migrate.current(_url(database_url)) or 'base'}")
+
+
+@db_group.command("current")
+@database_url_option
+def db_current(database_url: str | None) -> None:
+    """Print the database's revision, and whether it is the head."""
+    current, head = migrate.current(_url(database_url)), migrate.head()
+    click.echo(f"{current or 'base'}{' (head)' if current == head else f' (head is {head})'}")
+
+
+@db_group.command("history")
+def db_history() -> None:
+    """List the revisions, newest first."""
+    for line in migrate.history():
+        click.echo(line)
+
+
+@db_group.command("stamp")
+@click.argument("revision", default="head")
+@database_url_option
+def db_stamp(revision: str, database_url: str | None) -> None:
+    """Record REVISION as the database's without running migrations (for a schema made by create_all)."""
+    migrate.stamp(_url(database_url), revision)
+    click.echo(f"stamped {revision}")
+
+
+@db_group.command("revision")
+@click.option("-m", "--message", required=True, help="what the revision changes")
+@click.option("--autogenerate", is_flag=True, help="compare the models with the database to write the steps")
+@click.option("--rev-id", default=None, help="the revision's id (default: a random one)")
+@database_url_option
+def db_revision(message: str, autogenerate: bool, rev_id: str | None, database_url: str | None) -> None:
+    """Write a new revision file into migrations/versions."""
+    click.echo(migrate.revision(_url(database_url), message, autogenerate, rev_id))

@@ -150,7 +150,8 @@ def _column_condition(col: ColumnSpec, condition: Any, config: Config) -> Column
 
 def _operand(op: Operator, col: ColumnSpec, value: Any, config: Config) -> Any:
     if op.accepts == "value":
-        return _scalar(col, value)
+        # Only eq and ne give null a meaning (IS NULL / IS NOT NULL); lt/gt/... null is a 400, not a 500.
+        return _scalar(col, value, allow_null=op.name in ("eq", "ne"))
     if op.accepts == "list":
         if not isinstance(value, list):
             raise BadValue(f"'{op.name}' on '{col.name}' takes a list", column=col.name)

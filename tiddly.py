@@ -317,6 +317,7 @@ def serve(host: str, port: int, workers: int, threads: int, database_url: str | 
 
 
 main.add_command(commands.openapi_command)
+main.add_command(commands.db_group)
 
 
 if __name__ == "__main__":

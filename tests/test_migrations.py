@@ -1,0 +1,106 @@
+"""Alembic migrations of the shipped models: `tiddly db ...`, and what `tiddly serve` does with them."""
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import requests
+from click.testing import CliRunner
+from conftest import DATABASES, ROOT, _prepare_server, server_url
+from sqlalchemy import MetaData, create_engine, inspect
+
+import migrate
+from tiddly import main
+
+
+def _table_names(url: str) -> set[str]:
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        names = set(inspect(conn).get_table_names())
+    engine.dispose()
+    return names
+
+
+def _wipe(url: str) -> None:
+    engine = create_engine(url)
+    existing = MetaData()
+    existing.reflect(engine)
+    existing.drop_all(engine)
+    engine.dispose()
+
+
+@pytest.fixture(params=DATABASES)
+def empty_url(request, tmp_path, prepared_servers):
+    """An empty database; a server one gets the suite's usual tables back afterwards."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'empty.db'}"
+        return
+    url = server_url(request.param)
+    _wipe(url)
+    yield url
+    _prepare_server(url)
+    prepared_servers[url] = True
+
+
+def _tiddly(*args: str, check: bool = True):
+    """Run the `tiddly` command line in-process (click's runner); output is stdout and stderr."""
+    result = CliRunner().invoke(main, list(args))
+    if check:
+        assert result.exit_code == 0, result.output
+    return result
+
+
+def test_upgrade_to_head_matches_the_models_then_downgrade_to_base(empty_url):
+    migrate.upgrade(empty_url)
+    assert migrate.current(empty_url) == migrate.head()
+    assert {"user", "dual", "books", "stores", "items"} <= _table_names(empty_url)
+    assert migrate.differences(empty_url) == []
+    migrate.downgrade(empty_url, "base")
+    assert migrate.current(empty_url) is None
+    assert _table_names(empty_url) <= {"alembic_version"}
+
+
+def test_db_commands(tmp_path):
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    head = migrate.head()
+    assert head in _tiddly("db", "history").output
+    assert _tiddly("db", "current", "--database-url", url).output.strip() == f"base (head is {head})"
+    _tiddly("db", "upgrade", "--database-url", url)
+    assert _tiddly("db", "current", "--database-url", url).output.strip() == f"{head} (head)"
+    _tiddly("db", "downgrade", "base", "--database-url", url)
+    assert _table_names(url) <= {"alembic_version"}
+    _tiddly("db", "stamp", "head", "--database-url", url)
+    assert migrate.current(url) == head
+
+
+def test_revision_autogenerate_writes_nothing_to_do_at_head(tmp_path, monkeypatch):
+    url = f"sqlite:///{tmp_path / 'rev.db'}"
+    migrate.upgrade(url)
+    monkeypatch.setattr(migrate, "MIGRATIONS", tmp_path / "migrations")
+    # A scratch copy of the history, so the test never adds a file to the project.
+    shutil.copytree(ROOT / "migrations", tmp_path / "migrations")
+    path = migrate.revision(url, "nothing changed", autogenerate=True)
+    text = open(path).read()
+    assert "def upgrade() -> None:" in text and "op.create_table" not in text and "op.add_column" not in text
+
+
+def test_serve_upgrades_a_new_sqlite_file(tmp_path, live_server_factory):
+    url = f"sqlite:///{tmp_path / 'new.db'}"
+    server = live_server_factory(url)
+    assert requests.post(server.url + "/books", json={"title": "Dune", "author": "Herbert"}).status_code == 201
+    assert migrate.current(url) == migrate.head()
+    assert "migrated the database" in server.stop()
+
+
+@pytest.mark.parametrize("name", ["postgresql", "mysql"])
+def test_serve_refuses_a_server_database_behind_the_models(name, prepared_servers):
+    url = server_url(name)
+    _wipe(url)
+    try:
+        result = _tiddly("serve", "--database-url", url, "--port", "1", check=False)
+        assert result.exit_code != 0
+        assert "run `tiddly db upgrade --database-url <url>` first" in result.output
+        assert _table_names(url) == set()  # nothing was created
+    finally:
+        _prepare_server(url)
+        prepared_servers[url] = True
