@@ -16,6 +16,7 @@ class Config:
     max_where_depth: int = 8          # nesting of and/or/not in a where
     max_in_length: int = 1000         # items in an in/nin list
     max_bulk_rows: int = 10_000       # items in one bulk insert
+    max_import_bytes: int = 2_000_000_000  # a CSV/NDJSON import body (streamed, not held in memory)
     max_string_length: int = 65_535   # characters in a value for a text column with no declared length
     statement_timeout_ms: int = 30_000  # PostgreSQL statement_timeout, MariaDB max_statement_time; 0 = none
     create_tables: bool = True        # create the models' tables on start when missing

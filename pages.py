@@ -28,7 +28,7 @@ def fetch_page(session: Session, spec: TableSpec, raw: Any, config: Config,
     query = parse_query(spec, raw, config)
     includes = include.parse_includes(registry, spec, raw.get("include"), config)
     print_ = cursor.fingerprint(spec.name, raw.get("where"), query.order)
-    page = _resume(session, query, raw, key, print_)
+    page = _resume(session.get_bind().dialect.name, query, raw, key, print_)
     rows = _rows(session, spec, page, include.parent_columns(spec, includes))
     result: dict[str, Any] = {"data": _shape(session, query, includes, rows)}
     if query.count:
@@ -39,19 +39,19 @@ def fetch_page(session: Session, spec: TableSpec, raw: Any, config: Config,
     return result
 
 
-def keyset_query(session: Session, spec: TableSpec, raw: dict, config: Config, key: bytes) -> Query:
+def keyset_query(dialect_name: str, spec: TableSpec, raw: dict, config: Config, key: bytes) -> Query:
     """The query with its ``after`` cursor applied (used by exports too)."""
     query = parse_query(spec, raw, config)
-    return _resume(session, query, raw, key, cursor.fingerprint(spec.name, raw.get("where"), query.order))
+    return _resume(dialect_name, query, raw, key, cursor.fingerprint(spec.name, raw.get("where"), query.order))
 
 
-def _resume(session: Session, query: Query, raw: dict, key: bytes, print_: str) -> Query:
+def _resume(dialect_name: str, query: Query, raw: dict, key: bytes, print_: str) -> Query:
     if raw.get("after") is None:
         return query
     if "offset" in raw:
         raise BadQuery("'after' and 'offset' do not mix: the cursor already says where the page starts")
     values = cursor.decode(key, raw["after"], print_, query.order)
-    after = cursor.after_clause(query.order, values, session.get_bind().dialect.name)
+    after = cursor.after_clause(query.order, values, dialect_name)
     return replace(query, where=and_(query.where, after))
 
 

@@ -21,6 +21,8 @@ import commands
 import crud
 import idempotency
 import cursor
+import export
+import export_cli
 import jsonio
 import nested
 import openapi
@@ -152,6 +154,8 @@ def _collection(gateway: Gateway, table: str) -> Response:
     method = _effective_method()
     _allowed(spec, "GET" if method == "HEAD" else method, COLLECTION_VERBS)
     handler = _COLLECTION_HANDLERS[method if method != "HEAD" else "GET"]
+    if method in READ_VERBS and export.wanted_format(request.accept_mimetypes):
+        return _export(gateway, spec, method)
     write = method not in READ_VERBS + ("HEAD",)
     key = _idempotency_key(gateway) if write else None
     with gateway.db.session(write=write) as session:
@@ -229,7 +233,21 @@ def _query_collection(gateway, spec, session):
     return pages.fetch_page(session, spec, raw, gateway.config, gateway.registry, gateway.cursor_key), 200
 
 
+def _export(gateway, spec, method) -> Response:
+    """Stream the whole result as CSV or NDJSON (export.py); the query is checked before the first byte."""
+    raw = query_from_args(request.args) if method == "GET" else _read_body(required=False)
+    if method != "GET" and request.args:
+        raise BadQuery("send the query in the body, not the query string")
+    fmt = export.wanted_format(request.accept_mimetypes)
+    stmt, names = export.plan(gateway.db.dialect_name, spec, raw, gateway.config, gateway.cursor_key)
+    return Response(export.stream(gateway.db.engine, stmt, names, fmt), mimetype=export.MEDIA_TYPES[fmt])
+
+
 def _post_collection(gateway, spec, session):
+    if request.mimetype in export.FORMATS:  # a bulk import
+        request.max_content_length = gateway.config.max_import_bytes
+        count = export.import_rows(session, spec, request.stream, export.FORMATS[request.mimetype])
+        return {"count": count}, 201
     body = _read_body()
     if isinstance(body, list):
         ids = crud.insert_rows(session, spec, body, gateway.config)
@@ -317,6 +335,8 @@ def serve(host: str, port: int, workers: int, threads: int, database_url: str | 
 
 
 main.add_command(commands.openapi_command)
+main.add_command(export_cli.import_command)
+main.add_command(export_cli.export_command)
 main.add_command(commands.db_group)
 
 
