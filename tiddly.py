@@ -7,8 +7,11 @@ envelope. ``tiddly serve`` runs it under gunicorn. Only this module imports Flas
 """
 from __future__ import annotations
 
+import ipaddress
 import logging
+import socket
 import sys
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -16,11 +19,13 @@ import click
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
+import auth
 import commands
 import commands
 import crud
 import idempotency
 import cursor
+import guard
 import export
 import export_cli
 import jsonio
@@ -30,8 +35,9 @@ import pages
 import upsert
 from config import Config
 from database import Database
-from errors import ApiError, BadQuery, BadValue, MethodNotAllowed, PayloadTooLarge, UnsupportedMediaType
-from models import Base
+from errors import (ApiError, BadQuery, BadValue, MethodNotAllowed, PayloadTooLarge, UniqueViolation,
+                    UnsupportedMediaType)
+from models import Base, internal_tables
 from query import query_from_args
 from registry import Registry, TableSpec
 
@@ -68,7 +74,10 @@ def create_app(config: Config | None = None, metadata=None, registry: Registry |
     db = Database(config.database_url, config.statement_timeout_ms)
     if config.create_tables and not metadata.info.get("reflected"):  # a reflected schema is never created
         db.create_all(metadata)
-    gateway = Gateway(config, db, registry or Registry.from_metadata(metadata))
+    if config.create_tables:  # the gateway's own state (API keys, login tokens), whatever the schema
+        db.create_all(Base.metadata, tables=internal_tables())
+    registry = (registry or Registry.from_metadata(metadata)).with_string_limit(config.max_string_length)
+    gateway = Gateway(config, db, registry)
 
     app = Flask("tiddly")
     app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
@@ -77,6 +86,7 @@ def create_app(config: Config | None = None, metadata=None, registry: Registry |
     app.add_url_rule("/-/health", "health", lambda: _health(gateway))
     app.add_url_rule("/-/tables", "tables", lambda: _ok({"data": gateway.registry.describe()}))
     app.add_url_rule("/-/openapi.json", "openapi", lambda: _openapi(gateway))
+    app.add_url_rule("/-/login", "login", lambda: _login(gateway), methods=["POST"])
     app.add_url_rule("/<table>", "collection", lambda table: _collection(gateway, table),
                      methods=COLLECTION_VERBS)  # Flask adds OPTIONS itself
     app.add_url_rule("/<table>/<path:pk>", "row", lambda table, pk: _row(gateway, table, pk),
@@ -84,6 +94,7 @@ def create_app(config: Config | None = None, metadata=None, registry: Registry |
     app.register_error_handler(ApiError, _api_error)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Exception, _unexpected_error)
+    guard.install(app, gateway)  # API keys, login tokens, open mode, CORS: see guard.py
     return app
 
 
@@ -102,8 +113,7 @@ def _error(status: int, code: str, message: str, details: dict | None = None,
 
 
 def _api_error(exc: ApiError) -> Response:
-    headers = {"Allow": ", ".join(exc.allow)} if isinstance(exc, MethodNotAllowed) else None
-    return _error(exc.status, exc.code, exc.message, exc.details, headers)
+    return _error(exc.status, exc.code, exc.message, exc.details, exc.headers or None)
 
 
 def _http_error(exc: HTTPException) -> Response:
@@ -125,6 +135,16 @@ def _unexpected_error(exc: Exception) -> Response:
 def _health(gateway: Gateway) -> Response:
     gateway.db.ping()
     return _ok({"database": gateway.db.dialect_name})
+
+
+def _login(gateway: Gateway) -> Response:
+    body = _read_body()
+    if not isinstance(body, dict) or set(body) != {"email", "password"}:
+        raise BadValue('POST /-/login takes {"email": "...", "password": "..."}')
+    with gateway.db.session(write=True) as session:
+        token = auth.login(session, gateway.registry.get("user"), body["email"], body["password"],
+                           gateway.config.login_token_ttl_s)
+    return _ok(token)
 
 
 def _openapi(gateway: Gateway) -> Response:
@@ -316,9 +336,11 @@ def main() -> None:
 @click.option("--port", default=5000, show_default=True, type=int)
 @click.option("--workers", default=2, show_default=True, type=int, help="worker processes")
 @click.option("--threads", default=4, show_default=True, type=int, help="threads per worker")
+@click.option("--insecure", is_flag=True, help="serve without API keys even on an address other machines can reach")
 @commands.database_url_option
 @commands.schema_options
-def serve(host: str, port: int, workers: int, threads: int, database_url: str | None, source: dict) -> None:
+def serve(host: str, port: int, workers: int, threads: int, database_url: str | None, source: dict,
+          insecure: bool) -> None:
     """Serve the gateway with gunicorn, a production WSGI server."""
     from server import run  # gunicorn is needed only here
 
@@ -326,12 +348,120 @@ def serve(host: str, port: int, workers: int, threads: int, database_url: str | 
     db = Database(config.database_url, config.statement_timeout_ms)
     # Once, here, so workers do not race to create tables; the workers inherit the schema.
     chosen = commands.prepare_schema(db, source)
-    db.dispose()
+    db.create_all(Base.metadata, tables=internal_tables())
+    try:
+        open_allowed, mode = _auth_mode(db, host, insecure)
+    finally:
+        db.dispose()
     safe_url = db.engine.url.render_as_string(hide_password=True)
     click.echo(f"Tiddly: {len(chosen.registry.tables)} tables ({chosen.origin}) from {safe_url} "
                f"on http://{host}:{port} (gunicorn, {workers} workers x {threads} threads)", err=True)
-    run(lambda: create_app(config.with_(create_tables=False), chosen.metadata, chosen.registry),
-        host, port, workers, threads)
+    click.echo(f"Tiddly: auth: {mode}", err=True)
+    app_config = config.with_(create_tables=False, open_mode_allowed=open_allowed)
+    run(lambda: create_app(app_config, chosen.metadata, chosen.registry), host, port, workers, threads)
+
+
+def _auth_mode(db: Database, host: str, insecure: bool) -> tuple[bool, str]:
+    """May requests go without a key while none exists, and the banner line that says so."""
+    with db.session() as session:
+        active = auth.count_active_keys(session)
+    loopback = _is_loopback(host)
+    if active:
+        return loopback or insecure, f"API keys required ({active} active); see docs/security.md"
+    if loopback:
+        return True, ("OPEN: no API key exists, so requests need none while bound to loopback; "
+                      "`tiddly keys create` turns keys on")
+    if insecure:
+        return True, (f"OPEN and INSECURE (--insecure): no API key exists and {host} is reachable from "
+                      "other machines; anyone who reaches it can read and change every table")
+    raise click.ClickException(
+        f"refusing to serve on {host} without API keys: anyone who can reach it could read and change every "
+        "table. Create a key (tiddly keys create --name NAME --scope write), bind to 127.0.0.1, "
+        "or pass --insecure.")
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        addresses = {info[4][0].split("%")[0] for info in socket.getaddrinfo(host, None)}
+    except (OSError, UnicodeError):
+        return False
+    return bool(addresses) and all(ipaddress.ip_address(a).is_loopback for a in addresses)
+
+
+# -- tiddly keys -------------------------------------------------------------------
+
+@main.group()
+def keys() -> None:
+    """Create, list and revoke API keys (the database keeps only their hashes)."""
+
+
+@contextmanager
+def _keys_session(database_url: str | None):
+    config = Config.from_env(database_url=database_url)
+    db = Database(config.database_url, config.statement_timeout_ms)
+    try:
+        db.create_all(Base.metadata, tables=internal_tables())
+        with db.session(write=True) as session:
+            yield db, session
+    except ApiError as exc:
+        raise click.ClickException(exc.message) from None
+    finally:
+        db.dispose()
+
+
+@keys.command("create")
+@click.option("--name", required=True, help="a unique name to list and revoke the key by")
+@click.option("--scope", required=True, type=click.Choice(auth.SCOPES), help="read < write < admin")
+@click.option("--tables", default=None, help="comma-separated tables the key may use (default: every table)")
+@commands.database_url_option
+def keys_create(name: str, scope: str, tables: str | None, database_url: str | None) -> None:
+    """Create a key and print it, once: only its hash is stored."""
+    names = None if tables is None else [t.strip() for t in tables.split(",") if t.strip()]
+    try:
+        with _keys_session(database_url) as (db, session):
+            _check_table_names(db, names or [])
+            secret = auth.create_key(session, name, scope, names)
+    except click.ClickException as exc:
+        if isinstance(exc.__context__, UniqueViolation):
+            raise click.ClickException(f"a key named {name!r} already exists (revoked keys keep their names)")
+        raise
+    click.echo(secret)
+    click.echo(f"key {name!r} ({scope}) created; copy it now, it cannot be shown again", err=True)
+
+
+def _check_table_names(db: Database, names: list[str]) -> None:
+    from sqlalchemy import inspect
+
+    known = set(inspect(db.engine).get_table_names()) | set(Registry.from_metadata(Base.metadata).tables)
+    known -= {t.name for t in internal_tables()}
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise click.ClickException(f"no table named {', '.join(map(repr, unknown))}; "
+                                   f"known: {', '.join(sorted(known))}")
+
+
+@keys.command("list")
+@commands.database_url_option
+def keys_list(database_url: str | None) -> None:
+    """List every key: name, scope, tables, created, and whether it is revoked."""
+    with _keys_session(database_url) as (_db, session):
+        rows = auth.list_keys(session)
+    for row in rows:
+        state = f"revoked {row['revoked_at']:%Y-%m-%d %H:%M:%S}" if row["revoked_at"] else "active"
+        click.echo(f"{row['name']}\t{row['scope']}\t{row['tables'] or '*'}\t"
+                   f"created {row['created_at']:%Y-%m-%d %H:%M:%S}\t{state}")
+    if not rows:
+        click.echo("no API keys: the gateway runs in open mode on loopback", err=True)
+
+
+@keys.command("revoke")
+@click.argument("name")
+@commands.database_url_option
+def keys_revoke(name: str, database_url: str | None) -> None:
+    """Revoke a key: every worker refuses it from the next request on."""
+    with _keys_session(database_url) as (_db, session):
+        auth.revoke_key(session, name)
+    click.echo(f"key {name!r} revoked", err=True)
 
 
 main.add_command(commands.openapi_command)
