@@ -70,9 +70,31 @@ def reflected(engine: Engine, tables: Iterable[str] | None = None,
         raise SchemaError(f"cannot reflect the database: {exc.__class__.__name__}: {_first_line(exc)}") from exc
     if engine.dialect.name == "sqlite":
         _add_sqlite_column_uniques(engine, metadata)
-    names = chosen or [t for t in metadata.tables if t not in _BOOKKEEPING]
+    own = _gateway_tables()
+    refused = sorted(own & set(chosen or ()))
+    if refused:
+        raise SchemaError(f"{', '.join(refused)}: Tiddly's own tables (keys, tokens) are never exposed")
+    names = chosen or [t for t in metadata.tables if t not in _BOOKKEEPING and t not in own]
     names = [n for n in names if n not in set(exclude)]
+    _copy_shipped_policies(metadata)
     return Schema(metadata, _registry(metadata, names, set()), False, "reflected")
+
+
+def _gateway_tables() -> set[str]:
+    from models import internal_tables
+    return {t.name for t in internal_tables()}
+
+
+def _copy_shipped_policies(metadata: MetaData) -> None:
+    """A reflected table named like a shipped one keeps the shipped columns' policies, so
+    ``user.password`` stays write-only and hashed: reflection must not expose the hashes."""
+    from models import Base
+    for table in metadata.tables.values():
+        shipped = Base.metadata.tables.get(table.name)
+        for column in table.columns if shipped is not None else ():
+            declared = shipped.c[column.name].info.get("policy") if column.name in shipped.c else None
+            if declared:
+                column.info.setdefault("policy", declared)
 
 
 def _add_sqlite_column_uniques(engine: Engine, metadata: MetaData) -> None:

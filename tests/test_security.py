@@ -12,10 +12,11 @@ import requests
 from click.testing import CliRunner
 from sqlalchemy import Column, Integer, MetaData, String, Table, create_engine, func, select, text, update
 
+import schema
 import tiddly
 from config import Config
 from envelope import assert_error, ok
-from models import ApiKey, Base, Book, Dual, LoginToken, User
+from models import ApiKey, Base, Book, Dual, LoginToken, User, internal_tables
 from passwords import verify_password
 from tiddly import create_app
 
@@ -318,6 +319,25 @@ def test_internal_tables_are_not_exposed(client, db_url):
     for table in ("api_keys", "login_tokens", "idempotency_keys"):
         assert_error(client.open(f"/{table}", method="FETCH", json={}, headers=headers), 404, "unknown_table")
         assert_error(client.post(f"/{table}", json={"name": "x"}, headers=headers), 404, "unknown_table")
+
+
+def test_reflection_exposes_no_gateway_table_and_no_password_hash(client, db_url, engine):
+    add_user(client)
+    headers = bearer(new_key(db_url, "k"))
+    found = schema.reflected(engine)
+    assert not set(found.registry.tables) & {t.name for t in internal_tables()}
+    with pytest.raises(schema.SchemaError, match="never exposed"):
+        schema.reflected(engine, tables=["books", "api_keys"])
+    app = create_app(Config(database_url=db_url), found.metadata, found.registry)
+    try:
+        reflected = app.test_client()
+        page = reflected.open("/user", method="FETCH", json={}, headers=headers)
+        assert ok(page)["data"][0]["email"] == "ada@example.com" and "scrypt" not in page.get_data(as_text=True)
+        assert_error(reflected.open("/user", method="FETCH", json={"select": ["password"]}, headers=headers),
+                     400, "unknown_column")
+        assert_error(reflected.get("/api_keys", headers=headers), 404, "unknown_table")
+    finally:
+        app.extensions["tiddly"].db.dispose()
 
 
 # -- 5. limits -----------------------------------------------------------------------
