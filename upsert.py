@@ -37,7 +37,9 @@ def unique_keys(spec: TableSpec) -> list[tuple[str, ...]]:
         names = tuple(c.name for c in item.columns)
         if unique and names and names not in keys:
             keys.append(names)
-    return keys
+    primary = tuple(c.name for c in spec.primary_key)
+    # table.constraints is a set: list the primary key first, then the rest by name, the same every time
+    return sorted(keys, key=lambda names: (names != primary, names))
 
 
 def parse_on(spec: TableSpec, raw: str) -> tuple[ColumnSpec, ...]:
