@@ -103,7 +103,7 @@ def _migrate_or_refuse(db: Database) -> None:
 @schema_options
 def openapi_command(database_url: str | None, source: dict) -> None:
     """Print the OpenAPI 3.1 document the server would serve at /-/openapi.json."""
-    import openapi
+    import tiddly  # the document describes the app exactly as create_app builds it
 
     config = Config.from_env(database_url=database_url)
     db = Database(config.database_url, config.statement_timeout_ms)
@@ -111,7 +111,11 @@ def openapi_command(database_url: str | None, source: dict) -> None:
         chosen = load_schema(db, source)
     finally:
         db.dispose()
-    click.echo(json.dumps(openapi.document(chosen.registry, config), indent=2, sort_keys=False))
+    app = tiddly.create_app(config.with_(create_tables=False), chosen.metadata, chosen.registry)
+    try:
+        click.echo(json.dumps(tiddly.openapi_document(app.extensions["tiddly"]), indent=2))
+    finally:
+        app.extensions["tiddly"].db.dispose()
 
 
 # -- tiddly db -----------------------------------------------------------------

@@ -17,6 +17,7 @@ from typing import Any, Callable
 
 import click
 from flask import Flask, Response, request
+from sqlalchemy.exc import DBAPIError
 from werkzeug.exceptions import HTTPException
 
 import auth
@@ -148,8 +149,22 @@ def _login(gateway: Gateway) -> Response:
 
 
 def _openapi(gateway: Gateway) -> Response:
-    document = openapi.document(gateway.registry, gateway.config)
-    return Response(jsonio.dumps(document), 200, mimetype="application/json")
+    return Response(jsonio.dumps(openapi_document(gateway)), 200, mimetype="application/json")
+
+
+def openapi_document(gateway: Gateway) -> dict:
+    """The OpenAPI document of this gateway; bearer security while keys are required."""
+    return openapi.document(gateway.registry, gateway.config, bearer=_keys_on(gateway))
+
+
+def _keys_on(gateway: Gateway) -> bool:
+    if not gateway.config.open_mode_allowed:
+        return True
+    try:
+        with gateway.db.session() as session:
+            return auth.count_active_keys(session) > 0
+    except (ApiError, DBAPIError):  # no key table yet: no keys
+        return False
 
 
 # -- the dynamic endpoint --------------------------------------------------------

@@ -113,3 +113,22 @@ def test_cli_prints_the_served_document(tmp_path):
     served = _served(app)
     app.extensions["tiddly"].db.dispose()
     assert json.loads(printed) == served
+
+
+def test_bearer_security_when_keys_are_required(sqlite_url):
+    app = create_app(Config(database_url=sqlite_url, open_mode_allowed=False))
+    gateway = app.extensions["tiddly"]
+    from tiddly import openapi_document  # what GET /-/openapi.json returns (the route itself needs a key now)
+    doc = json.loads(json.dumps(openapi_document(gateway)))
+    gateway.db.dispose()
+    _assert_valid(doc)
+    assert doc["components"]["securitySchemes"]["bearer"] == {
+        "type": "http", "scheme": "bearer", "description": doc["components"]["securitySchemes"]["bearer"]["description"]}
+    assert doc["security"] == [{"bearer": []}]
+
+
+def test_no_security_scheme_in_open_mode(sqlite_url):
+    app = create_app(Config(database_url=sqlite_url))
+    doc = _served(app)
+    app.extensions["tiddly"].db.dispose()
+    assert "securitySchemes" not in doc["components"] and "security" not in doc
