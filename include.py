@@ -105,3 +105,13 @@ def _top_per_parent(stmt, inc: Include, remotes: list[ColumnSpec], columns) -> A
     ranked = stmt.add_columns(rank).order_by(None).subquery()
     return (select(*(ranked.c[c.name] for c in columns))
             .where(ranked.c[_RANK] <= inc.limit).order_by(ranked.c[_RANK]))
+
+
+def requested_names(raw_query: Any) -> list[str]:
+    """The relationship names a query's ``include`` asks for, read leniently (the parse checks them)."""
+    raw = raw_query.get("include") if isinstance(raw_query, dict) else None
+    if isinstance(raw, str):
+        return [name.strip() for name in raw.split(",")]
+    if isinstance(raw, (list, dict)):
+        return [name for name in raw if isinstance(name, str)]
+    return []

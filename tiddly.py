@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 import click
-from flask import Flask, Response, request
+from flask import Flask, Response, g, request
 from sqlalchemy.exc import DBAPIError
 from werkzeug.exceptions import HTTPException
 
@@ -29,6 +29,7 @@ import cursor
 import guard
 import export
 import export_cli
+import include
 import jsonio
 import nested
 import openapi
@@ -265,7 +266,17 @@ def _query_collection(gateway, spec, session):
     raw = query_from_args(request.args) if request.method in ("GET", "HEAD") else _read_body(required=False)
     if request.method not in ("GET", "HEAD") and request.args:
         raise BadQuery("send the query in the body, not the query string")
+    _authorize_related(spec, include.requested_names(raw), "read")
     return pages.fetch_page(session, spec, raw, gateway.config, gateway.registry, gateway.cursor_key), 200
+
+
+def _authorize_related(spec, names, scope: str) -> None:
+    """A key limited to some tables reaches no other one through include or a nested insert."""
+    principal = getattr(g, "principal", None)
+    for name in names:
+        relation = spec.relations.get(name)
+        if principal is not None and relation is not None:
+            auth.authorize(principal, scope, relation.target)
 
 
 def _export(gateway, spec, method) -> Response:
@@ -288,6 +299,7 @@ def _post_collection(gateway, spec, session):
         ids = crud.insert_rows(session, spec, body, gateway.config)
         return {"ids": ids, "count": len(ids)}, 201
     if nested.has_children(spec, body):
+        _authorize_related(spec, list(body), "write")
         pk, row = nested.insert_with_children(session, spec, gateway.registry, body, gateway.config)
     else:
         pk, row = crud.insert_row(session, spec, body)

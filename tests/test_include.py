@@ -7,6 +7,8 @@ import pytest
 from envelope import assert_error, ok
 from sqlalchemy import event
 
+import auth
+
 STORES, ITEMS_EACH = 12, 4
 
 
@@ -124,3 +126,16 @@ def test_nested_insert_refuses_what_it_cannot_do(client):
     response = client.post("/items", json={"name": "x", "price": 1, "store_id": store, "store": {"name": "T"}})
     assert_error(response, 400, "bad_value")
     assert ok(fetch(client, "stores", {"count": True}))["count"] == 1
+
+
+def test_a_key_limited_to_stores_cannot_reach_items_through_them(app, client):
+    with app.extensions["tiddly"].db.session(write=True) as session:
+        key = auth.create_key(session, "stores only", "write", ["stores"])
+    headers = {"Authorization": f"Bearer {key}"}
+    ok(client.post("/stores", json={"name": "S"}, headers=headers), 201)
+    assert_error(client.open("/stores", method="FETCH", json={"include": ["items"]}, headers=headers),
+                 403, "forbidden")
+    assert_error(client.get("/stores?include=items", headers=headers), 403, "forbidden")
+    response = client.post("/stores", json={"name": "T", "items": [{"name": "x", "price": 1}]}, headers=headers)
+    assert_error(response, 403, "forbidden")
+    assert [s["name"] for s in ok(client.get("/stores", headers=headers))["data"]] == ["S"]
