@@ -299,8 +299,8 @@ def _table_paths(spec: TableSpec, name: str, config: Config) -> dict:
     collection["put"] = {
         "summary": f"upsert into '{spec.name}' by the primary key in the body", "tags": tag,
         "operationId": f"{name}.upsert", "requestBody": _json_body({"$ref": f"{_REF}{name}.upsert"}),
-        "responses": {"200": _success("updated", id=pk, data=row), "201": _success("created", id=pk, data=row),
-                      **_errors()}}
+        "responses": {"200": _linked(spec, name, _success("updated", id=pk, data=row)),
+                      "201": _linked(spec, name, _success("created", id=pk, data=row)), **_errors()}}
     pk_object = {"type": "object", "additionalProperties": False,
                  "required": [c.name for c in spec.primary_key],
                  "properties": {c.name: _kind_schema(c) for c in spec.primary_key}}
@@ -315,6 +315,15 @@ def _table_paths(spec: TableSpec, name: str, config: Config) -> dict:
             _success("", count={"type": "integer"})["content"]["application/json"]["schema"],
             _success("", id=pk)["content"]["application/json"]["schema"]]}}}}, **_errors()}}
     return {_path(spec.name): collection, _path(spec.name) + "/{pk}": _row_path(spec, name, row, pk)}
+
+
+def _linked(spec: TableSpec, name: str, response: dict) -> dict:
+    """Links from a written row's id to its row operations (for stateful testers and client generators)."""
+    if len(spec.primary_key) != 1:
+        return response  # a composite id is a list; the path wants it comma-joined, which a link cannot say
+    response["links"] = {f"{verb}_row": {"operationId": f"{name}.{verb}", "parameters": {"pk": "$response.body#/id"}}
+                         for verb in ("get", "patch", "delete")}
+    return response
 
 
 def _pk_schema(spec: TableSpec) -> dict:

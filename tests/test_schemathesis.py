@@ -12,7 +12,7 @@ from conftest import LiveServer, _prepare_server, server_url
 from hypothesis import HealthCheck, Phase, settings
 from schemathesis import checks
 
-EXAMPLES_PER_OPERATION = 15
+EXAMPLES_PER_OPERATION = 10
 CHECKS = [checks.not_a_server_error, checks.status_code_conformance, checks.content_type_conformance,
           checks.response_headers_conformance, checks.response_schema_conformance]
 
@@ -40,3 +40,17 @@ schema = schemathesis.pytest.from_fixture("api_schema")
           phases=[Phase.generate, Phase.shrink], suppress_health_check=list(HealthCheck))
 def test_no_server_error_and_no_response_contradicts_the_document(case):
     case.call_and_validate(checks=CHECKS, timeout=10)
+
+
+class _Workflow:
+    """Mixin: the stateful run checks the same things as the per-operation run."""
+
+    def validate_response(self, response, case, additional_checks=None, **kwargs):
+        case.validate_response(response, checks=CHECKS)
+
+
+def test_stateful_links_write_then_read_update_delete(api_schema):
+    machine = api_schema.as_state_machine()
+    workflow = type("Workflow", (_Workflow, machine), {})
+    workflow.run(settings=settings(max_examples=10, stateful_step_count=4, deadline=None, database=None,
+                                   suppress_health_check=list(HealthCheck)))
