@@ -509,3 +509,25 @@ def test_live_insecure_public_bind_says_so(sqlite_url, live_server_factory):
     server = live_server_factory(sqlite_url, extra_args=("--host", "0.0.0.0"))
     assert requests.get(server.url + "/books").status_code == 401
     assert "auth: API keys required (1 active)" in server.stop()
+
+
+# -- docs/security.md runs as written ------------------------------------------------
+
+def test_security_doc_examples_run_as_documented(db_url, live_server_factory, tmp_path):
+    from test_docs import ROOT, check_example, parse_examples
+
+    server = live_server_factory(db_url, workers=1, threads=2)
+    created = requests.post(server.url + "/user", json={"email": "ada@example.com", "password": "correct horse"})
+    assert created.status_code == 201
+    token = requests.post(server.url + "/-/login",
+                          json={"email": "ada@example.com", "password": "correct horse"}).json()["token"]
+    variables = {"$TIDDLY_KEY": new_key(db_url, "app"), "$READ_KEY": new_key(db_url, "reporting", "read", "books"),
+                 "$TOKEN": token}
+    text_ = (ROOT / "docs" / "security.md").read_text()
+    for name, value in variables.items():
+        text_ = text_.replace(name, value)
+    examples = parse_examples(text_)
+    assert len(examples) >= 9 and all(e.expects_response for e in examples)
+    state: dict = {}
+    problems = [p for example in examples for p in check_example(example, server.url, tmp_path, state)]
+    assert not problems, "docs/security.md differs from the server:\n" + "\n".join(problems)
