@@ -83,7 +83,8 @@ def column_schema(col: ColumnSpec) -> dict:
 def _kind_schema(col: ColumnSpec) -> dict:
     kind = col.kind
     if kind == "integer":
-        bits = next((b for t, b in _INT_RANGES.items() if any(c.__name__ == t for c in type(col.column.type).__mro__)), 32)
+        names = {cls.__name__ for cls in type(col.column.type).__mro__}
+        bits = next((b for t, b in _INT_RANGES.items() if t in names), 32)
         return {"type": "integer", "minimum": -2 ** (bits - 1), "maximum": 2 ** (bits - 1) - 1}
     if kind == "string":
         limit = col.max_length
@@ -136,7 +137,8 @@ def _query_schema(spec: TableSpec, name: str, config: Config) -> dict:
         "orderby": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}],
                     "description": 'e.g. "email desc, name"; quote names with spaces: "\\"my col\\" desc"'},
         "select": {"oneOf": [{"type": "string"},
-                             {"type": "array", "minItems": 1, "items": {"enum": [c.name for c in spec.readable]}}]},
+                             {"type": "array", "minItems": 1,
+                              "items": {"enum": [c.name for c in spec.readable]}}]},
         "limit": {"type": "integer", "minimum": 0, "maximum": config.max_limit},
         "offset": {"type": "integer", "minimum": 0},
         "count": {"type": "boolean"},
@@ -249,9 +251,11 @@ def _meta_paths() -> dict:
             "200": _success(summary, **properties), **_errors()}}}
     return {
         "/-/health": meta("the database answers", database={"type": "string"}),
-        "/-/tables": meta("the exposed tables and their columns", data={"type": "array", "items": {"type": "object"}}),
+        "/-/tables": meta("the exposed tables and their columns",
+                          data={"type": "array", "items": {"type": "object"}}),
         "/-/openapi.json": {"get": {"summary": "this document", "tags": ["meta"], "responses": {
-            "200": {"description": "OpenAPI 3.1", "content": {"application/json": {"schema": {"type": "object"}}}}}}},
+            "200": {"description": "OpenAPI 3.1",
+                    "content": {"application/json": {"schema": {"type": "object"}}}}}}},
     }
 
 
@@ -321,7 +325,8 @@ def _linked(spec: TableSpec, name: str, response: dict) -> dict:
     """Links from a written row's id to its row operations (for stateful testers and client generators)."""
     if len(spec.primary_key) != 1:
         return response  # a composite id is a list; the path wants it comma-joined, which a link cannot say
-    response["links"] = {f"{verb}_row": {"operationId": f"{name}.{verb}", "parameters": {"pk": "$response.body#/id"}}
+    response["links"] = {f"{verb}_row": {"operationId": f"{name}.{verb}",
+                                         "parameters": {"pk": "$response.body#/id"}}
                          for verb in ("get", "patch", "delete")}
     return response
 

@@ -103,11 +103,11 @@ def _add_sqlite_column_uniques(engine: Engine, metadata: MetaData) -> None:
         for table in metadata.tables.values():
             known = {frozenset(c.name for c in con.columns) for con in table.constraints
                      if isinstance(con, UniqueConstraint)}
-            quoted = conn.dialect.identifier_preparer.quote(table.name)
-            for index in conn.exec_driver_sql(f"PRAGMA index_list({quoted})").mappings():
+            quote = conn.dialect.identifier_preparer.quote
+            for index in conn.exec_driver_sql(f"PRAGMA index_list({quote(table.name)})").mappings():
                 if index["origin"] != "u":
                     continue
-                info = conn.exec_driver_sql(f"PRAGMA index_info({conn.dialect.identifier_preparer.quote(index['name'])})")
+                info = conn.exec_driver_sql(f"PRAGMA index_info({quote(index['name'])})")
                 names = frozenset(row["name"] for row in info.mappings())
                 if names not in known:
                     table.append_constraint(UniqueConstraint(*(table.c[n] for n in names)))

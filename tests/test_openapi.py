@@ -122,8 +122,8 @@ def test_bearer_security_when_keys_are_required(sqlite_url):
     doc = json.loads(json.dumps(openapi_document(gateway)))
     gateway.db.dispose()
     _assert_valid(doc)
-    assert doc["components"]["securitySchemes"]["bearer"] == {
-        "type": "http", "scheme": "bearer", "description": doc["components"]["securitySchemes"]["bearer"]["description"]}
+    bearer = doc["components"]["securitySchemes"]["bearer"]
+    assert (bearer["type"], bearer["scheme"]) == ("http", "bearer")
     assert doc["security"] == [{"bearer": []}]
 
 
