@@ -45,7 +45,7 @@ def fetch(session: Session, spec: TableSpec, raw: dict, config: Config) -> dict:
             raise BadQuery(f"'{key}' does not apply to grouped or distinct queries")
     query = parse_query(spec, {k: v for k, v in raw.items() if k not in ("orderby", "group", "aggregate",
                                                                          "having", "distinct")}, config)
-    view, inner = _grouped_view(spec, raw, query)
+    view = _grouped_view(spec, raw, query)
     having = compile_where(view, raw.get("having"), config)
     order = parse_orderby(view, raw.get("orderby"))
     outputs = [c.column for c in view.columns.values()]
@@ -62,7 +62,7 @@ def fetch(session: Session, spec: TableSpec, raw: dict, config: Config) -> dict:
     return result
 
 
-def _grouped_view(spec: TableSpec, raw: dict, query) -> tuple[TableSpec, Any]:
+def _grouped_view(spec: TableSpec, raw: dict, query) -> TableSpec:
     distinct = raw.get("distinct", False)
     if not isinstance(distinct, bool):
         raise BadQuery("'distinct' must be true or false")
@@ -84,7 +84,7 @@ def _grouped_view(spec: TableSpec, raw: dict, query) -> tuple[TableSpec, Any]:
                                     kind=kind, nullable=True, required=False)
     view = TableSpec(name=spec.name, table=spec.table, columns=columns,
                      primary_key=tuple(columns[c.name] for c in keys))
-    return view, inner
+    return view
 
 
 def _group(spec: TableSpec, raw: Any) -> list[ColumnSpec]:

@@ -24,7 +24,8 @@ import hashlib
 import hmac
 import json
 import secrets
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy import and_, false, insert, or_, select
 from sqlalchemy.sql.elements import ColumnElement

@@ -16,8 +16,9 @@ import csv
 import datetime as dt
 import io
 import json
+from collections.abc import Iterable, Iterator
 from dataclasses import replace
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 from sqlalchemy import insert
 from sqlalchemy.engine import Engine

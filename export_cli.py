@@ -47,10 +47,10 @@ def import_command(table: str, file: str, fmt: str | None, database_url: str | N
         raise click.UsageError("cannot tell the format from the file name: pass --format csv or ndjson")
     _config, db, registry = _open(database_url, source, table)
     try:
-        with open(file, "rb") as handle, click.progressbar(length=os.path.getsize(file), label=f"{table}",
-                                                            file=sys.stderr) as bar:
-            with db.session(write=True) as session:
-                count = export.import_rows(session, registry.get(table), _advancing(handle, bar), fmt)
+        with (open(file, "rb") as handle,
+              click.progressbar(length=os.path.getsize(file), label=table, file=sys.stderr) as bar,
+              db.session(write=True) as session):
+            count = export.import_rows(session, registry.get(table), _advancing(handle, bar), fmt)
     except ApiError as exc:
         raise click.ClickException(exc.message) from None
     except DBAPIError as exc:

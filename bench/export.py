@@ -18,7 +18,7 @@ from pathlib import Path
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from paging import seed, serve  # noqa: E402
+from paging import seed, serve
 
 MEDIA = {"csv": "text/csv", "ndjson": "application/x-ndjson"}
 

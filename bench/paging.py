@@ -11,7 +11,6 @@ page 1,000 by cursor within 1.5x of page 1.
 from __future__ import annotations
 
 import argparse
-import os
 import socket
 import statistics
 import subprocess
@@ -26,7 +25,7 @@ from sqlalchemy import create_engine, delete, insert
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from models import Base, Book  # noqa: E402
+from models import Base, Book
 
 
 def seed(url: str, rows: int) -> None:

@@ -107,7 +107,7 @@ def test_a_late_error_rolls_back_earlier_batches(client):
 
 
 def test_not_utf8_is_a_400(client):
-    body = "title,author\nA,B\n".encode() + b"\xff\xfe,x\n"
+    body = b"title,author\nA,B\n\xff\xfe,x\n"
     assert assert_error(client.post("/books", data=body, content_type=CSV), 400, "bad_value")["details"]["line"] == 3
 
 
