@@ -21,7 +21,7 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from errors import BadValue, Forbidden, NotFound, Unauthorized
@@ -94,8 +94,13 @@ def count_active_keys(session: Session) -> int:
     return len(session.execute(select(ApiKey.id).where(ApiKey.revoked_at.is_(None))).all())
 
 
+# Run on every keyless request: a Core statement built once skips the ORM's per-request
+# statement building and cache-key work (a third of this check's cost).
+_ANY_ACTIVE_KEY = select(ApiKey.__table__.c.id).where(ApiKey.__table__.c.revoked_at.is_(None)).limit(1)
+
+
 def _any_active_key(session: Session) -> bool:
-    return session.execute(select(ApiKey.id).where(ApiKey.revoked_at.is_(None)).limit(1)).first() is not None
+    return session.execute(_ANY_ACTIVE_KEY).first() is not None
 
 
 # -- who is asking -------------------------------------------------------------
@@ -128,10 +133,15 @@ def _bearer(authorization: str) -> str:
     return secret
 
 
+# Run on every keyed request: Core statements built once skip the ORM's per-request work.
+_KEYS = ApiKey.__table__
+_KEY_BY_HASH = select(_KEYS.c.name, _KEYS.c.key_hash, _KEYS.c.scope, _KEYS.c.tables, _KEYS.c.revoked_at) \
+    .where(_KEYS.c.key_hash == bindparam("wanted"))
+
+
 def _key_principal(session: Session, secret: str) -> Principal:
     wanted = digest(secret)
-    row = session.execute(select(ApiKey.name, ApiKey.key_hash, ApiKey.scope, ApiKey.tables, ApiKey.revoked_at)
-                          .where(ApiKey.key_hash == wanted)).first()
+    row = session.execute(_KEY_BY_HASH, {"wanted": wanted}).first()
     # The lookup compares hashes, so its timing says nothing usable about the key;
     # compare_digest keeps the final check constant-time all the same.
     if row is None or not hmac.compare_digest(row.key_hash, wanted) or row.revoked_at is not None:
@@ -142,10 +152,10 @@ def _key_principal(session: Session, secret: str) -> Principal:
 
 def _login_principal(session: Session, users: TableSpec, secret: str) -> Principal:
     wanted = digest(secret)
-    user = users.table.c
-    row = session.execute(select(LoginToken.token_hash, LoginToken.expires_at, user.email)
-                          .join(users.table, user.id == LoginToken.user_id)
-                          .where(LoginToken.token_hash == wanted)).first()
+    tokens, user = LoginToken.__table__.c, users.table.c
+    row = session.execute(select(tokens.token_hash, tokens.expires_at, user.email)
+                          .join_from(LoginToken.__table__, users.table, user.id == tokens.user_id)
+                          .where(tokens.token_hash == wanted)).first()
     if row is None or not hmac.compare_digest(row.token_hash, wanted):
         raise Unauthorized("the login token is unknown")
     if row.expires_at <= utcnow():
