@@ -1,0 +1,33 @@
+"""Serve the reference or the floor app under Tiddly's gunicorn runner (server.run), the
+one `tiddly serve` uses, so all three get the same server, worker class, workers and threads.
+
+    python bench/serve.py reference|floor DATABASE_URL PORT WORKERS THREADS
+"""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE), str(HERE.parent)]
+
+from server import run  # noqa: E402
+
+
+def factory(kind: str, url: str):
+    os.environ["BENCH_DATABASE_URL"] = url
+    if kind == "reference":
+        from reference_app import app
+        return app
+    from floor_app import app
+    return app
+
+
+def main() -> None:
+    kind, url, port, workers, threads = sys.argv[1:6]
+    run(lambda: factory(kind, url), "127.0.0.1", int(port), int(workers), int(threads))
+
+
+if __name__ == "__main__":
+    main()
