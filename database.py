@@ -11,6 +11,9 @@ from contextlib import contextmanager
 from typing import Iterator
 
 from sqlalchemy import create_engine, event, select, text
+from sqlalchemy.dialects.mysql import insert as mysql_insert
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import DataError, DBAPIError, DisconnectionError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session
@@ -156,6 +159,20 @@ class Database:
         self.engine.dispose()
 
 
+def insert_or_update(session: Session, table, values: dict, keys: list[str], on_conflict: dict) -> None:
+    """INSERT ``values``; when a row with the same ``keys`` exists, apply ``on_conflict``
+    to it instead, which also locks it for the rest of the transaction. One statement,
+    no error to recover from when concurrent requests race to create the same row."""
+    name = session.get_bind().dialect.name
+    if name in ("mysql", "mariadb"):
+        stmt = mysql_insert(table).values(values).on_duplicate_key_update(on_conflict)
+    elif name == "postgresql":
+        stmt = pg_insert(table).values(values).on_conflict_do_update(index_elements=keys, set_=on_conflict)
+    else:
+        stmt = sqlite_insert(table).values(values).on_conflict_do_update(index_elements=keys, set_=on_conflict)
+    session.execute(stmt)
+
+
 # setval only moves forward; names and values go in as bound parameters.
 _ADVANCE_PG_SEQUENCE = text(
     "SELECT setval(s, :value) FROM pg_get_serial_sequence(:table, :column) AS s "
@@ -174,7 +191,7 @@ def advance_sequence(session: Session, table, column_name: str, value: int) -> N
 
 def translate_error(exc: DBAPIError) -> Exception:
     """Map a driver error to a typed API error; anything unforeseen stays as it is (a 500)."""
-    if isinstance(exc, IntegrityError):
+    if isinstance(exc, IntegrityError) or _mysql_errno(exc.orig) in _MYSQL_CHECK_VIOLATIONS:
         return _integrity_error(exc)
     if isinstance(exc, DataError):
         return BadValue("a value does not fit its column in the database")
@@ -184,6 +201,15 @@ def translate_error(exc: DBAPIError) -> Exception:
     if isinstance(exc, OperationalError) or exc.connection_invalidated:
         return DatabaseUnavailable("the database is unavailable or busy; try again")
     return exc
+
+
+# PyMySQL raises a CHECK violation as an OperationalError; it is a 409 like any constraint.
+_MYSQL_CHECK_VIOLATIONS = (3819, 4025)  # MySQL, MariaDB
+
+
+def _mysql_errno(orig) -> int | None:
+    args = getattr(orig, "args", ())
+    return args[0] if args and isinstance(args[0], int) else None
 
 
 def _is_statement_timeout(orig) -> bool:

@@ -11,8 +11,9 @@ from __future__ import annotations
 import datetime as dt
 from typing import Optional
 
-from sqlalchemy import DateTime, Double, ForeignKey, Integer, String, Text
-from sqlalchemy.dialects.mysql import LONGTEXT
+from sqlalchemy import (BigInteger, CheckConstraint, DateTime, Double, ForeignKey, Index, Integer, String,
+                        Text, TypeDecorator)
+from sqlalchemy.dialects.mysql import DATETIME, LONGTEXT, MEDIUMTEXT
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 # MySQL/MariaDB compare text case-insensitively by default; binary collation
@@ -126,6 +127,78 @@ class IdempotencyKey(Base):
     response: Mapped[Optional[str]] = mapped_column(Text().with_variant(LONGTEXT(), "mysql", "mariadb"))
     created_at: Mapped[dt.datetime] = mapped_column(DateTime)
     expires_at: Mapped[dt.datetime] = mapped_column(DateTime, index=True)
+
+
+# -- the patient monitor (DESIGN section 6; the service is patients.py) ----------
+
+class UTCDateTime(TypeDecorator):
+    """A UTC instant: stored naive (in UTC, to the microsecond on every database), read back aware."""
+    impl = DateTime
+    cache_ok = True
+
+    @property
+    def python_type(self):  # what the registry checks values against
+        return dt.datetime
+
+    def load_dialect_impl(self, dialect):
+        if dialect.name in ("mysql", "mariadb"):
+            return dialect.type_descriptor(DATETIME(fsp=6))  # plain DATETIME drops the microseconds
+        return dialect.type_descriptor(DateTime())
+
+    def process_bind_param(self, value, dialect):
+        if value is not None and value.tzinfo is not None:
+            value = value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value, dialect):
+        return value.replace(tzinfo=dt.timezone.utc) if value is not None else None
+
+
+class Patient(Base):
+    """A room's current occupant. Written only through PUT /patients (and the original
+    server's routes), never through the generic endpoint: a turnover must keep its rules."""
+    __tablename__ = "patients"
+    __table_args__ = {**TABLE_ARGS, "info": {"read_only": True}}
+
+    room_number: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    patient_mrn: Mapped[int] = mapped_column(BigInteger)
+    patient_name: Mapped[Optional[str]] = mapped_column(String(255))
+    # GET /new_cpap_pressure/<room>/<value> sets it; a turnover clears it.
+    prescribed_cpap_pressure: Mapped[Optional[int]] = mapped_column(Integer)
+    admitted_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    # This stay's readings are the room's readings for this MRN with a larger id, so a
+    # patient who comes back to the same room starts with a fresh view.
+    readings_after_id: Mapped[int] = mapped_column(Integer, default=0)
+    # Bumped by every write that claims the room; 1 means "created by this transaction".
+    version: Mapped[int] = mapped_column(Integer, default=1)
+
+
+class PatientReading(Base):
+    """One CPAP reading, one row: appending costs the same at any history length.
+    Never updated or deleted (read-only through the endpoint); kept by MRN forever."""
+    __tablename__ = "patient_readings"
+    __table_args__ = (
+        Index("ix_patient_readings_stay", "room_number", "patient_mrn", "id"),
+        Index("ix_patient_readings_mrn_time", "patient_mrn", "timestamp"),
+        Index("ix_patient_readings_room_time", "room_number", "timestamp"),
+        {**TABLE_ARGS, "info": {"read_only": True}},
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    room_number: Mapped[int] = mapped_column(Integer)
+    patient_mrn: Mapped[int] = mapped_column(BigInteger)
+    timestamp: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    CPAP_pressure: Mapped[int] = mapped_column(Integer)
+    breath_rate: Mapped[float] = mapped_column(Double)
+    apnea_count: Mapped[Optional[int]] = mapped_column(Integer)
+    flow_image: Mapped[Optional[str]] = mapped_column(Text().with_variant(MEDIUMTEXT(), "mysql", "mariadb"))
+
+
+# The database refuses impossible readings too (not only patients.py's checks).
+for _column in ("CPAP_pressure", "breath_rate", "apnea_count"):
+    PatientReading.__table__.append_constraint(
+        CheckConstraint(PatientReading.__table__.c[_column] >= 0, name=f"ck_patient_readings_{_column}"))
 
 
 def internal_tables() -> list:

@@ -22,7 +22,7 @@ from werkzeug.exceptions import HTTPException
 
 import auth
 import commands
-import commands
+import cpap
 import crud
 import idempotency
 import cursor
@@ -34,12 +34,13 @@ import jsonio
 import nested
 import openapi
 import pages
+import patients
 import upsert
 from config import Config
 from database import Database
 from errors import (ApiError, BadQuery, BadValue, MethodNotAllowed, PayloadTooLarge, UniqueViolation,
                     UnsupportedMediaType)
-from models import Base, internal_tables
+from models import Base, Patient, internal_tables
 from query import query_from_args
 from registry import Registry, TableSpec
 
@@ -97,6 +98,7 @@ def create_app(config: Config | None = None, metadata=None, registry: Registry |
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Exception, _unexpected_error)
     guard.install(app, gateway)  # API keys, login tokens, open mode, CORS: see guard.py
+    cpap.register(app, gateway)  # the original CPAP server's routes, for its clients
     return app
 
 
@@ -179,8 +181,8 @@ def _effective_method() -> str:
     return override.upper()
 
 
-def _allowed(spec: TableSpec, method: str, route_verbs: tuple[str, ...]) -> None:
-    allowed = [v for v in route_verbs if v in spec.verbs or v == "HEAD" and "GET" in spec.verbs]
+def _allowed(spec: TableSpec, method: str, route_verbs: tuple[str, ...], also: tuple[str, ...] = ()) -> None:
+    allowed = [v for v in route_verbs if v in spec.verbs or v in also or v == "HEAD" and "GET" in spec.verbs]
     if method not in allowed:
         raise MethodNotAllowed(f"{method} is not allowed on /{spec.name}", allow=allowed + ["OPTIONS"])
 
@@ -188,8 +190,10 @@ def _allowed(spec: TableSpec, method: str, route_verbs: tuple[str, ...]) -> None
 def _collection(gateway: Gateway, table: str) -> Response:
     spec = gateway.registry.get(table)
     method = _effective_method()
-    _allowed(spec, "GET" if method == "HEAD" else method, COLLECTION_VERBS)
-    handler = _COLLECTION_HANDLERS[method if method != "HEAD" else "GET"]
+    special = tuple(verb for table, verb in _SPECIAL_HANDLERS if table is spec.table)
+    _allowed(spec, "GET" if method == "HEAD" else method, COLLECTION_VERBS, also=special)
+    handler = (_SPECIAL_HANDLERS.get((spec.table, method))
+               or _COLLECTION_HANDLERS[method if method != "HEAD" else "GET"])
     if method in READ_VERBS and export.wanted_format(request.accept_mimetypes):
         return _export(gateway, spec, method)
     write = method not in READ_VERBS + ("HEAD",)
@@ -346,6 +350,18 @@ _COLLECTION_HANDLERS: dict[str, Callable] = {
     "GET": _query_collection, "FETCH": _query_collection, "QUERY": _query_collection,
     "POST": _post_collection, "PUT": _put_collection, "DELETE": _delete_collection,
 }
+def _put_patients(gateway, spec, session):
+    """PUT /patients: the patient upsert (patients.py), not the generic one."""
+    unknown = [k for k in request.args if k != "readings"]
+    if unknown:
+        raise BadQuery(f"unknown query parameter {unknown[0]!r} on PUT /patients; known: readings", key=unknown[0])
+    readings = patients.view_limit(request.args.get("readings"))
+    status, view = patients.upsert_patient(session, _read_body(), readings)
+    return {"id": view["room_number"], "data": view}, status
+
+
+# (table, verb) -> a handler that replaces the generic one for that table.
+_SPECIAL_HANDLERS: dict[tuple, Callable] = {(Patient.__table__, "PUT"): _put_patients}
 _ROW_HANDLERS: dict[str, Callable] = {
     "GET": _get_row, "PUT": _put_row, "PATCH": _patch_row, "DELETE": _delete_row,
 }
