@@ -42,7 +42,7 @@ def insert_row(session: Session, spec: TableSpec, obj: Any) -> tuple[Any, dict]:
     # One round trip: the stored row (generated key, server defaults) comes back with the insert.
     returned = [c.column for c in spec.readable] + [c.column for c in spec.primary_key if not c.readable]
     row = session.execute(insert(spec.table).values(values).returning(*returned)).mappings().one()
-    return spec.pk_json(row[c.name] for c in spec.primary_key), {c.name: row[c.name] for c in spec.readable}
+    return spec.pk_json(row[c.name] for c in spec.primary_key), _returned_row(spec, row)
 
 
 def insert_rows(session: Session, spec: TableSpec, items: list, config: Config) -> list:
@@ -106,7 +106,7 @@ def patch_row(session: Session, spec: TableSpec, pk: tuple, obj: Any) -> dict:
         row = session.execute(stmt.returning(*(c.column for c in spec.readable))).mappings().first()
         if row is None:
             raise NotFound(f"no row of '{spec.name}' has primary key {_pk_text(pk)}", table=spec.name)
-        return dict(row)
+        return _returned_row(spec, row)
     if session.execute(stmt).rowcount == 0:
         raise NotFound(f"no row of '{spec.name}' has primary key {_pk_text(pk)}", table=spec.name)
     return get_row(session, spec, pk)
@@ -154,6 +154,12 @@ def _insert_many(session: Session, spec: TableSpec, rows: list[dict]) -> list[tu
         stmt = insert(spec.table).returning(*pk_columns, sort_by_parameter_order=True)
         return [tuple(r) for r in session.execute(stmt, rows)]
     return [_insert(session, spec, values) for values in rows]
+
+
+def _returned_row(spec: TableSpec, row) -> dict:
+    # SQLite's RETURNING gives a REAL column's value before type affinity (3, where SELECT says 3.0).
+    return {c.name: float(row[c.name]) if c.kind == "number" and row[c.name] is not None else row[c.name]
+            for c in spec.readable}
 
 
 def _for_item(index: int, func, item, **kwargs):

@@ -122,6 +122,8 @@ def test_values_at_the_edges_are_accepted(client):
     item = ok(client.post("/items", json={"name": "i", "price": 3, "store_id": store}), 201)["data"]
     assert item["price"] == 3.0 and isinstance(item["price"], float)
     assert ok(client.get(f"/items/{item['id']}"))["data"] == item
+    patched = ok(client.patch(f"/items/{item['id']}", json={"price": 4}))["data"]
+    assert patched["price"] == 4.0 and isinstance(patched["price"], float)
 
 
 def test_nan_and_infinity_are_not_accepted(client, db_url):
