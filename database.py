@@ -135,7 +135,8 @@ class Database:
                           autoflush=False, expire_on_commit=False)
         try:
             yield session
-            session.commit()
+            if write:  # a read scope has nothing to commit: close() ends it
+                session.commit()
         except DBAPIError as exc:
             session.rollback()
             raise translate_error(exc) from exc
