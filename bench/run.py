@@ -44,6 +44,7 @@ READS = ("get_pk", "page_name", "page_age")
 WORKLOADS = READS + ("insert", "update", "delete", "bulk")
 DELETE_POOL = 100_000
 BULK_MIN_SECONDS = 10
+WARMUP_SECONDS = 1
 DELETE_STRIDE = 50_000_000  # delete pools live far above the ids that inserts take
 BASE_PORT = 18_100
 URL_VARS = {"postgresql": ("TIDDLY_BENCH_POSTGRESQL_URL", "TIDDLY_TEST_POSTGRESQL_URL"),
@@ -359,6 +360,9 @@ def main() -> None:
     tag, pool, rounds = uuid.uuid4().hex[:8], [0], []
     running = [Server(s, url, BASE_PORT + i, args.workers, args.threads) for i, s in enumerate(servers)]
     try:
+        for server in running:  # untimed: fills caches (compiled SQL, database pages) for every server alike
+            for w in READS:
+                run_wrk(server, w, WARMUP_SECONDS, tag)
         for n in range(args.rounds):
             result: dict = {s.kind: {} for s in running}
             for w in workloads:
