@@ -19,7 +19,6 @@ from query import OPERATORS, QUERY_KEYS
 from registry import ColumnSpec, Policy, Registry, TableSpec
 
 OPENAPI_VERSION = "3.1.0"
-_INT_RANGES = {"BigInteger": 64, "SmallInteger": 16}
 _REF = "#/components/schemas/"
 
 
@@ -83,9 +82,8 @@ def column_schema(col: ColumnSpec) -> dict:
 def _kind_schema(col: ColumnSpec) -> dict:
     kind = col.kind
     if kind == "integer":
-        names = {cls.__name__ for cls in type(col.column.type).__mro__}
-        bits = next((b for t, b in _INT_RANGES.items() if t in names), 32)
-        return {"type": "integer", "minimum": -2 ** (bits - 1), "maximum": 2 ** (bits - 1) - 1}
+        low, high = col.int_range
+        return {"type": "integer", "minimum": low, "maximum": high}
     if kind == "string":
         limit = col.max_length
         return {"type": "string", **({"maxLength": limit} if limit else {})}

@@ -42,6 +42,11 @@ class ColumnSpec:
     nullable: bool
     required: bool
     max_length: int | None = None
+    int_bits: int = 32  # the range an integer column accepts: -2**(bits-1) .. 2**(bits-1)-1
+
+    @property
+    def int_range(self) -> tuple[int, int]:
+        return -(2 ** (self.int_bits - 1)), 2 ** (self.int_bits - 1) - 1
 
     @property
     def readable(self) -> bool:
@@ -78,14 +83,10 @@ def _coerce_int(spec: ColumnSpec, value):
         raise TypeError
     if isinstance(value, float) and not value.is_integer():
         raise ValueError
-    bits = _int_bits(spec)
-    if not -(2 ** (bits - 1)) <= value < 2 ** (bits - 1):
+    low, high = spec.int_range
+    if not low <= value <= high:
         raise OverflowError
     return int(value)
-
-
-def _int_bits(spec: ColumnSpec) -> int:
-    return next((b for t, b in _INT_BITS if isinstance(spec.column.type, t)), 32)
 
 
 def _coerce_number(_spec, value):
@@ -149,8 +150,8 @@ _DESCRIPTIONS = {
 def _describe(spec: ColumnSpec) -> str:
     text = _DESCRIPTIONS[spec.kind]
     if spec.kind == "integer":
-        bits = _int_bits(spec)
-        text += f" from {-2 ** (bits - 1)} to {2 ** (bits - 1) - 1}"
+        low, high = spec.int_range
+        text += f" from {low} to {high}"
     elif spec.kind == "string" and spec.max_length is not None:
         text += f" of at most {spec.max_length} characters"
     return text
@@ -280,7 +281,16 @@ def column_spec(column: Column) -> ColumnSpec:
         nullable=bool(column.nullable),
         required=not column.nullable and not has_default and not auto_pk,
         max_length=getattr(column.type, "length", None),
+        int_bits=_int_bits(column, auto_pk),
     )
+
+
+def _int_bits(column: Column, auto_pk: bool) -> int:
+    # A generated key is the database's to choose: SQLite's rowid is 64-bit
+    # whatever the declared type, so its keys must stay addressable.
+    if auto_pk:
+        return 64
+    return next((bits for kind, bits in _INT_BITS if isinstance(column.type, kind)), 32)
 
 
 def _kind(column: Column) -> str:

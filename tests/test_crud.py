@@ -299,3 +299,20 @@ def test_bad_password_value_is_400_without_echoing_it(client, engine, password):
     assert SECRET not in response.get_data(as_text=True)
     assert "12345" not in body["error"]
     assert count(engine, User) == 0
+
+
+def test_generated_keys_past_32_bits_stay_addressable(client, db_url):
+    """A generated key is the database's to choose (SQLite's rowid is 64-bit)."""
+    beyond = client.get("/dual/3000000000")
+    if not db_url.startswith("sqlite"):
+        # 32-bit keys here: PostgreSQL refuses the value itself, MariaDB finds no row.
+        assert (beyond.status_code, beyond.get_json()["code"]) in {(400, "bad_value"), (404, "not_found")}
+        return
+    assert beyond.status_code == 404
+    assert client.put("/dual/2147483647", json={"text": "last int32"}).status_code == 201
+    created = client.post("/dual", json={"text": "past int32"})
+    assert created.status_code == 201
+    new_id = created.get_json()["id"]
+    assert new_id == 2147483648
+    assert client.get(f"/dual/{new_id}").get_json()["data"]["text"] == "past int32"
+    assert client.delete(f"/dual/{new_id}").status_code == 200
