@@ -24,11 +24,11 @@ import auth
 import commands
 import cpap
 import crud
-import idempotency
 import cursor
-import guard
 import export
 import export_cli
+import guard
+import idempotency
 import include
 import jsonio
 import nested
@@ -38,8 +38,15 @@ import patients
 import upsert
 from config import Config
 from database import Database
-from errors import (ApiError, BadQuery, BadValue, MethodNotAllowed, PayloadTooLarge, UniqueViolation,
-                    UnsupportedMediaType)
+from errors import (
+    ApiError,
+    BadQuery,
+    BadValue,
+    MethodNotAllowed,
+    PayloadTooLarge,
+    UniqueViolation,
+    UnsupportedMediaType,
+)
 from models import Base, Patient, internal_tables
 from query import query_from_args
 from registry import Registry, TableSpec
