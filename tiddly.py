@@ -43,6 +43,7 @@ from errors import (
     BadQuery,
     BadValue,
     MethodNotAllowed,
+    NotFound,
     PayloadTooLarge,
     UniqueViolation,
     UnsupportedMediaType,
@@ -57,6 +58,7 @@ READ_VERBS = ("GET", "FETCH", "QUERY")
 COLLECTION_VERBS = ("GET", "HEAD", "POST", "PUT", "DELETE", "FETCH", "QUERY")
 ROW_VERBS = ("GET", "HEAD", "PUT", "PATCH", "DELETE")
 QUERY_OVERRIDES = ("FETCH", "QUERY")
+META_ROUTES = ("/-/health", "/-/tables", "/-/openapi.json", "/-/login")
 _HTTP_CODES = {400: "bad_json", 404: "not_found", 405: "method_not_allowed", 413: "payload_too_large",
                415: "unsupported_media_type"}
 
@@ -97,6 +99,7 @@ def create_app(config: Config | None = None, metadata=None, registry: Registry |
     app.add_url_rule("/-/tables", "tables", lambda: _ok({"data": gateway.registry.describe()}))
     app.add_url_rule("/-/openapi.json", "openapi", lambda: _openapi(gateway))
     app.add_url_rule("/-/login", "login", lambda: _login(gateway), methods=["POST"])
+    app.add_url_rule("/-/<path:rest>", "meta_unknown", _unknown_meta_route, methods=COLLECTION_VERBS)
     app.add_url_rule("/<table>", "collection", lambda table: _collection(gateway, table),
                      methods=COLLECTION_VERBS)  # Flask adds OPTIONS itself
     app.add_url_rule("/<table>/<path:pk>", "row", lambda table, pk: _row(gateway, table, pk),
@@ -146,6 +149,11 @@ def _unexpected_error(exc: Exception) -> Response:
 def _health(gateway: Gateway) -> Response:
     gateway.db.ping()
     return _ok({"database": gateway.db.dialect_name})
+
+
+def _unknown_meta_route(rest: str) -> Response:
+    # "/-/" belongs to Tiddly itself; no table can live there.
+    raise NotFound(f"no route /-/{rest}; Tiddly's own routes are {', '.join(META_ROUTES)}")
 
 
 def _login(gateway: Gateway) -> Response:

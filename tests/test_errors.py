@@ -327,3 +327,14 @@ def test_every_documented_code_has_a_status():
             "foreign_key_violation", "method_not_allowed", "payload_too_large", "unsupported_media_type",
             "database_unavailable"} <= set(ERROR_CODES)
 
+
+
+def test_unknown_meta_route_is_a_clear_404_not_a_table(client):
+    for path in ("/-/nope", "/-/health/extra", "/-"):
+        response = client.get(path)
+        body = response.get_json()
+        assert response.status_code == 404, path
+        assert body["status"] == "error"
+    body = client.get("/-/nope").get_json()
+    assert body["code"] == "not_found"
+    assert "/-/health" in body["error"] and "no table named" not in body["error"]
