@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from config import Config
 from errors import BadQuery
-from query import _order_clauses, compile_where, parse_orderby, parse_query
+from query import _order_clauses, compile_where, parse_columns, parse_orderby, parse_query
 from registry import ColumnSpec, Policy, TableSpec
 
 AGGREGATE_KEYS = ("group", "aggregate", "having", "distinct")
@@ -88,17 +88,7 @@ def _grouped_view(spec: TableSpec, raw: dict, query) -> TableSpec:
 
 
 def _group(spec: TableSpec, raw: Any) -> list[ColumnSpec]:
-    if raw is None:
-        return []
-    if isinstance(raw, str):
-        raw = [name.strip() for name in raw.split(",")]
-    if not isinstance(raw, list) or not raw:
-        raise BadQuery("'group' must be a non-empty list of column names")
-    chosen = {}
-    for name in raw:
-        col = spec.column(name)
-        chosen[col.name] = col
-    return list(chosen.values())
+    return [] if raw is None else list(parse_columns(spec, raw, "group"))
 
 
 def _aggregates(spec: TableSpec, raw: Any, group: list[ColumnSpec]) -> list[tuple[str, Any, str]]:

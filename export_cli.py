@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from contextlib import contextmanager
 
 import click
 from sqlalchemy import inspect
@@ -33,6 +34,19 @@ def _open(database_url: str | None, source: dict, table: str):
     return config, db, registry
 
 
+@contextmanager
+def _as_cli_errors(db: Database):
+    """Typed and driver errors become one clear line on stderr; the engine is always released."""
+    try:
+        yield
+    except ApiError as exc:
+        raise click.ClickException(exc.message) from None
+    except DBAPIError as exc:
+        raise click.ClickException(str(translate_error(exc))) from None
+    finally:
+        db.dispose()
+
+
 @click.command("import")
 @click.argument("table")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
@@ -46,17 +60,10 @@ def import_command(table: str, file: str, fmt: str | None, database_url: str | N
     if fmt is None:
         raise click.UsageError("cannot tell the format from the file name: pass --format csv or ndjson")
     _config, db, registry = _open(database_url, source, table)
-    try:
-        with (open(file, "rb") as handle,
-              click.progressbar(length=os.path.getsize(file), label=table, file=sys.stderr) as bar,
-              db.session(write=True) as session):
-            count = export.import_rows(session, registry.get(table), _advancing(handle, bar), fmt)
-    except ApiError as exc:
-        raise click.ClickException(exc.message) from None
-    except DBAPIError as exc:
-        raise click.ClickException(str(translate_error(exc))) from None
-    finally:
-        db.dispose()
+    with (_as_cli_errors(db), open(file, "rb") as handle,
+          click.progressbar(length=os.path.getsize(file), label=table, file=sys.stderr) as bar,
+          db.session(write=True) as session):
+        count = export.import_rows(session, registry.get(table), _advancing(handle, bar), fmt)
     click.echo(f"imported {count} rows into {table}", err=True)
 
 
@@ -78,19 +85,15 @@ def export_command(table: str, where: str | None, orderby: str | None, selected:
                    database_url: str | None, source: dict) -> None:
     """Write TABLE's rows (filtered and ordered, every one) to standard output."""
     config, db, registry = _open(database_url, source, table)
-    try:
-        query = {"where": json.loads(where) if where else None, "orderby": orderby, "select": selected}
+    with _as_cli_errors(db):
+        try:
+            parsed_where = json.loads(where) if where else None
+        except ValueError:
+            raise click.UsageError("--where is not valid JSON") from None
+        query = {"where": parsed_where, "orderby": orderby, "select": selected}
         stmt, names = export.plan(db.dialect_name, registry.get(table), {k: v for k, v in query.items() if v},
                                   config, b"")
         out = click.get_binary_stream("stdout")
         for chunk in export.stream(db.engine, stmt, names, fmt):
             out.write(chunk)
         out.flush()
-    except ValueError:
-        raise click.UsageError("--where is not valid JSON") from None
-    except ApiError as exc:
-        raise click.ClickException(exc.message) from None
-    except DBAPIError as exc:
-        raise click.ClickException(str(translate_error(exc))) from None
-    finally:
-        db.dispose()

@@ -226,14 +226,17 @@ def _order_clauses(order: tuple[OrderTerm, ...]) -> list:
 
 
 def parse_select(spec: TableSpec, selected: Any) -> tuple[ColumnSpec, ...]:
-    if selected is None:
-        return spec.readable
-    if isinstance(selected, str):
-        selected = [s.strip() for s in selected.split(",")]
-    if not isinstance(selected, list) or not selected:
-        raise BadQuery("'select' must be a non-empty list of column names")
+    return spec.readable if selected is None else parse_columns(spec, selected, "select")
+
+
+def parse_columns(spec: TableSpec, names: Any, key: str) -> tuple[ColumnSpec, ...]:
+    """A list of readable column names (or "a, b"), checked and without repeats."""
+    if isinstance(names, str):
+        names = [name.strip() for name in names.split(",")]
+    if not isinstance(names, list) or not names:
+        raise BadQuery(f"'{key}' must be a non-empty list of column names")
     chosen = {}
-    for name in selected:
+    for name in names:
         col = spec.column(name)
         chosen[col.name] = col
     return tuple(chosen.values())
