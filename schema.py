@@ -48,14 +48,16 @@ def shipped() -> Schema:
 def from_models_file(path: str | Path) -> Schema:
     """Import a user's models file and expose its tables (as its TIDDLY_* options say)."""
     module = _import_file(Path(path))
-    metadata = _find_metadata(module, path)
+    base = _find_base(module, path)
+    metadata = base.metadata
     tables = _names_option(module, "TIDDLY_TABLES")
     read_only = set(_names_option(module, "TIDDLY_READ_ONLY") or ())
     known = set(metadata.tables)
     unknown = sorted((set(tables or ()) | read_only) - known)
     if unknown:
         raise SchemaError(f"{path} names tables its models do not define: {', '.join(unknown)}")
-    return Schema(metadata, _registry(metadata, tables, read_only), True, str(path))
+    registry = _registry(metadata, tables, read_only).add_relations(base.registry.mappers)
+    return Schema(metadata, registry, True, str(path))
 
 
 def reflected(engine: Engine, tables: Iterable[str] | None = None,
@@ -138,16 +140,17 @@ def _import_file(path: Path):
     return module
 
 
-def _find_metadata(module, path) -> MetaData:
-    bases = {id(obj.metadata): obj.metadata for obj in vars(module).values()
+def _find_base(module, path) -> type[DeclarativeBase]:
+    """The file's declarative base (any class of it: they share one metadata and one registry)."""
+    bases = {id(obj.metadata): obj for obj in vars(module).values()
              if isinstance(obj, type) and issubclass(obj, DeclarativeBase) and obj is not DeclarativeBase}
     if len(bases) != 1:
         found = "none" if not bases else f"{len(bases)}"
         raise SchemaError(f"{path} must define one DeclarativeBase subclass with its models; found {found}")
-    metadata = next(iter(bases.values()))
-    if not metadata.tables:
+    base = next(iter(bases.values()))
+    if not base.metadata.tables:
         raise SchemaError(f"{path} defines a DeclarativeBase but no models (tables)")
-    return metadata
+    return base
 
 
 def _names_option(module, name: str) -> list[str] | None:

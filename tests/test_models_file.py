@@ -139,3 +139,42 @@ def test_serve_refuses_a_missing_models_file(tmp_path):
                             cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert result.returncode != 0
     assert "no models file at" in result.stderr
+
+
+SHELVES = '''
+from sqlalchemy import ForeignKey, String
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+class Base(DeclarativeBase):
+    pass
+
+class Shelf(Base):
+    __tablename__ = "shelves"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    label: Mapped[str] = mapped_column(String(50))
+    jars: Mapped[list["Jar"]] = relationship(back_populates="shelf")
+
+class Jar(Base):
+    __tablename__ = "jars"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    content: Mapped[str] = mapped_column(String(50))
+    shelf_id: Mapped[int] = mapped_column(ForeignKey("shelves.id"))
+    shelf: Mapped[Shelf] = relationship(back_populates="jars")
+'''
+
+
+def test_a_models_files_relationships_serve_include_and_nested_insert(tmp_path, sqlite_url):
+    path = tmp_path / "shelf_models.py"
+    path.write_text(SHELVES)
+    loaded = schema.from_models_file(path)
+    app = create_app(Config(database_url=sqlite_url), loaded.metadata, loaded.registry)
+    client = app.test_client()
+    try:
+        created = ok(client.post("/shelves", json={"label": "top", "jars": [{"content": "jam"},
+                                                                              {"content": "honey"}]}), 201)
+        page = ok(client.open("/shelves", method="FETCH", json={"include": ["jars"]}))
+        assert [j["content"] for j in page["data"][0]["jars"]] == ["jam", "honey"]
+        jars = ok(client.open("/jars", method="FETCH", json={"include": ["shelf"], "limit": 1}))
+        assert jars["data"][0]["shelf"]["id"] == created["id"]
+    finally:
+        app.extensions["tiddly"].db.dispose()
