@@ -2,7 +2,7 @@
 
 Services raise these; the HTTP edge turns any of them into the error envelope
 ``{"status": "error", "error": <message>, "code": <code>, "details": {...}}``.
-The table ``ERROR_CODES`` below is the documented, stable list of codes.
+``ERROR_CODES``, built from the classes, is the documented, stable list of codes.
 """
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from __future__ import annotations
 class ApiError(Exception):
     status = 500
     code = "internal_error"
+    doc = "A bug in Tiddly; the message never carries SQL, driver text or a traceback."
 
     def __init__(self, message: str, **details):
         super().__init__(message)
@@ -24,42 +25,52 @@ class ApiError(Exception):
 
 class BadJson(ApiError):
     status, code = 400, "bad_json"
+    doc = "The body (or a query-string parameter) is not valid JSON of the expected shape."
 
 
 class BadQuery(ApiError):
     status, code = 400, "bad_query"
+    doc = "The query is malformed: bad limit/offset, orderby, select, nesting, or an empty delete filter."
 
 
 class UnknownColumn(ApiError):
     status, code = 400, "unknown_column"
+    doc = "A name in the body or query is not a readable/writable column of the table."
 
 
 class UnknownOperator(ApiError):
     status, code = 400, "unknown_operator"
+    doc = "A where operator is not one of the documented operators."
 
 
 class BadValue(ApiError):
     status, code = 400, "bad_value"
+    doc = "A value does not fit its column's type (or its operator)."
 
 
 class BadCursor(ApiError):
     status, code = 400, "bad_cursor"
+    doc = "The 'after' cursor is damaged, forged, or from another table, where or orderby."
 
 
 class ReadOnlyColumn(ApiError):
     status, code = 400, "read_only_column"
+    doc = "The body writes a column that cannot be written (e.g. an auto-generated id)."
 
 
 class MissingColumn(ApiError):
     status, code = 400, "missing_column"
+    doc = "A required column (NOT NULL, no default) is missing from an insert."
 
 
 class BadIdempotencyKey(ApiError):
     status, code = 400, "bad_idempotency_key"
+    doc = "The Idempotency-Key header is empty, longer than 255 characters or not printable ASCII."
 
 
 class Unauthorized(ApiError):
     status, code = 401, "unauthorized"
+    doc = "No API key or login token was sent, or it is unknown, revoked or expired (see WWW-Authenticate)."
 
     @property
     def headers(self) -> dict[str, str]:
@@ -68,18 +79,22 @@ class Unauthorized(ApiError):
 
 class Forbidden(ApiError):
     status, code = 403, "forbidden"
+    doc = "The key's scope or table list does not allow this request, or the CORS origin is not allowed."
 
 
 class NotFound(ApiError):
     status, code = 404, "not_found"
+    doc = "No row has that primary key, or no such route."
 
 
 class UnknownTable(ApiError):
     status, code = 404, "unknown_table"
+    doc = "No table of that name is exposed."
 
 
 class MethodNotAllowed(ApiError):
     status, code = 405, "method_not_allowed"
+    doc = "The verb is not allowed on this path; the Allow header lists those that are."
 
     def __init__(self, message: str, allow: list[str]):
         super().__init__(message, allow=allow)
@@ -92,34 +107,42 @@ class MethodNotAllowed(ApiError):
 
 class Conflict(ApiError):
     status, code = 409, "conflict"
+    doc = "The change violates a database constraint."
 
 
 class UniqueViolation(Conflict):
     code = "unique_violation"
+    doc = "The change would duplicate a unique value."
 
 
 class ForeignKeyViolation(Conflict):
     code = "foreign_key_violation"
+    doc = "The change references a missing row, or a row still referenced elsewhere."
 
 
 class IdempotencyKeyReused(Conflict):
     code = "idempotency_key_reused"
+    doc = "The Idempotency-Key was already used for a different method, path or body."
 
 
 class PayloadTooLarge(ApiError):
     status, code = 413, "payload_too_large"
+    doc = "The request body exceeds the configured size limit."
 
 
 class UnsupportedMediaType(ApiError):
     status, code = 415, "unsupported_media_type"
+    doc = "The request has a body that is not JSON (Content-Type: application/json)."
 
 
 class DatabaseUnavailable(ApiError):
     status, code = 503, "database_unavailable"
+    doc = "The database cannot be reached right now."
 
 
 class StatementTimeout(ApiError):
     status, code = 504, "statement_timeout"
+    doc = "The statement ran longer than the configured statement timeout and was cancelled."
 
 
 def _all_error_classes(cls=ApiError):
@@ -128,31 +151,8 @@ def _all_error_classes(cls=ApiError):
         yield from _all_error_classes(sub)
 
 
-# code -> (status, one line of documentation)
+# code -> (status, one line of documentation), read by docs/API.md and the OpenAPI document.
 ERROR_CODES: dict[str, tuple[int, str]] = {
-    "bad_json": (400, "The body (or a query-string parameter) is not valid JSON of the expected shape."),
-    "bad_query": (400, "The query is malformed: bad limit/offset, orderby, select, nesting, or an empty delete filter."),
-    "unknown_column": (400, "A name in the body or query is not a readable/writable column of the table."),
-    "unknown_operator": (400, "A where operator is not one of the documented operators."),
-    "bad_value": (400, "A value does not fit its column's type (or its operator)."),
-    "bad_cursor": (400, "The 'after' cursor is damaged, forged, or from another table, where or orderby."),
-    "read_only_column": (400, "The body writes a column that cannot be written (e.g. an auto-generated id)."),
-    "missing_column": (400, "A required column (NOT NULL, no default) is missing from an insert."),
-    "bad_idempotency_key": (400, "The Idempotency-Key header is empty, longer than 255 characters or not printable ASCII."),
-    "unauthorized": (401, "No API key or login token was sent, or it is unknown, revoked or expired (see WWW-Authenticate)."),
-    "forbidden": (403, "The key's scope or table list does not allow this request, or the CORS origin is not allowed."),
-    "not_found": (404, "No row has that primary key, or no such route."),
-    "unknown_table": (404, "No table of that name is exposed."),
-    "method_not_allowed": (405, "The verb is not allowed on this path; the Allow header lists those that are."),
-    "conflict": (409, "The change violates a database constraint."),
-    "unique_violation": (409, "The change would duplicate a unique value."),
-    "foreign_key_violation": (409, "The change references a missing row, or a row still referenced elsewhere."),
-    "idempotency_key_reused": (409, "The Idempotency-Key was already used for a different method, path or body."),
-    "payload_too_large": (413, "The request body exceeds the configured size limit."),
-    "unsupported_media_type": (415, "The request has a body that is not JSON (Content-Type: application/json)."),
-    "database_unavailable": (503, "The database cannot be reached right now."),
-    "statement_timeout": (504, "The statement ran longer than the configured statement timeout and was cancelled."),
-    "internal_error": (500, "A bug in Tiddly; the message never carries SQL, driver text or a traceback."),
+    cls.code: (cls.status, cls.doc)
+    for cls in sorted(_all_error_classes(), key=lambda cls: cls.status)
 }
-
-assert {c.code for c in _all_error_classes()} <= set(ERROR_CODES), "every error class needs a documented code"
