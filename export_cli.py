@@ -93,7 +93,7 @@ def export_command(table: str, where: str | None, orderby: str | None, selected:
         query = {"where": parsed_where, "orderby": orderby, "select": selected}
         stmt, names = export.plan(db.dialect_name, registry.get(table), {k: v for k, v in query.items() if v},
                                   config, b"")
-        out = click.get_binary_stream("stdout")
+        out = sys.stdout.buffer
         for chunk in export.stream(db.engine, stmt, names, fmt):
             out.write(chunk)
         out.flush()
