@@ -6,15 +6,17 @@ on any exception, always closes, and turns driver errors into typed ``errors``.
 """
 from __future__ import annotations
 
+import threading
 import time
-from contextlib import contextmanager
+from pathlib import Path
+from contextlib import contextmanager, nullcontext
 from typing import Iterator
 
 from sqlalchemy import create_engine, event, select, text
 from sqlalchemy.dialects.mysql import insert as mysql_insert
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import DataError, DBAPIError, DisconnectionError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
@@ -91,6 +93,32 @@ def _sqlite_engine(url) -> Engine:
     return engine
 
 
+# SQLite has one writer at a time. Threads of one process queue on a lock per database
+# file, woken the moment the writer before them is done, instead of in SQLite's busy
+# handler, which polls with sleeps of up to 100 ms; only writers in other processes still
+# meet there. Reentrant: a write scope opened inside another one waits on SQLite's lock
+# as it did before.
+_SQLITE_WRITERS: dict[str, threading.RLock] = {}
+_SQLITE_WRITERS_GUARD = threading.Lock()
+
+
+def _sqlite_writer_lock(engine: Engine) -> threading.RLock:
+    path = engine.url.database or ""
+    key = str(Path(path).resolve()) if path and path != ":memory:" else f"memory:{id(engine)}"
+    with _SQLITE_WRITERS_GUARD:
+        return _SQLITE_WRITERS.setdefault(key, threading.RLock())
+
+
+@contextmanager
+def _writer_turn(lock: threading.RLock) -> Iterator[None]:
+    if not lock.acquire(timeout=SQLITE_BUSY_TIMEOUT_S):
+        raise DatabaseUnavailable("the database is busy with other writes; try again")
+    try:
+        yield
+    finally:
+        lock.release()
+
+
 def _mysql_session_setup(engine: Engine, statement_timeout_ms: int) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection, _record):
@@ -124,6 +152,7 @@ class Database:
         self.engine = make_engine(url, statement_timeout_ms)
         self._write_engine = self.engine.execution_options(**{_WRITE_OPTION: True})
         self._read_engine = _autocommit_reads(self.engine)
+        self._writer_lock = _sqlite_writer_lock(self.engine) if self.engine.dialect.name == "sqlite" else None
 
     @property
     def dialect_name(self) -> str:
@@ -131,20 +160,31 @@ class Database:
 
     @contextmanager
     def session(self, write: bool = False) -> Iterator[Session]:
-        session = Session(bind=self._write_engine if write else self._read_engine,
-                          autoflush=False, expire_on_commit=False)
+        with _writer_turn(self._writer_lock) if write and self._writer_lock else nullcontext():
+            session = Session(bind=self._write_engine if write else self._read_engine,
+                              autoflush=False, expire_on_commit=False)
+            try:
+                yield session
+                if write:  # a read scope has nothing to commit: close() ends it
+                    session.commit()
+            except DBAPIError as exc:
+                session.rollback()
+                raise translate_error(exc) from exc
+            except BaseException:
+                session.rollback()
+                raise
+            finally:
+                session.close()
+
+    @contextmanager
+    def lookup(self) -> Iterator[Connection]:
+        """A connection for a single read outside the request's session (the guard's key
+        check): no Session to build and close, and in autocommit where reads are."""
         try:
-            yield session
-            if write:  # a read scope has nothing to commit: close() ends it
-                session.commit()
+            with self._read_engine.connect() as connection:
+                yield connection
         except DBAPIError as exc:
-            session.rollback()
             raise translate_error(exc) from exc
-        except BaseException:
-            session.rollback()
-            raise
-        finally:
-            session.close()
 
     def ping(self) -> None:
         with self.session() as session:

@@ -38,8 +38,8 @@ def _before_request(gateway) -> Response | None:
         return _preflight(gateway.config)
     if request.path in PUBLIC_PATHS:
         return None
-    with gateway.db.session() as session:
-        principal = auth.authenticate(session, request.headers.get("Authorization"),
+    with gateway.db.lookup() as connection:
+        principal = auth.authenticate(connection, request.headers.get("Authorization"),
                                       gateway.config.open_mode_allowed, _login_users(gateway))
     g.principal = principal
     scope, table = _access()

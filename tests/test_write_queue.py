@@ -1,0 +1,147 @@
+"""Writes on SQLite queue in the process; keyed writes bind the key as a parameter.
+
+SQLite takes one writer at a time. Threads of one process wait for it on a lock of
+their own (database.py), so they are woken as soon as the write before them commits
+instead of polling in SQLite's busy handler. The table statements by primary key
+(crud.py) are built once and take the key as parameters named clear of every column.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from contextlib import contextmanager
+
+import pytest
+from sqlalchemy import Column, Integer, MetaData, String, Table, insert, select
+
+import database
+from config import Config
+from database import Database
+from errors import DatabaseUnavailable
+from envelope import ok
+from models import Dual
+from registry import Registry
+from tiddly import create_app
+
+HOLD_S = 0.4
+
+
+def _sqlite_db(tmp_path, name: str = "queue.db") -> Database:
+    db = Database(f"sqlite:///{tmp_path / name}")
+    db.create_all(Dual.metadata, tables=[Dual.__table__])
+    return db
+
+
+@contextmanager
+def _writer_holding_its_turn(db: Database):
+    """Another thread inside a write scope, a row inserted, until the block calls release()."""
+    entered, release = threading.Event(), threading.Event()
+
+    def hold():
+        with db.session(write=True) as session:
+            session.execute(insert(Dual.__table__).values(text="first"))
+            entered.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert entered.wait(10)
+    try:
+        yield release.set
+    finally:
+        release.set()
+        holder.join(10)
+
+
+def _texts(db: Database) -> list[str]:
+    with db.session() as session:
+        return session.execute(select(Dual.text).order_by(Dual.id)).scalars().all()
+
+
+def test_a_second_writer_in_the_process_starts_when_the_first_commits(tmp_path):
+    db = _sqlite_db(tmp_path)
+    with _writer_holding_its_turn(db) as release:
+        released_at = []
+        threading.Timer(HOLD_S, lambda: (released_at.append(time.monotonic()), release())).start()
+        with db.session(write=True) as session:  # waits for the first writer's turn to end
+            started_at = time.monotonic()
+            session.execute(insert(Dual.__table__).values(text="second"))
+    assert started_at >= released_at[0]
+    assert _texts(db) == ["first", "second"]
+    db.dispose()
+
+
+def test_reads_do_not_wait_for_a_writer(tmp_path):
+    db = _sqlite_db(tmp_path)
+    with _writer_holding_its_turn(db):
+        started = time.monotonic()
+        assert _texts(db) == []  # WAL: a reader sees the last commit, no wait
+        assert time.monotonic() - started < HOLD_S
+    db.dispose()
+
+
+def test_a_writer_that_waits_longer_than_the_busy_timeout_gets_a_503(tmp_path, monkeypatch):
+    monkeypatch.setattr(database, "SQLITE_BUSY_TIMEOUT_S", 0.2)
+    db = _sqlite_db(tmp_path)
+    with _writer_holding_its_turn(db):
+        with pytest.raises(DatabaseUnavailable):
+            with db.session(write=True):
+                pass
+    assert _texts(db) == ["first"]  # the holder's write committed; the refused one changed nothing
+    db.dispose()
+
+
+def test_two_database_files_do_not_share_a_queue(tmp_path):
+    one, other = _sqlite_db(tmp_path, "one.db"), _sqlite_db(tmp_path, "other.db")
+    with _writer_holding_its_turn(one):
+        started = time.monotonic()
+        with other.session(write=True) as session:
+            session.execute(insert(Dual.__table__).values(text="elsewhere"))
+        assert time.monotonic() - started < HOLD_S
+    one.dispose()
+    other.dispose()
+
+
+def test_nested_write_scopes_in_one_thread_do_not_deadlock_on_the_queue(tmp_path, monkeypatch):
+    monkeypatch.setattr(database, "SQLITE_BUSY_TIMEOUT_S", 0.5)
+    db = _sqlite_db(tmp_path)
+    with db.session(write=True) as outer:
+        outer.execute(insert(Dual.__table__).values(text="outer"))
+        with db.session(write=True) as inner:  # passes the queue; SQLite's own lock then refuses it
+            with pytest.raises(Exception):
+                inner.execute(insert(Dual.__table__).values(text="inner"))
+    assert _texts(db) == ["outer"]
+    db.dispose()
+
+
+# -- a column named like the key's parameters ------------------------------------------
+
+def _clashing_app(db_url: str):
+    metadata = MetaData()
+    Table("clash", metadata,
+          Column("id", Integer, primary_key=True),
+          Column("pk_0", String(20)),
+          Column("_pk_0", String(20)),
+          Column("note", String(20)))
+    config = Config(database_url=db_url, create_tables=True)
+    return create_app(config, metadata, Registry.from_metadata(metadata))
+
+
+def test_columns_named_like_key_parameters_are_written_not_confused_with_the_key(db_url):
+    app = _clashing_app(db_url)
+    client = app.test_client()
+    try:
+        created = ok(client.post("/clash", json={"pk_0": "a", "_pk_0": "b", "note": "n"}), 201)
+        row_id = created["id"]
+        other = ok(client.post("/clash", json={"pk_0": "other", "_pk_0": "other", "note": "other"}), 201)["id"]
+        patched = ok(client.patch(f"/clash/{row_id}", json={"pk_0": "A", "_pk_0": "B"}))
+        assert patched["data"] == {"id": row_id, "pk_0": "A", "_pk_0": "B", "note": "n"}
+        ok(client.put(f"/clash/{row_id}", json={"pk_0": "AA", "note": "put"}))
+        assert ok(client.get(f"/clash/{row_id}"))["data"] == {"id": row_id, "pk_0": "AA", "_pk_0": "B", "note": "put"}
+        assert ok(client.get(f"/clash/{other}"))["data"]["pk_0"] == "other"  # only the addressed row changed
+        ok(client.delete(f"/clash/{row_id}"))
+        assert [r["id"] for r in ok(client.get("/clash"))["data"]] == [other]
+    finally:
+        with app.extensions["tiddly"].db.engine.begin() as conn:
+            conn.exec_driver_sql("DROP TABLE clash")
+        app.extensions["tiddly"].db.dispose()
