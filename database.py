@@ -26,22 +26,35 @@ from errors import (ApiError, BadValue, Conflict, DatabaseUnavailable, ForeignKe
 SQLITE_BUSY_TIMEOUT_S = 30
 POOL_IDLE_PING_S = 5  # a pooled connection idle longer than this is pinged before use
 _WRITE_OPTION = "tiddly_write"
-_AUTOCOMMIT_OPTION = "tiddly_autocommit"
 
 
 def make_engine(url: str, statement_timeout_ms: int = 30_000) -> Engine:
+    """The engine for transactions (and DDL, migrations, exports) on ``url``."""
+    return _engines(url, statement_timeout_ms)[0]
+
+
+def _engines(url: str, statement_timeout_ms: int) -> tuple[Engine, Engine]:
+    """The engine for transactions, and the engine of read-only scopes: each statement on
+    its own, outside a transaction, where the database reads the same that way.
+
+    PostgreSQL's READ COMMITTED gives every statement its own snapshot, in a transaction
+    or not, so autocommit reads the same data and saves the BEGIN and COMMIT round trips;
+    SQLite then reads as PostgreSQL does. MySQL keeps the transaction: its REPEATABLE READ
+    snapshot spans the statements, and switching autocommit would itself cost a round trip."""
     parsed = make_url(url)
     backend = parsed.get_backend_name()
     if backend == "sqlite":
-        return _sqlite_engine(parsed)
+        return _sqlite_engines(parsed)
     if backend == "postgresql":
         options = {"options": f"-c statement_timeout={int(statement_timeout_ms)}"}
-        return _ping_when_idle(create_engine(parsed, connect_args=options))
+        engine = _ping_when_idle(create_engine(parsed, connect_args=options))
+        return engine, engine.execution_options(isolation_level="AUTOCOMMIT")
     if backend in ("mysql", "mariadb"):
         engine = _ping_when_idle(create_engine(parsed, pool_recycle=3600))
         _mysql_session_setup(engine, statement_timeout_ms)
-        return engine
-    return _ping_when_idle(create_engine(parsed))
+        return engine, engine
+    engine = _ping_when_idle(create_engine(parsed))
+    return engine, engine
 
 
 def _ping_when_idle(engine: Engine) -> Engine:
@@ -66,15 +79,20 @@ def _ping_when_idle(engine: Engine) -> Engine:
     return engine
 
 
-def _sqlite_engine(url) -> Engine:
-    engine = create_engine(
+def _sqlite_engines(url) -> tuple[Engine, Engine]:
+    """Connections in the driver's autocommit mode; transactions begin with our own BEGIN.
+
+    The "begin" listener sits on an engine derived from the pooled one, not on the pooled
+    one: a connection-level listener puts every statement of its engine through event
+    dispatch, which cost reads (that need no BEGIN) about 200,000 instructions each."""
+    pooled = create_engine(
         url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S, "check_same_thread": False}
     )
 
-    @event.listens_for(engine, "connect")
+    @event.listens_for(pooled, "connect")
     def _on_connect(dbapi_connection, _record):
-        # Let SQLAlchemy's "begin" event emit BEGIN itself (pysqlite's own
-        # implicit BEGIN is deferred and cannot take the write lock up front).
+        # Let the "begin" listener emit BEGIN itself (pysqlite's own implicit
+        # BEGIN is deferred and cannot take the write lock up front).
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
@@ -82,15 +100,16 @@ def _sqlite_engine(url) -> Engine:
         cursor.execute("PRAGMA case_sensitive_like=ON")
         cursor.close()
 
-    @event.listens_for(engine, "begin")
+    transactional = pooled.execution_options()
+
+    @event.listens_for(transactional, "begin")
     def _on_begin(connection):
         # Write transactions take the write lock at BEGIN, so two writers queue
         # on the busy timeout instead of failing with "database is locked".
-        options = connection.get_execution_options()
-        if not options.get(_AUTOCOMMIT_OPTION):
-            connection.exec_driver_sql("BEGIN IMMEDIATE" if options.get(_WRITE_OPTION) else "BEGIN")
+        write = connection.get_execution_options().get(_WRITE_OPTION)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
-    return engine
+    return transactional, pooled
 
 
 # SQLite has one writer at a time. Threads of one process queue on a lock per database
@@ -131,27 +150,12 @@ def _mysql_session_setup(engine: Engine, statement_timeout_ms: int) -> None:
         cursor.close()
 
 
-def _autocommit_reads(engine: Engine) -> Engine:
-    """The engine of read-only scopes: each statement runs on its own, outside a transaction.
-
-    PostgreSQL's READ COMMITTED gives every statement its own snapshot, in a transaction
-    or not, so this reads the same data and saves the BEGIN and COMMIT round trips; SQLite
-    then reads as PostgreSQL does. MySQL keeps the transaction: its REPEATABLE READ
-    snapshot spans the statements, and switching autocommit would itself cost a round trip."""
-    if engine.dialect.name == "postgresql":
-        return engine.execution_options(isolation_level="AUTOCOMMIT")
-    if engine.dialect.name == "sqlite":
-        return engine.execution_options(**{_AUTOCOMMIT_OPTION: True})  # _on_begin emits no BEGIN
-    return engine
-
-
 class Database:
     """One engine (and its pool) for the process; a fresh Session per request."""
 
     def __init__(self, url: str, statement_timeout_ms: int = 30_000):
-        self.engine = make_engine(url, statement_timeout_ms)
+        self.engine, self._read_engine = _engines(url, statement_timeout_ms)
         self._write_engine = self.engine.execution_options(**{_WRITE_OPTION: True})
-        self._read_engine = _autocommit_reads(self.engine)
         self._writer_lock = _sqlite_writer_lock(self.engine) if self.engine.dialect.name == "sqlite" else None
 
     @property

@@ -7,6 +7,7 @@ instead of polling in SQLite's busy handler. The table statements by primary key
 """
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 from contextlib import contextmanager
@@ -111,6 +112,35 @@ def test_nested_write_scopes_in_one_thread_do_not_deadlock_on_the_queue(tmp_path
             with pytest.raises(Exception):
                 inner.execute(insert(Dual.__table__).values(text="inner"))
     assert _texts(db) == ["outer"]
+    db.dispose()
+
+
+def _other_writer_is_locked_out(path) -> bool:
+    other = sqlite3.connect(path, timeout=0, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        other.execute("ROLLBACK")
+        return False
+    except sqlite3.OperationalError as exc:
+        assert "locked" in str(exc)
+        return True
+    finally:
+        other.close()
+
+
+def test_a_write_scope_holds_the_write_lock_from_its_first_statement_a_read_scope_none(tmp_path):
+    db = _sqlite_db(tmp_path)
+    path = tmp_path / "queue.db"
+    with db.session(write=True) as session:
+        session.execute(select(Dual.id)).all()  # a read first: BEGIN IMMEDIATE took the lock already
+        assert _other_writer_is_locked_out(path)
+    with db.session() as session:
+        session.execute(select(Dual.id)).all()
+        assert not _other_writer_is_locked_out(path)
+    with db.engine.begin() as connection:  # the engine for DDL and migrations: transactional too
+        connection.execute(insert(Dual.__table__).values(text="in a transaction"))
+        connection.rollback()
+    assert _texts(db) == []
     db.dispose()
 
 
