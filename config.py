@@ -1,6 +1,7 @@
 """Settings: one frozen object, read from the environment or given by the caller."""
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass, field, fields, replace
 
@@ -45,7 +46,7 @@ class Config:
     def with_(self, **changes) -> "Config":
         return replace(self, **changes)
 
-    @property
+    @functools.cached_property  # read on every request (guard.py)
     def cors_origin_list(self) -> tuple[str, ...]:
         return tuple(o.strip().rstrip("/") for o in self.cors_origins.split(",") if o.strip())
 

@@ -29,18 +29,19 @@ ROUTE_ACCESS: dict[str, tuple[str, str | None]] = {}
 
 
 def install(app: Flask, gateway) -> None:
-    app.before_request(lambda: _before_request(gateway))
+    login_users = _login_users(gateway)
+    app.before_request(lambda: _before_request(gateway, login_users))
     app.after_request(lambda response: _add_cors_headers(gateway.config, response))
 
 
-def _before_request(gateway) -> Response | None:
+def _before_request(gateway, login_users) -> Response | None:
     if _is_preflight():
         return _preflight(gateway.config)
     if request.path in PUBLIC_PATHS:
         return None
     with gateway.db.lookup() as connection:
         principal = auth.authenticate(connection, request.headers.get("Authorization"),
-                                      gateway.config.open_mode_allowed, _login_users(gateway))
+                                      gateway.config.open_mode_allowed, login_users)
     g.principal = principal
     scope, table = _access()
     auth.authorize(principal, scope, table)
