@@ -223,8 +223,14 @@ def _error_responses() -> dict:
     return responses
 
 
+# Answered by the HTTP server before Tiddly sees the request, so not in the error envelope.
+_URI_TOO_LONG = {"description": "the request line (path and query string) is longer than the HTTP server "
+                                "reads (4,094 bytes); send a long query as a FETCH body instead"}
+
+
 def _errors(exclude: tuple[int, ...] = ()) -> dict:
-    return {str(s): {"$ref": f"#/components/responses/E{s}"} for s in _statuses() if s not in exclude}
+    errors = {str(s): {"$ref": f"#/components/responses/E{s}"} for s in _statuses() if s not in exclude}
+    return {**errors, "414": _URI_TOO_LONG}
 
 
 def _success(description: str, optional: tuple[str, ...] = (), **properties) -> dict:

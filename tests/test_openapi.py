@@ -5,6 +5,7 @@ import json
 import subprocess
 import sys
 
+import requests
 from conftest import ROOT
 from openapi_spec_validator import OpenAPIV31SpecValidator
 from sqlalchemy import create_engine, text
@@ -132,3 +133,14 @@ def test_no_security_scheme_in_open_mode(sqlite_url):
     doc = _served(app)
     app.extensions["tiddly"].db.dispose()
     assert "securitySchemes" not in doc["components"] and "security" not in doc
+
+
+def test_a_request_line_too_long_for_the_server_is_a_documented_414(sqlite_url, live_server_factory):
+    server = live_server_factory(sqlite_url, workers=1, threads=1)
+    where = {"title": {"in": [f"title {i}" for i in range(500)]}}  # ~6,000 bytes in a query string
+    response = requests.get(server.url + "/books", params={"where": json.dumps(where)}, timeout=10)
+    assert response.status_code == 414
+    operation = requests.get(server.url + "/-/openapi.json", timeout=10).json()["paths"]["/books"]["get"]
+    assert "414" in operation["responses"]
+    fetched = requests.request("FETCH", server.url + "/books", json={"where": where}, timeout=10)
+    assert fetched.status_code == 200 and fetched.json()["data"] == []  # the way the document points to
