@@ -6,10 +6,12 @@ on any exception, always closes, and turns driver errors into typed ``errors``.
 """
 from __future__ import annotations
 
+import fcntl
+import os
 import threading
 import time
-from pathlib import Path
 from contextlib import contextmanager, nullcontext
+from pathlib import Path
 from typing import Iterator
 
 from sqlalchemy import create_engine, event, select, text
@@ -112,30 +114,74 @@ def _sqlite_engines(url) -> tuple[Engine, Engine]:
     return transactional, pooled
 
 
-# SQLite has one writer at a time. Threads of one process queue on a lock per database
-# file, woken the moment the writer before them is done, instead of in SQLite's busy
-# handler, which polls with sleeps of up to 100 ms; only writers in other processes still
-# meet there. Reentrant: a write scope opened inside another one waits on SQLite's lock
-# as it did before.
-_SQLITE_WRITERS: dict[str, threading.RLock] = {}
+class _SqliteWriterQueue:
+    """SQLite has one writer at a time; its writers wait their turn here, not in SQLite.
+
+    SQLite's busy handler polls for the write lock with sleeps of up to 100 ms, so under
+    load a writer sleeps long after the lock came free while another takes it again and
+    again. Here the threads of a process queue on a lock and are woken the moment the
+    writer before them is done, and processes take turns on an exclusive lock on a file
+    beside the database (``<database>.writer-lock``), polled every 5 ms at most. A write
+    scope opened inside another one in the same thread passes (and then waits on SQLite's
+    own lock, as before)."""
+
+    def __init__(self, path: str):
+        self._threads = threading.RLock()
+        self._path = path + ".writer-lock"
+        self._fd: int | None = None
+        self._depth = 0
+
+    @contextmanager
+    def turn(self) -> Iterator[None]:
+        deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_S
+        if not self._threads.acquire(timeout=SQLITE_BUSY_TIMEOUT_S):
+            raise _busy()
+        try:
+            if self._depth == 0:
+                self._lock_file(deadline)
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+                if self._depth == 0:
+                    fcntl.flock(self._fd, fcntl.LOCK_UN)
+        finally:
+            self._threads.release()
+
+    def _lock_file(self, deadline: float) -> None:
+        if self._fd is None:
+            self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o644)
+        pause = 0.0005
+        while True:
+            try:
+                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise _busy() from None
+                time.sleep(pause)
+                pause = min(pause * 2, 0.005)
+
+
+def _busy() -> DatabaseUnavailable:
+    return DatabaseUnavailable("the database is busy with other writes; try again")
+
+
+# One queue per database file and process. A forked child (a gunicorn worker) starts with
+# none: the parent's open lock file would be shared with it, and shared is not exclusive.
+_SQLITE_WRITERS: dict[str, _SqliteWriterQueue] = {}
 _SQLITE_WRITERS_GUARD = threading.Lock()
+os.register_at_fork(after_in_child=_SQLITE_WRITERS.clear)
 
 
-def _sqlite_writer_lock(engine: Engine) -> threading.RLock:
+def _sqlite_writer_queue(engine: Engine) -> _SqliteWriterQueue | None:
     path = engine.url.database or ""
-    key = str(Path(path).resolve()) if path and path != ":memory:" else f"memory:{id(engine)}"
+    if not path or path == ":memory:" or path.startswith("file:"):
+        return None  # an in-memory database has one connection's worth of writers anyway
+    key = str(Path(path).resolve())
     with _SQLITE_WRITERS_GUARD:
-        return _SQLITE_WRITERS.setdefault(key, threading.RLock())
-
-
-@contextmanager
-def _writer_turn(lock: threading.RLock) -> Iterator[None]:
-    if not lock.acquire(timeout=SQLITE_BUSY_TIMEOUT_S):
-        raise DatabaseUnavailable("the database is busy with other writes; try again")
-    try:
-        yield
-    finally:
-        lock.release()
+        return _SQLITE_WRITERS.setdefault(key, _SqliteWriterQueue(key))
 
 
 def _mysql_session_setup(engine: Engine, statement_timeout_ms: int) -> None:
@@ -156,7 +202,7 @@ class Database:
     def __init__(self, url: str, statement_timeout_ms: int = 30_000):
         self.engine, self._read_engine = _engines(url, statement_timeout_ms)
         self._write_engine = self.engine.execution_options(**{_WRITE_OPTION: True})
-        self._writer_lock = _sqlite_writer_lock(self.engine) if self.engine.dialect.name == "sqlite" else None
+        self._writers = _sqlite_writer_queue(self.engine) if self.engine.dialect.name == "sqlite" else None
 
     @property
     def dialect_name(self) -> str:
@@ -164,7 +210,7 @@ class Database:
 
     @contextmanager
     def session(self, write: bool = False) -> Iterator[Session]:
-        with _writer_turn(self._writer_lock) if write and self._writer_lock else nullcontext():
+        with self._writers.turn() if write and self._writers else nullcontext():
             session = Session(bind=self._write_engine if write else self._read_engine,
                               autoflush=False, expire_on_commit=False)
             try:

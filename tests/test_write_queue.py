@@ -7,6 +7,7 @@ instead of polling in SQLite's busy handler. The table statements by primary key
 """
 from __future__ import annotations
 
+import multiprocessing
 import sqlite3
 import threading
 import time
@@ -69,6 +70,37 @@ def test_a_second_writer_in_the_process_starts_when_the_first_commits(tmp_path):
             session.execute(insert(Dual.__table__).values(text="second"))
     assert started_at >= released_at[0]
     assert _texts(db) == ["first", "second"]
+    db.dispose()
+
+
+def _hold_in_another_process(url: str, entered, release_at) -> None:
+    db = Database(url)
+    with db.session(write=True) as session:
+        session.execute(insert(Dual.__table__).values(text="child"))
+        entered.set()
+        time.sleep(HOLD_S)
+        release_at.value = time.time()
+    db.dispose()
+
+
+def test_writers_in_two_processes_take_turns_on_the_lock_file(tmp_path):
+    url = f"sqlite:///{tmp_path / 'queue.db'}"
+    db = _sqlite_db(tmp_path)
+    with db.session(write=True) as session:  # the parent's queue and lock file exist before the fork
+        session.execute(insert(Dual.__table__).values(text="parent before"))
+    context = multiprocessing.get_context("fork")
+    entered, release_at = context.Event(), context.Value("d", 0.0)
+    child = context.Process(target=_hold_in_another_process, args=(url, entered, release_at))
+    child.start()
+    assert entered.wait(10)
+    with db.session(write=True) as session:  # waits on the file lock, not in SQLite's busy handler
+        started_at = time.time()
+        session.execute(insert(Dual.__table__).values(text="parent after"))
+    child.join(10)
+    assert child.exitcode == 0
+    assert started_at >= release_at.value > 0
+    assert (tmp_path / "queue.db.writer-lock").exists()
+    assert _texts(db) == ["parent before", "child", "parent after"]
     db.dispose()
 
 
