@@ -38,8 +38,10 @@ ROWS = 100_000
 NAMES = 500
 CONNECTIONS = 8
 WRK_THREADS = 2
-SERVERS = ("tiddly", "reference", "floor")
-STYLES = {"tiddly": "tiddly", "reference": "plain", "floor": "plain"}
+SERVERS = ("tiddly", "reference", "floor", "flask_floor")
+DEFAULT_SERVERS = SERVERS[:3]  # flask_floor (Flask's own ceiling) on request: --servers
+STYLES = {"tiddly": "tiddly", "reference": "plain", "floor": "plain", "flask_floor": "plain"}
+RATIO_COLUMNS = {"reference": "T/ref", "floor": "T/floor", "flask_floor": "T/flask"}
 READS = ("get_pk", "page_name", "page_age")
 WORKLOADS = READS + ("insert", "update", "delete", "bulk")
 DELETE_POOL = 100_000
@@ -271,7 +273,7 @@ def one_workload(engine, server: Server, workload: str, seconds: float, tag: str
         pool[0] += 1
         base = pool[0] * DELETE_STRIDE
         fill_delete_pool(engine, base)
-    tag += server.kind[0]  # inserted emails differ between servers
+    tag += str(SERVERS.index(server.kind))  # inserted emails differ between servers
     check(engine, server, workload, tag, base)
     result = run_wrk(server, workload, seconds, tag, base)
     check(engine, server, workload, tag, base)
@@ -296,7 +298,7 @@ def summarize(rounds: list[dict], workloads) -> dict:
                 entry[s] = {k: median([x[k] for x in runs]) for k in ("rps", "p50_ms", "p99_ms", "client_cpu")}
                 entry[s]["peak_rss_mb"] = max(x["peak_rss_mb"] for x in runs)
                 entry[s]["errors"] = sum(x["errors"] for x in runs)
-        for other in ("reference", "floor"):
+        for other in RATIO_COLUMNS:
             ratios = [r["tiddly"][w]["rps"] / r[other][w]["rps"] for r in rounds
                       if w in r.get("tiddly", {}) and w in r.get(other, {}) and r[other][w]["rps"]]
             if ratios:
@@ -306,16 +308,17 @@ def summarize(rounds: list[dict], workloads) -> dict:
 
 
 def print_table(summary: dict) -> None:
-    head = f"{'workload':<10}" + "".join(f"{s:>26}" for s in SERVERS) + f"{'T/ref':>7}{'T/floor':>8}"
-    print(head)
-    print(f"{'':<10}" + "".join(f"{'req/s   p50ms   p99ms':>26}" for _ in SERVERS))
+    shown = [s for s in SERVERS if s in DEFAULT_SERVERS or any(s in e for e in summary.values())]
+    ratios = [other for other in RATIO_COLUMNS if other in shown]
+    print(f"{'workload':<10}" + "".join(f"{s:>26}" for s in shown) + "".join(f"{RATIO_COLUMNS[o]:>8}" for o in ratios))
+    print(f"{'':<10}" + "".join(f"{'req/s   p50ms   p99ms':>26}" for _ in shown))
     for w, e in summary.items():
         cells = "".join(f"{e[s]['rps']:>10.0f}{e[s]['p50_ms']:>8.1f}{e[s]['p99_ms']:>8.1f}" if s in e else f"{'-':>26}"
-                        for s in SERVERS)
-        print(f"{w:<10}{cells}{e.get('tiddly/reference', float('nan')):>7.2f}{e.get('tiddly/floor', float('nan')):>8.2f}")
-    rss = {s: max((e[s]["peak_rss_mb"] for e in summary.values() if s in e), default=0) for s in SERVERS}
-    errors = {s: sum(e[s]["errors"] for e in summary.values() if s in e) for s in SERVERS}
-    cpu = median([e[s]["client_cpu"] for e in summary.values() for s in SERVERS if s in e])
+                        for s in shown)
+        print(f"{w:<10}{cells}" + "".join(f"{e.get(f'tiddly/{o}', float('nan')):>8.2f}" for o in ratios))
+    rss = {s: max((e[s]["peak_rss_mb"] for e in summary.values() if s in e), default=0) for s in shown}
+    errors = {s: sum(e[s]["errors"] for e in summary.values() if s in e) for s in shown}
+    cpu = median([e[s]["client_cpu"] for e in summary.values() for s in shown if s in e])
     print("peak RSS per worker (MB): " + ", ".join(f"{s} {v:.0f}" for s, v in rss.items()))
     print("bad responses: " + ", ".join(f"{s} {v}" for s, v in errors.items()) +
           f"; wrk client CPU (median): {cpu:.2f} cores")
@@ -338,7 +341,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=4, help="gthread threads per worker")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--workloads", default=",".join(WORKLOADS))
-    parser.add_argument("--servers", default=",".join(SERVERS))
+    parser.add_argument("--servers", default=",".join(DEFAULT_SERVERS))
     parser.add_argument("--scale", default=None,
                         help="worker counts for the Tiddly scale-out run (default 1,2,4 on postgresql, none elsewhere)")
     parser.add_argument("--skip-build", action="store_true", help="reuse the table from the last run")

@@ -1,7 +1,7 @@
-"""Serve the reference or the floor app under Tiddly's gunicorn runner (server.run), the
+"""Serve the reference, the floor or the Flask floor app under Tiddly's gunicorn runner (server.run), the
 one `tiddly serve` uses, so all three get the same server, worker class, workers and threads.
 
-    python bench/serve.py reference|floor DATABASE_URL PORT WORKERS THREADS
+    python bench/serve.py reference|floor|flask_floor DATABASE_URL PORT WORKERS THREADS
 """
 from __future__ import annotations
 
@@ -19,6 +19,9 @@ def factory(kind: str, url: str):
     os.environ["BENCH_DATABASE_URL"] = url
     if kind == "reference":
         from reference_app import app
+        return app
+    if kind == "flask_floor":
+        from flask_floor_app import app
         return app
     from floor_app import app
     return app
