@@ -20,7 +20,8 @@ from registry import TableSpec
 
 
 def get_row(session: Session, spec: TableSpec, pk: tuple) -> dict:
-    row = session.execute(_statements(spec).select, _pk_params(spec, pk)).mappings().first()
+    statements = _statements(spec)
+    row = session.execute(statements.select, statements.pk_params(pk)).mappings().first()
     if row is None:
         raise NotFound(f"no row of '{spec.name}' has primary key {_pk_text(pk)}", table=spec.name)
     return dict(row)
@@ -80,7 +81,8 @@ def upsert_row(session: Session, spec: TableSpec, pk: tuple | None, obj: Any) ->
         raise BadValue("the primary key in the body differs from the one in the path")
     pk_values = {c.name: v for c, v in zip(spec.primary_key, pk)}
     fields = {k: v for k, v in obj.items() if k not in pk_values}
-    exists = session.execute(_statements(spec).lock, _pk_params(spec, pk)).first()
+    statements = _statements(spec)
+    exists = session.execute(statements.lock, statements.pk_params(pk)).first()
     if exists is None:
         values = spec.values_for_write({**fields, **pk_values}, insert=True, allow_pk=True)
         pk = _insert(session, spec, values)
@@ -90,7 +92,7 @@ def upsert_row(session: Session, spec: TableSpec, pk: tuple | None, obj: Any) ->
         return True, spec.pk_json(pk), get_row(session, spec, pk)
     values = spec.values_for_write(fields, insert=False)
     if values:
-        session.execute(_statements(spec).update, {**values, **_pk_params(spec, pk)})
+        session.execute(statements.update, {**values, **statements.pk_params(pk)})
     return False, spec.pk_json(pk), get_row(session, spec, pk)
 
 
@@ -98,7 +100,8 @@ def patch_row(session: Session, spec: TableSpec, pk: tuple, obj: Any) -> dict:
     values = spec.values_for_write(obj, insert=False)
     if not values:
         return get_row(session, spec, pk)
-    statements, params = _statements(spec), {**values, **_pk_params(spec, pk)}
+    statements = _statements(spec)
+    params = {**values, **statements.pk_params(pk)}
     if spec.readable and session.get_bind().dialect.update_returning:  # one round trip, not two
         row = session.execute(statements.update_returning, params).mappings().first()
         if row is None:
@@ -110,7 +113,8 @@ def patch_row(session: Session, spec: TableSpec, pk: tuple, obj: Any) -> dict:
 
 
 def delete_row(session: Session, spec: TableSpec, pk: tuple) -> Any:
-    result = session.execute(_statements(spec).delete, _pk_params(spec, pk))
+    statements = _statements(spec)
+    result = session.execute(statements.delete, statements.pk_params(pk))
     if result.rowcount == 0:
         raise NotFound(f"no row of '{spec.name}' has primary key {_pk_text(pk)}", table=spec.name)
     return spec.pk_json(pk)
@@ -138,6 +142,9 @@ class _TableStatements:
     update: Any
     update_returning: Any
     delete: Any
+
+    def pk_params(self, pk: tuple) -> dict:
+        return dict(zip(self.pk_names, pk))
 
 
 _STATEMENTS: dict = {}
@@ -169,10 +176,6 @@ def _build_statements(spec: TableSpec) -> _TableStatements:
         update_returning=update(spec.table).where(*by_pk).returning(*readable),
         delete=delete(spec.table).where(*by_pk),
     )
-
-
-def _pk_params(spec: TableSpec, pk: tuple) -> dict:
-    return dict(zip(_statements(spec).pk_names, pk))
 
 
 def _insert(session: Session, spec: TableSpec, values: dict) -> tuple:
