@@ -24,7 +24,7 @@ def shop(client):
 
 
 @contextlib.contextmanager
-def statements(app):
+def statements():
     seen = []
     engine = Engine  # every engine: read scopes run on one of their own, beside db.engine
 
@@ -46,7 +46,7 @@ def fetch(client, table, body):
 
 @pytest.mark.parametrize("limit", [1, 5, STORES])
 def test_one_to_many_costs_one_query_whatever_the_page(app, shop, limit):
-    with statements(app) as seen:
+    with statements() as seen:
         data = ok(fetch(shop, "stores", {"include": ["items"], "limit": limit}))["data"]
     assert len(seen) == 2  # the page, and all of its items
     assert len(data) == limit
@@ -56,7 +56,7 @@ def test_one_to_many_costs_one_query_whatever_the_page(app, shop, limit):
 
 
 def test_many_to_one_and_options(app, shop):
-    with statements(app) as seen:
+    with statements() as seen:
         data = ok(fetch(shop, "items", {"include": {"store": {"select": ["name"]}}, "select": ["name"],
                                         "orderby": "price desc", "limit": 6}))["data"]
     assert len(seen) == 2
@@ -69,7 +69,7 @@ def test_many_to_one_and_options(app, shop):
 def test_per_parent_limit_where_and_orderby(app, shop):
     body = {"include": {"items": {"where": {"price": {"gte": 21}}, "orderby": "price desc", "limit": 2,
                                   "select": ["price"]}}, "orderby": "id", "limit": 4}
-    with statements(app) as seen:
+    with statements() as seen:
         data = ok(fetch(shop, "stores", body))["data"]
     assert len(seen) == 2
     assert [store["items"] for store in data] == [
