@@ -7,10 +7,9 @@ flask_floor/floor is what Flask itself costs. Same URLs as the reference and the
 """
 from __future__ import annotations
 
+import floor_app
 import orjson
 from flask import Flask, Response, request
-
-import floor_app
 
 app = Flask(__name__)
 

@@ -29,9 +29,8 @@ def load_app(kind: str, url: str):
     sys.path[:0] = [str(HERE.parent), str(HERE)]
     os.environ["BENCH_DATABASE_URL"] = url
     if kind == "tiddly":  # as `tiddly serve --models bench/bench_models.py` builds it
-        import schema
-        from config import Config
-        from tiddly import create_app
+        from tiddly import create_app, schema
+        from tiddly.config import Config
         chosen = schema.from_models_file(HERE / "bench_models.py")
         return create_app(Config.from_env(database_url=url), chosen.metadata, chosen.registry)
     module = {"reference": "reference_app", "floor": "floor_app", "flask_floor": "flask_floor_app"}[kind]

@@ -25,7 +25,7 @@ from sqlalchemy import create_engine, delete, insert
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from models import Base, Book
+from tiddly.models import Base, Book
 
 
 def seed(url: str, rows: int) -> None:

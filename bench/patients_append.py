@@ -29,14 +29,25 @@ import tempfile
 import time
 from pathlib import Path
 
-from sqlalchemy import Column, Integer, MetaData, String, Table, Text, delete, insert, select, update
+from sqlalchemy import (
+    Column,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    delete,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.dialects.mysql import LONGTEXT
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import patients  # noqa: E402
-from database import Database  # noqa: E402
-from models import Base, Patient, PatientReading  # noqa: E402
+from tiddly.database import Database  # noqa: E402
+from tiddly.models import Base, Patient, PatientReading  # noqa: E402
+from tiddly.monitor import patients  # noqa: E402
 
 TARGET = 1.3
 SMALL_ROOM, LARGE_ROOM, SEED_SMALL_ROOM, SEED_LARGE_ROOM = 990001, 990002, 990003, 990004

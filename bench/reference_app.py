@@ -11,7 +11,13 @@ import os
 
 from flask import Flask, abort, jsonify, request
 from sqlalchemy import DateTime, Integer, String, create_engine, func, select
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, scoped_session, sessionmaker
+from sqlalchemy.orm import (
+    DeclarativeBase,
+    Mapped,
+    mapped_column,
+    scoped_session,
+    sessionmaker,
+)
 
 engine = create_engine(os.environ["BENCH_DATABASE_URL"], pool_pre_ping=True)
 db_session = scoped_session(sessionmaker(bind=engine))

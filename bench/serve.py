@@ -12,7 +12,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent)]
 
-from server import run  # noqa: E402
+from tiddly.cli.server import run  # noqa: E402
 
 
 def factory(kind: str, url: str):

@@ -19,9 +19,9 @@ import pytest
 import requests
 from sqlalchemy import MetaData, create_engine, text
 
-from config import Config
-from models import Base
 from tiddly import create_app
+from tiddly.config import Config
+from tiddly.models import Base
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVER_URL_VARS = {"postgresql": "TIDDLY_TEST_POSTGRESQL_URL", "mysql": "TIDDLY_TEST_MYSQL_URL"}

@@ -4,11 +4,11 @@ from __future__ import annotations
 import json
 
 import pytest
+from envelope import assert_error, ok
 from sqlalchemy import create_engine, func, select
 
-from envelope import assert_error, ok
-from models import Book, Dual, Item, Store, User
-from passwords import verify_password
+from tiddly.models import Book, Dual, Item, Store, User
+from tiddly.passwords import verify_password
 
 
 @pytest.fixture

@@ -27,8 +27,8 @@ from pathlib import Path
 
 import pytest
 
-from errors import ERROR_CODES
-from query import OPERATORS
+from tiddly.errors import ERROR_CODES
+from tiddly.services.query import OPERATORS
 
 ROOT = Path(__file__).resolve().parent.parent
 API_DOC = ROOT / "docs" / "API.md"

@@ -13,8 +13,8 @@ import click
 from conftest import ROOT, free_port
 from test_models_file import _tiddly, _wait_healthy
 
-import tiddly
-from config import Config
+from tiddly.cli import main, serve
+from tiddly.config import Config
 
 CONFIGURATION = (ROOT / "docs" / "configuration.md").read_text()
 GETTING_STARTED = (ROOT / "docs" / "getting-started.md").read_text()
@@ -41,10 +41,10 @@ def test_every_config_field_is_documented_with_its_variable_and_default():
 
 
 def test_every_command_and_serve_option_is_documented():
-    for param in tiddly.serve.params:
+    for param in serve.serve.params:
         if isinstance(param, click.Option):
             assert f"`{param.opts[0]}" in CONFIGURATION, param.opts[0]
-    for name, command in tiddly.main.commands.items():
+    for name, command in main.commands.items():
         subcommands = command.commands if isinstance(command, click.Group) else {"": command}
         for sub in subcommands:
             assert f"`tiddly {name} {sub}".rstrip() in CONFIGURATION, f"tiddly {name} {sub}"

@@ -9,13 +9,22 @@ from __future__ import annotations
 import io
 
 import pytest
-from sqlalchemy import Column, Integer, MetaData, String, Table, create_engine, inspect, select
-
-from config import Config
 from envelope import assert_error, assert_no_leak, ok
-from errors import ERROR_CODES
-from models import Base
+from sqlalchemy import (
+    Column,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    create_engine,
+    inspect,
+    select,
+)
+
 from tiddly import create_app
+from tiddly.config import Config
+from tiddly.errors import ERROR_CODES
+from tiddly.models import Base
 
 BOOK = {"title": "Dune", "author": "Herbert", "year": 1965, "isbn": "isbn-1"}
 

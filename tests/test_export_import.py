@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 from envelope import assert_error, ok
 
-from tiddly import main
+from tiddly.cli import main
 
 CSV, NDJSON = "text/csv", "application/x-ndjson"
 ROWS = 1_500  # more than one page can hold (max_limit 1000)

@@ -1,12 +1,12 @@
 """The app factory is a plain import: another WSGI app can mount Tiddly under a prefix."""
 from __future__ import annotations
 
+from envelope import assert_error, ok
 from flask import Blueprint, Flask
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
 from werkzeug.test import Client
 
-from config import Config
-from envelope import assert_error, ok
+from tiddly.config import Config
 
 
 def _host_app() -> Flask:

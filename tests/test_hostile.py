@@ -14,10 +14,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import create_engine, insert, select
 
-from models import Base, User
-from passwords import hash_password
-from query import OPERATORS, QUERY_KEYS
-from registry import Registry
+from tiddly.models import Base, User
+from tiddly.passwords import hash_password
+from tiddly.registry import Registry
+from tiddly.services.query import OPERATORS, QUERY_KEYS
 
 SEED_EMAIL, SEED_PASSWORD = "seed@example.com", "Hostile-pw-7f3a"
 TABLES = sorted(Registry.from_metadata(Base.metadata).tables)

@@ -8,12 +8,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
+from envelope import assert_error, ok
 from sqlalchemy import create_engine, func, select, update
 from sqlalchemy.engine import make_url
 
-from envelope import assert_error, ok
-from models import Book, IdempotencyKey
 from tiddly import create_app
+from tiddly.models import Book, IdempotencyKey
 
 REPLAYED = "Idempotent-Replayed"
 

@@ -8,7 +8,7 @@ from envelope import assert_error, ok
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
-import auth
+from tiddly.services import auth
 
 STORES, ITEMS_EACH = 12, 4
 

@@ -7,9 +7,9 @@ import pytest
 from envelope import assert_error, ok
 from sqlalchemy import create_engine, insert
 
-from config import Config
-from models import Book
 from tiddly import create_app
+from tiddly.config import Config
+from tiddly.models import Book
 
 ORDERINGS = [
     None,

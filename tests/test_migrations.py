@@ -9,8 +9,8 @@ from click.testing import CliRunner
 from conftest import DATABASES, ROOT, _prepare_server, server_url
 from sqlalchemy import MetaData, create_engine, inspect
 
-import migrate
-from tiddly import main
+from tiddly import migrate
+from tiddly.cli import main
 
 
 def _table_names(url: str) -> set[str]:
@@ -76,9 +76,9 @@ def test_db_commands(tmp_path):
 def test_revision_autogenerate_writes_nothing_to_do_at_head(tmp_path, monkeypatch):
     url = f"sqlite:///{tmp_path / 'rev.db'}"
     migrate.upgrade(url)
-    monkeypatch.setattr(migrate, "MIGRATIONS", tmp_path / "migrations")
     # A scratch copy of the history, so the test never adds a file to the project.
-    shutil.copytree(ROOT / "migrations", tmp_path / "migrations")
+    shutil.copytree(migrate.MIGRATIONS, tmp_path / "migrations")
+    monkeypatch.setattr(migrate, "MIGRATIONS", tmp_path / "migrations")
     path = migrate.revision(url, "nothing changed", autogenerate=True)
     text = open(path).read()
     assert "def upgrade() -> None:" in text and "op.create_table" not in text and "op.add_column" not in text

@@ -13,11 +13,10 @@ import time
 import pytest
 import requests
 from conftest import ROOT, free_port
-
-import schema
-from config import Config
 from envelope import assert_error, ok
-from tiddly import create_app
+
+from tiddly import create_app, schema
+from tiddly.config import Config
 
 
 def _readme_section(title: str) -> str:

@@ -10,11 +10,10 @@ from conftest import ROOT
 from openapi_spec_validator import OpenAPIV31SpecValidator
 from sqlalchemy import create_engine, text
 
-import schema
-from config import Config
-from errors import ERROR_CODES
-from query import OPERATORS
-from tiddly import create_app
+from tiddly import create_app, schema
+from tiddly.config import Config
+from tiddly.errors import ERROR_CODES
+from tiddly.services.query import OPERATORS
 
 MODELS = '''
 from sqlalchemy import Boolean, Numeric, String
@@ -119,7 +118,9 @@ def test_cli_prints_the_served_document(tmp_path):
 def test_bearer_security_when_keys_are_required(sqlite_url):
     app = create_app(Config(database_url=sqlite_url, open_mode_allowed=False))
     gateway = app.extensions["tiddly"]
-    from tiddly import openapi_document  # what GET /-/openapi.json returns (the route itself needs a key now)
+    from tiddly.tiddly import (
+        openapi_document,  # what GET /-/openapi.json returns (the route itself needs a key now)
+    )
     doc = json.loads(json.dumps(openapi_document(gateway)))
     gateway.db.dispose()
     _assert_valid(doc)

@@ -7,12 +7,12 @@ from __future__ import annotations
 import json
 
 import pytest
+from envelope import assert_error, ok
 from sqlalchemy import create_engine, func, select
 
-import patients
-from envelope import assert_error, ok
-from errors import Conflict
-from models import Patient, PatientReading
+from tiddly.errors import Conflict
+from tiddly.models import Patient, PatientReading
+from tiddly.monitor import patients
 
 ROOM, MRN = 101, 12345
 IMAGE = "aGVsbG8gd29ybGQ="  # base64 of b"hello world"

@@ -4,10 +4,10 @@ from __future__ import annotations
 import json
 
 import pytest
-
-from config import Config
 from envelope import assert_error, ok
+
 from tiddly import create_app
+from tiddly.config import Config
 
 BOOKS = [  # ids 1..7, in this order
     {"title": "Dune", "author": "Herbert", "year": 1965, "isbn": "isbn-1"},

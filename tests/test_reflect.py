@@ -4,12 +4,11 @@ from __future__ import annotations
 import pytest
 import requests
 from conftest import DATABASES, server_url
+from envelope import assert_error, ok
 from sqlalchemy import UniqueConstraint, create_engine, text
 
-import schema
-from config import Config
-from envelope import assert_error, ok
-from tiddly import create_app
+from tiddly import create_app, schema
+from tiddly.config import Config
 
 MY_TABLES = ("order_lines", "order", "customers", "event_log")
 AUTO_PK = {"sqlite": "INTEGER PRIMARY KEY", "postgresql": "SERIAL PRIMARY KEY",

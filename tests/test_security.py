@@ -10,15 +10,25 @@ import json
 import pytest
 import requests
 from click.testing import CliRunner
-from sqlalchemy import Column, Integer, MetaData, String, Table, create_engine, func, select, text, update
-
-import schema
-import tiddly
-from config import Config
 from envelope import assert_error, ok
-from models import ApiKey, Base, Book, Dual, LoginToken, User, internal_tables
-from passwords import verify_password
-from tiddly import create_app
+from sqlalchemy import (
+    Column,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    create_engine,
+    func,
+    select,
+    text,
+    update,
+)
+
+from tiddly import create_app, schema
+from tiddly.cli import main, serve
+from tiddly.config import Config
+from tiddly.models import ApiKey, Base, Book, Dual, LoginToken, User, internal_tables
+from tiddly.passwords import verify_password
 
 PASSWORD = "correct horse battery staple"
 
@@ -32,7 +42,7 @@ def engine(db_url):
 
 
 def keys_cli(db_url: str, *args: str):
-    return CliRunner().invoke(tiddly.main, ["keys", *args, "--database-url", db_url])
+    return CliRunner().invoke(main, ["keys", *args, "--database-url", db_url])
 
 
 def new_key(db_url: str, name: str, scope: str = "write", tables: str | None = None) -> str:
@@ -175,7 +185,7 @@ def test_without_loopback_open_mode_is_off(app_factory, db_url):
 
 
 def test_serve_refuses_a_public_address_without_keys(db_url):
-    result = CliRunner().invoke(tiddly.main, ["serve", "--host", "0.0.0.0", "--database-url", db_url])
+    result = CliRunner().invoke(main, ["serve", "--host", "0.0.0.0", "--database-url", db_url])
     assert result.exit_code == 1
     assert "refusing to serve on 0.0.0.0 without API keys" in result.output and "--insecure" in result.output
 
@@ -184,7 +194,7 @@ def test_serve_refuses_a_public_address_without_keys(db_url):
                                             ("127.0.0.2", True), ("0.0.0.0", False), ("::", False),
                                             ("192.0.2.1", False), ("no-such-host.invalid", False)])
 def test_loopback_detection(host, loopback):
-    assert tiddly._is_loopback(host) is loopback
+    assert serve._is_loopback(host) is loopback
 
 
 # -- 3. login ----------------------------------------------------------------------

@@ -9,12 +9,12 @@ from __future__ import annotations
 import random
 from collections import Counter
 
+from envelope import assert_error, ok
 from sqlalchemy import create_engine, func, select
 
-from config import Config
-from envelope import assert_error, ok
-from models import Dual
 from tiddly import create_app
+from tiddly.config import Config
+from tiddly.models import Dual
 
 REQUESTS = 2000
 UNREACHABLE_URL = "postgresql+psycopg://postgres@127.0.0.1:1/tiddly_nowhere"

@@ -14,16 +14,15 @@ import time
 from contextlib import contextmanager
 
 import pytest
+from envelope import ok
 from sqlalchemy import Column, Integer, MetaData, String, Table, insert, select
 
-import database
-from config import Config
-from database import Database
-from errors import DatabaseUnavailable
-from envelope import ok
-from models import Dual
-from registry import Registry
-from tiddly import create_app
+from tiddly import create_app, database
+from tiddly.config import Config
+from tiddly.database import Database
+from tiddly.errors import DatabaseUnavailable
+from tiddly.models import Dual
+from tiddly.registry import Registry
 
 HOLD_S = 0.4
 

@@ -1,0 +1,94 @@
+"""Options shared by the commands: the database URL, and where the exposed tables come from
+(``--models``, ``--reflect``); loading that schema and readying the database for it."""
+from __future__ import annotations
+
+import functools
+
+import click
+
+from tiddly import migrate, schema
+from tiddly.config import DEFAULT_DATABASE_URL, Config
+from tiddly.database import Database
+
+
+def _names(raw: tuple[str, ...]) -> list[str]:
+    return [name.strip() for value in raw for name in value.split(",") if name.strip()]
+
+
+def schema_options(command):
+    """--models / --reflect / --tables / --exclude: where the exposed tables come from."""
+    options = (
+        click.option("--models", "models_file", type=click.Path(dir_okay=False), default=None,
+                     help="a Python file with your own declarative models, instead of the shipped ones"),
+        click.option("--reflect", is_flag=True, help="expose the tables the database already has (no models)"),
+        click.option("--tables", multiple=True, help="with --reflect: expose only these (comma-separated)"),
+        click.option("--exclude", multiple=True, help="with --reflect: do not expose these (comma-separated)"),
+    )
+
+    @functools.wraps(command)
+    def wrapper(*args, models_file, reflect, tables, exclude, **kwargs):
+        if models_file and reflect:
+            raise click.UsageError("choose --models or --reflect, not both")
+        if (tables or exclude) and not reflect:
+            raise click.UsageError("--tables and --exclude go with --reflect")
+        source = {"models_file": models_file, "reflect": reflect,
+                  "tables": _names(tables), "exclude": _names(exclude)}
+        return command(*args, source=source, **kwargs)
+
+    for option in reversed(options):
+        wrapper = option(wrapper)
+    return wrapper
+
+
+def database_url_option(command):
+    return click.option(
+        "--database-url", default=None,
+        help=f"SQLAlchemy URL (env TIDDLY_DATABASE_URL or DATABASE_URL; default {DEFAULT_DATABASE_URL})",
+    )(command)
+
+
+def load_schema(db: Database, source: dict) -> schema.Schema:
+    """The schema the options name; a problem with it is a one-line CLI error."""
+    try:
+        if source["reflect"]:
+            return schema.reflected(db.engine, source["tables"] or None, source["exclude"])
+        if source["models_file"]:
+            return schema.from_models_file(source["models_file"])
+        return schema.shipped()
+    except schema.SchemaError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def prepare_schema(db: Database, source: dict) -> schema.Schema:
+    """Load the schema and make the database ready for it, once, before any worker starts."""
+    chosen = load_schema(db, source)
+    if chosen.origin == "shipped":
+        _migrate_or_refuse(db)
+    elif chosen.managed:
+        db.create_all(chosen.metadata)
+    return chosen
+
+
+def _migrate_or_refuse(db: Database) -> None:
+    """SQLite upgrades itself; a server database behind the models refuses to serve."""
+    state = migrate.state(db.engine)
+    if state.at_head:
+        return
+    if state.current is None and state.has_tables:
+        # Made by create_all (an older Tiddly, or the test suite): serve it, adding missing tables.
+        db.create_all(schema.shipped().metadata)
+        click.echo("Tiddly: this schema is not under migration control; when it matches the models, "
+                   "run `tiddly db stamp head`", err=True)
+        return
+    if db.dialect_name == "sqlite":
+        migrate.upgrade(db.engine)
+        click.echo(f"Tiddly: migrated the database to revision {state.head}", err=True)
+        if migrate.missing_tables(db.engine):
+            # Still serve; the test suite's migration check fails until the history catches up.
+            db.create_all(schema.shipped().metadata)
+            click.echo("Tiddly: the migration history lags the models; run "
+                       "`tiddly db revision --autogenerate -m ...`", err=True)
+        return
+    raise click.ClickException(
+        f"the database schema is at revision {state.current or 'none (no tables)'} but the models need "
+        f"{state.head}; run `tiddly db upgrade --database-url <url>` first")

@@ -1,0 +1,74 @@
+"""`tiddly serve`: check the database and the schema once, then run the app under gunicorn."""
+from __future__ import annotations
+
+import ipaddress
+import socket
+
+import click
+
+from tiddly.cli import options
+from tiddly.config import Config
+from tiddly.database import Database
+from tiddly.models import Base, internal_tables
+from tiddly.services import auth
+from tiddly.tiddly import create_app
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5000, show_default=True, type=int)
+@click.option("--workers", default=2, show_default=True, type=int, help="worker processes")
+@click.option("--threads", default=4, show_default=True, type=int, help="threads per worker")
+@click.option("--insecure", is_flag=True, help="serve without API keys even on an address other machines can reach")
+@options.database_url_option
+@options.schema_options
+def serve(host: str, port: int, workers: int, threads: int, database_url: str | None, source: dict,
+          insecure: bool) -> None:
+    """Serve the gateway with gunicorn, a production WSGI server."""
+    from tiddly.cli.server import run  # gunicorn is imported only to serve
+
+    config = Config.from_env(database_url=database_url)
+    db = Database(config.database_url, config.statement_timeout_ms)
+    # Once, here, so workers do not race to create tables; the workers inherit the schema.
+    chosen = options.prepare_schema(db, source)
+    db.create_all(Base.metadata, tables=internal_tables())
+    try:
+        open_allowed, mode = _auth_mode(db, host, insecure)
+    finally:
+        db.dispose()
+    safe_url = db.engine.url.render_as_string(hide_password=True)
+    click.echo(f"Tiddly: {len(chosen.registry.tables)} tables ({chosen.origin}) from {safe_url} "
+               f"on http://{host}:{port} (gunicorn, {workers} workers x {threads} threads)", err=True)
+    click.echo(f"Tiddly: auth: {mode}", err=True)
+    app_config = config.with_(create_tables=False, open_mode_allowed=open_allowed)
+    run(lambda: create_app(app_config, chosen.metadata, chosen.registry), host, port, workers, threads)
+
+
+def _auth_mode(db: Database, host: str, insecure: bool) -> tuple[bool, str]:
+    """May requests go without a key while none exists, and the banner line that says so."""
+    with db.session() as session:
+        active = auth.count_active_keys(session)
+    loopback = _is_loopback(host)
+    if active:
+        return loopback or insecure, f"API keys required ({active} active); see docs/security.md"
+    if loopback:
+        return True, ("OPEN: no API key exists, so requests need none while bound to loopback; "
+                      "`tiddly keys create` turns keys on")
+    if insecure:
+        return True, (f"OPEN and INSECURE (--insecure): no API key exists and {host} is reachable from "
+                      "other machines; anyone who reaches it can read and change every table")
+    raise click.ClickException(
+        f"refusing to serve on {host} without API keys: anyone who can reach it could read and change every "
+        "table. Create a key (tiddly keys create --name NAME --scope write), bind to 127.0.0.1, "
+        "or pass --insecure.")
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        addresses = {info[4][0].split("%")[0] for info in socket.getaddrinfo(host, None)}
+    except (OSError, UnicodeError):
+        return False
+    return bool(addresses) and all(ipaddress.ip_address(a).is_loopback for a in addresses)
+
+
+# -- tiddly keys -------------------------------------------------------------------

@@ -1,0 +1,357 @@
+"""Which tables are exposed and how: column policy, value checking, row <-> JSON.
+
+Every name that arrives in a request is looked up here before it can reach SQL;
+every value is checked against its column's type here before any SQL runs.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import decimal
+import enum
+import math
+from dataclasses import dataclass, field, replace
+from typing import Any, Iterable
+
+from sqlalchemy import BigInteger, Column, SmallInteger, Table, and_
+
+from tiddly.errors import (
+    BadValue,
+    MissingColumn,
+    ReadOnlyColumn,
+    UnknownColumn,
+    UnknownTable,
+)
+from tiddly.passwords import hash_password
+
+
+class Policy(str, enum.Enum):
+    NORMAL = "normal"
+    HIDDEN = "hidden"                        # never returned, never usable in a query
+    READ_ONLY = "read_only"                  # returned, never written by a client
+    WRITE_ONLY_HASHED = "write_only_hashed"  # written (hashed on the way in), never returned
+
+
+_INT_BITS = ((BigInteger, 64), (SmallInteger, 16))
+_KINDS = {bool: "boolean", int: "integer", float: "number", decimal.Decimal: "decimal", str: "string",
+          dt.datetime: "datetime", dt.date: "date", dt.time: "time", bytes: "binary",
+          dict: "json", list: "json"}
+
+
+@dataclass(frozen=True)
+class ColumnSpec:
+    name: str
+    column: Column
+    policy: Policy
+    kind: str
+    nullable: bool
+    required: bool
+    max_length: int | None = None
+    int_bits: int = 32  # the range an integer column accepts: -2**(bits-1) .. 2**(bits-1)-1
+
+    @property
+    def int_range(self) -> tuple[int, int]:
+        return -(2 ** (self.int_bits - 1)), 2 ** (self.int_bits - 1) - 1
+
+    @property
+    def readable(self) -> bool:
+        return self.policy in (Policy.NORMAL, Policy.READ_ONLY)
+
+    @property
+    def writable(self) -> bool:
+        return self.policy in (Policy.NORMAL, Policy.WRITE_ONLY_HASHED)
+
+    def coerce(self, value: Any) -> Any:
+        """Check one JSON value against this column's type and return the Python value."""
+        if value is None:
+            if not self.nullable:
+                raise BadValue(f"column '{self.name}' cannot be null", column=self.name)
+            return None
+        try:
+            return _COERCERS[self.kind](self, value)
+        except (TypeError, ValueError, OverflowError, ArithmeticError, binascii.Error):
+            # A secret (write-only) value is never echoed back, not even in an error.
+            got = "another value" if self.policy is Policy.WRITE_ONLY_HASHED else _short(value)
+            raise BadValue(f"column '{self.name}' expects {_describe(self)}, got {got}",
+                           column=self.name) from None
+
+    def to_stored(self, value: Any) -> Any:
+        """The value as written: coerced, and hashed where the policy says so."""
+        value = self.coerce(value)
+        if self.policy is Policy.WRITE_ONLY_HASHED and value is not None:
+            return hash_password(value)
+        return value
+
+
+def _coerce_int(spec: ColumnSpec, value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError
+    if isinstance(value, float) and not value.is_integer():
+        raise ValueError
+    low, high = spec.int_range
+    if not low <= value <= high:
+        raise OverflowError
+    return int(value)
+
+
+def _coerce_number(_spec, value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise TypeError
+    return float(value)
+
+
+def _coerce_decimal(_spec, value):
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise TypeError
+    result = decimal.Decimal(str(value))
+    if not result.is_finite():
+        raise ValueError
+    return result
+
+
+def _coerce_string(spec: ColumnSpec, value):
+    if not isinstance(value, str) or "\x00" in value:
+        raise TypeError
+    if spec.max_length is not None and len(value) > spec.max_length:
+        raise ValueError
+    return value
+
+
+def _coerce_boolean(_spec, value):
+    if not isinstance(value, bool):
+        raise TypeError
+    return value
+
+
+def _parser(cls):
+    def coerce(_spec, value):
+        if not isinstance(value, str):
+            raise TypeError
+        return cls.fromisoformat(value)
+    return coerce
+
+
+def _coerce_binary(_spec, value):
+    if not isinstance(value, str):
+        raise TypeError
+    return base64.b64decode(value, validate=True)
+
+
+_COERCERS = {
+    "integer": _coerce_int, "number": _coerce_number, "decimal": _coerce_decimal,
+    "string": _coerce_string, "boolean": _coerce_boolean, "binary": _coerce_binary,
+    "datetime": _parser(dt.datetime), "date": _parser(dt.date), "time": _parser(dt.time),
+    "json": lambda _spec, value: value,
+}
+
+_DESCRIPTIONS = {
+    "integer": "an integer", "number": "a number", "decimal": "a number or numeric string",
+    "string": "a string", "boolean": "true or false", "binary": "a base64 string",
+    "datetime": "an ISO 8601 date-time string", "date": "an ISO 8601 date string",
+    "time": "an ISO 8601 time string", "json": "any JSON value",
+}
+
+
+def _describe(spec: ColumnSpec) -> str:
+    text = _DESCRIPTIONS[spec.kind]
+    if spec.kind == "integer":
+        low, high = spec.int_range
+        text += f" from {low} to {high}"
+    elif spec.kind == "string" and spec.max_length is not None:
+        text += f" of at most {spec.max_length} characters"
+    return text
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+@dataclass(frozen=True)
+class RelationSpec:
+    """A relationship declared on a mapped class: ``pairs`` join (local column, target column)."""
+    name: str
+    target: str
+    many: bool
+    pairs: tuple[tuple[str, str], ...]
+
+
+@dataclass
+class TableSpec:
+    name: str
+    table: Table
+    columns: dict[str, ColumnSpec]
+    primary_key: tuple[ColumnSpec, ...]
+    read_only: bool = False
+    relations: dict[str, RelationSpec] = field(default_factory=dict)
+    readable: tuple[ColumnSpec, ...] = field(init=False)
+
+    def __post_init__(self):
+        self.readable = tuple(c for c in self.columns.values() if c.readable)
+
+    # -- names -------------------------------------------------------------
+    def column(self, name: Any, purpose: str = "read") -> ColumnSpec:
+        """The readable (or writable) column called ``name``, or a 400 naming it."""
+        spec = self.columns.get(name) if isinstance(name, str) else None
+        if spec is None or (purpose == "read" and not spec.readable):
+            raise UnknownColumn(f"table '{self.name}' has no column {_short(name)}",
+                                column=name if isinstance(name, str) else None, table=self.name)
+        if purpose == "write" and not spec.writable:
+            raise ReadOnlyColumn(f"column '{name}' of table '{self.name}' cannot be written", column=name)
+        return spec
+
+    @property
+    def verbs(self) -> list[str]:
+        reads = ["GET", "FETCH", "QUERY"]
+        if self.read_only or not self.primary_key:
+            return reads
+        return reads + ["POST", "PUT", "PATCH", "DELETE"]
+
+    # -- primary keys ------------------------------------------------------
+    def pk_from_path(self, raw: str) -> tuple:
+        parts = raw.split(",") if len(self.primary_key) > 1 else [raw]
+        if len(parts) != len(self.primary_key):
+            raise BadValue(f"table '{self.name}' has a primary key of {len(self.primary_key)} columns")
+        return tuple(_from_path_text(col, part) for col, part in zip(self.primary_key, parts))
+
+    def pk_from_body(self, obj: dict) -> tuple | None:
+        if not all(col.name in obj for col in self.primary_key):
+            return None
+        return tuple(col.coerce(obj[col.name]) for col in self.primary_key)
+
+    def pk_json(self, values: Iterable) -> Any:
+        values = tuple(values)
+        return values[0] if len(values) == 1 else list(values)
+
+    def pk_clause(self, pk: tuple):
+        return and_(*(col.column == value for col, value in zip(self.primary_key, pk)))
+
+    # -- bodies ------------------------------------------------------------
+    def values_for_write(self, obj: Any, *, insert: bool, allow_pk: bool = False) -> dict[str, Any]:
+        """Check a JSON object's names and values for an insert or update."""
+        if not isinstance(obj, dict):
+            raise BadValue(f"a row for table '{self.name}' must be a JSON object")
+        pk_names = {c.name for c in self.primary_key}
+        values = {}
+        for name, raw in obj.items():
+            if allow_pk and name in pk_names:
+                spec = self.columns[name]
+            else:
+                spec = self.column(name, purpose="write")
+            values[name] = spec.to_stored(raw)
+        if insert:
+            missing = [c.name for c in self.columns.values() if c.required and c.name not in values]
+            if missing:
+                raise MissingColumn(f"column '{missing[0]}' of table '{self.name}' is required",
+                                    column=missing[0])
+        return values
+
+    def with_string_limit(self, max_length: int) -> "TableSpec":
+        columns = {name: replace(c, max_length=max_length) if c.kind == "string" and c.max_length is None else c
+                   for name, c in self.columns.items()}
+        return replace(self, columns=columns, primary_key=tuple(columns[c.name] for c in self.primary_key))
+
+    def describe(self) -> dict:
+        return {
+            "name": self.name,
+            "primary_key": [c.name for c in self.primary_key],
+            "verbs": self.verbs,
+            "columns": [
+                {"name": c.name, "type": c.kind, "nullable": c.nullable, "required": c.required,
+                 "policy": c.policy.value, **({"max_length": c.max_length} if c.max_length else {})}
+                for c in self.columns.values() if c.policy is not Policy.HIDDEN
+            ],
+        }
+
+
+def _from_path_text(col: ColumnSpec, raw: str):
+    if col.kind == "integer":
+        try:
+            return col.coerce(int(raw))
+        except ValueError:
+            raise BadValue(f"primary key '{col.name}' expects an integer, got {_short(raw)}",
+                           column=col.name) from None
+    return col.coerce(raw)
+
+
+# -- building specs from SQLAlchemy tables -------------------------------------
+
+def column_spec(column: Column) -> ColumnSpec:
+    auto_pk = column.table.autoincrement_column is column
+    declared = column.info.get("policy")
+    policy = Policy(declared) if declared else (Policy.READ_ONLY if auto_pk else Policy.NORMAL)
+    has_default = column.default is not None or column.server_default is not None
+    return ColumnSpec(
+        name=column.name, column=column, policy=policy, kind=_kind(column),
+        nullable=bool(column.nullable),
+        required=not column.nullable and not has_default and not auto_pk,
+        max_length=getattr(column.type, "length", None),
+        int_bits=_int_bits(column, auto_pk),
+    )
+
+
+def _int_bits(column: Column, auto_pk: bool) -> int:
+    # A generated key is the database's to choose: SQLite's rowid is 64-bit
+    # whatever the declared type, so its keys must stay addressable.
+    if auto_pk:
+        return 64
+    return next((bits for kind, bits in _INT_BITS if isinstance(column.type, kind)), 32)
+
+
+def _kind(column: Column) -> str:
+    try:
+        python_type = column.type.python_type
+    except NotImplementedError:
+        return "string"
+    return _KINDS.get(python_type, "string")
+
+
+def table_spec(table: Table, read_only: bool = False) -> TableSpec:
+    columns = {c.name: column_spec(c) for c in table.columns}
+    primary_key = tuple(columns[c.name] for c in table.primary_key.columns)
+    return TableSpec(name=table.name, table=table, columns=columns, primary_key=primary_key,
+                     read_only=read_only or bool(table.info.get("read_only")))
+
+
+class Registry:
+    """The exposed tables, by name."""
+
+    def __init__(self, specs: Iterable[TableSpec]):
+        self.tables = {spec.name: spec for spec in specs}
+
+    def add_relations(self, mappers: Iterable) -> "Registry":
+        """Let ``include`` follow the relationships of these ORM mappers (plain foreign keys only)."""
+        for mapper in mappers:
+            spec = self.tables.get(mapper.local_table.name)
+            if spec is None or spec.table is not mapper.local_table:
+                continue
+            spec.relations = {
+                rel.key: RelationSpec(rel.key, rel.mapper.local_table.name, bool(rel.uselist),
+                                      tuple((lo.name, re.name) for lo, re in rel.local_remote_pairs))
+                for rel in mapper.relationships
+                if rel.secondary is None and rel.mapper.local_table.name in self.tables
+            }
+        return self
+
+    @classmethod
+    def from_metadata(cls, metadata, names: Iterable[str] | None = None) -> "Registry":
+        """The tables of ``metadata`` (or those in ``names``), except internal ones
+        (``info={"internal": True}``: API keys, login tokens, ...) that no request may reach."""
+        chosen = set(names) if names is not None else None
+        return cls(table_spec(t) for t in metadata.sorted_tables
+                   if (chosen is None or t.name in chosen) and not t.name.startswith("-")
+                   and not t.info.get("internal"))
+
+    def with_string_limit(self, max_length: int) -> "Registry":
+        """The same tables, with text columns that declare no length (Text) capped at ``max_length``."""
+        return Registry(spec.with_string_limit(max_length) for spec in self.tables.values())
+
+    def get(self, name: str) -> TableSpec:
+        spec = self.tables.get(name)
+        if spec is None:
+            raise UnknownTable(f"no table named {_short(name)} is exposed", table=name)
+        return spec
+
+    def describe(self) -> list[dict]:
+        return [spec.describe() for spec in self.tables.values()]

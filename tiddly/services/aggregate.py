@@ -1,0 +1,141 @@
+"""Grouped, aggregated and distinct queries: ``group``, ``aggregate``, ``having``, ``distinct``.
+
+The grouped (or distinct) SELECT becomes a subquery. ``having`` and ``orderby``
+are then read against its output columns by the ordinary where compiler and
+orderby parser, through a ``TableSpec`` over those columns: every name is still
+checked, every value still typed, and ``having`` gets every where operator.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from tiddly.config import Config
+from tiddly.errors import BadQuery
+from tiddly.registry import ColumnSpec, Policy, TableSpec
+from tiddly.services.query import (
+    _order_clauses,
+    compile_where,
+    parse_columns,
+    parse_orderby,
+    parse_query,
+)
+
+AGGREGATE_KEYS = ("group", "aggregate", "having", "distinct")
+NUMERIC = ("integer", "number", "decimal")
+_ALIAS = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+_LABEL = "tiddly_agg_{}"
+
+# name -> (needs a column, numeric columns only, result kind or None for "the column's kind")
+FUNCTIONS = {
+    "count": (False, False, "integer"),
+    "count_distinct": (True, False, "integer"),
+    "sum": (True, True, None),
+    "avg": (True, True, "number"),
+    "min": (True, False, None),
+    "max": (True, False, None),
+}
+
+
+def requested(raw: dict) -> bool:
+    return any(raw.get(key) not in (None, False) for key in AGGREGATE_KEYS)
+
+
+def fetch(session: Session, spec: TableSpec, raw: dict, config: Config) -> dict:
+    for key in ("after", "include"):
+        if raw.get(key) is not None:
+            raise BadQuery(f"'{key}' does not apply to grouped or distinct queries")
+    query = parse_query(spec, {k: v for k, v in raw.items() if k not in ("orderby", "group", "aggregate",
+                                                                         "having", "distinct")}, config)
+    view = _grouped_view(spec, raw, query)
+    having = compile_where(view, raw.get("having"), config)
+    order = parse_orderby(view, raw.get("orderby"))
+    outputs = [c.column for c in view.columns.values()]
+    stmt = (select(*outputs).where(having).order_by(*_order_clauses(order))
+            .limit(query.limit).offset(query.offset))
+    kinds = [c.kind for c in view.columns.values()]
+    names = list(view.columns)
+    data = [{name: _plain(kind, value) for name, kind, value in zip(names, kinds, row)}
+            for row in session.execute(stmt)]
+    result: dict[str, Any] = {"data": data}
+    if query.count:
+        counted = select(*outputs).where(having).subquery()
+        result["count"] = session.execute(select(func.count()).select_from(counted)).scalar_one()
+    return result
+
+
+def _grouped_view(spec: TableSpec, raw: dict, query) -> TableSpec:
+    distinct = raw.get("distinct", False)
+    if not isinstance(distinct, bool):
+        raise BadQuery("'distinct' must be true or false")
+    group = _group(spec, raw.get("group"))
+    aggregates = _aggregates(spec, raw.get("aggregate"), group)
+    if distinct and (group or aggregates):
+        raise BadQuery("'distinct' selects unique rows; a grouped query's rows are already unique")
+    if not distinct and "select" in raw:
+        raise BadQuery("a grouped query returns its group columns and aggregates: leave out 'select'")
+    if raw.get("having") is not None and distinct:
+        raise BadQuery("'having' filters groups: use 'where' with 'distinct'")
+    keys = list(query.columns) if distinct else group
+    labelled = [expr.label(_LABEL.format(i)) for i, (_alias, expr, _kind) in enumerate(aggregates)]
+    inner = select(*(c.column for c in keys), *labelled).where(query.where)
+    inner = (inner.distinct() if distinct else inner.group_by(*(c.column for c in group))).subquery()
+    columns = {c.name: replace(c, column=inner.c[c.name]) for c in keys}
+    for i, (alias, _expr, kind) in enumerate(aggregates):
+        columns[alias] = ColumnSpec(name=alias, column=inner.c[_LABEL.format(i)], policy=Policy.NORMAL,
+                                    kind=kind, nullable=True, required=False)
+    view = TableSpec(name=spec.name, table=spec.table, columns=columns,
+                     primary_key=tuple(columns[c.name] for c in keys))
+    return view
+
+
+def _group(spec: TableSpec, raw: Any) -> list[ColumnSpec]:
+    return [] if raw is None else list(parse_columns(spec, raw, "group"))
+
+
+def _aggregates(spec: TableSpec, raw: Any, group: list[ColumnSpec]) -> list[tuple[str, Any, str]]:
+    """``{"n": "count", "avg_year": "avg:year"}`` -> [(alias, SQL expression, result kind)]."""
+    if raw is None:
+        return []
+    if not isinstance(raw, dict) or not raw:
+        raise BadQuery("'aggregate' must be an object of name -> \"count\" or \"function:column\"")
+    taken = {c.name for c in group}
+    result = []
+    for alias, text in raw.items():
+        if not _ALIAS.match(alias) or alias in taken:
+            raise BadQuery(f"aggregate name {alias[:40]!r} must be a new identifier (letters, digits, _)")
+        result.append((alias, *_aggregate(spec, alias, text)))
+    return result
+
+
+def _aggregate(spec: TableSpec, alias: str, text: Any) -> tuple[Any, str]:
+    name, _, column = text.partition(":") if isinstance(text, str) else ("", "", "")
+    if name not in FUNCTIONS:
+        raise BadQuery(f"aggregate '{alias}' must be \"count\" or \"function:column\" with function one of "
+                       f"{', '.join(FUNCTIONS)}")
+    needs_column, numeric, kind = FUNCTIONS[name]
+    if not column:
+        if needs_column:
+            raise BadQuery(f"aggregate '{alias}': {name} needs a column, e.g. \"{name}:year\"")
+        return func.count(), "integer"
+    col = spec.column(column)
+    if numeric and col.kind not in NUMERIC:
+        raise BadQuery(f"aggregate '{alias}': {name} needs a numeric column, '{col.name}' is {col.kind}")
+    expr = {"count": lambda c: func.count(c), "count_distinct": lambda c: func.count(c.distinct()),
+            "sum": func.sum, "avg": func.avg, "min": func.min, "max": func.max}[name](col.column)
+    return expr, kind or col.kind
+
+
+def _plain(kind: str, value: Any) -> Any:
+    """The same JSON on every database: MariaDB and PostgreSQL return DECIMAL for sums and averages."""
+    if value is None:
+        return None
+    if kind == "integer":
+        return int(value)
+    if kind == "number":
+        return float(value)
+    return value

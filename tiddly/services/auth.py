@@ -1,0 +1,206 @@
+"""API keys and login tokens: issue, hash, check, and what each may do. Pure: no Flask.
+
+A key or token is 32 random bytes from ``secrets``; the database keeps only its
+SHA-256. A fast hash is enough for a secret with 256 bits of entropy (there is
+nothing to brute-force), and it lets a request find its key with one indexed
+lookup by hash, on every request, so a revocation holds at once on every worker.
+Passwords, which people choose, get scrypt instead (``passwords.py``).
+
+Scopes nest: ``read`` (GET, FETCH, QUERY) < ``write`` (also POST, PUT, PATCH,
+DELETE) < ``admin`` (everything; reserved for gateway-management routes). A key
+may be limited to a list of tables. A login token (``POST /-/login``) acts for
+its user with ``write`` scope on every exposed table.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import bindparam, delete, insert, select, update
+from sqlalchemy.orm import Session
+
+from tiddly.errors import BadValue, Forbidden, NotFound, Unauthorized
+from tiddly.models import ApiKey, LoginToken
+from tiddly.passwords import hash_password, verify_password
+from tiddly.registry import TableSpec
+
+SCOPES = ("read", "write", "admin")  # each includes the ones before it
+LOGIN_SCOPE = "write"
+KEY_PREFIX, TOKEN_PREFIX = "tdk_", "tdl_"  # tells a key from a login token before any lookup
+_MAX_SECRET_LENGTH = 200
+_NAME_LENGTH = ApiKey.__table__.c.name.type.length
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is asking, and what they may do."""
+    kind: str                              # "key", "login" or "open"
+    name: str                              # the key's name, the user's email, or "open mode"
+    scope: str
+    tables: frozenset[str] | None = None   # None: every exposed table
+
+    def allows(self, scope: str) -> bool:
+        return SCOPES.index(self.scope) >= SCOPES.index(scope)
+
+
+OPEN = Principal("open", "open mode", "admin")
+
+
+def utcnow() -> dt.datetime:
+    """Naive UTC, as the internal tables store it."""
+    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None, microsecond=0)
+
+
+def digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+# -- keys ----------------------------------------------------------------------
+
+def create_key(session: Session, name: str, scope: str, tables: list[str] | None = None) -> str:
+    """Store a new key's hash and return the key itself, which nothing keeps."""
+    if not name or len(name) > _NAME_LENGTH or not name.isprintable():
+        raise BadValue(f"a key name is 1 to {_NAME_LENGTH} printable characters")
+    if scope not in SCOPES:
+        raise BadValue(f"unknown scope {scope!r}; known: {', '.join(SCOPES)}")
+    if tables is not None and not tables:
+        raise BadValue("a key limited to tables needs at least one table")
+    secret = KEY_PREFIX + secrets.token_urlsafe(32)
+    session.execute(insert(ApiKey).values(
+        name=name, key_hash=digest(secret), scope=scope, created_at=utcnow(),
+        tables=",".join(sorted(set(tables))) if tables is not None else None))
+    return secret
+
+
+def list_keys(session: Session) -> list[dict[str, Any]]:
+    rows = session.execute(select(ApiKey.name, ApiKey.scope, ApiKey.tables, ApiKey.created_at,
+                                  ApiKey.revoked_at).order_by(ApiKey.name)).mappings()
+    return [dict(row) for row in rows]
+
+
+def revoke_key(session: Session, name: str) -> None:
+    result = session.execute(update(ApiKey).where(ApiKey.name == name, ApiKey.revoked_at.is_(None))
+                             .values(revoked_at=utcnow()))
+    if result.rowcount == 0:
+        raise NotFound(f"no active key is named {name!r}")
+
+
+def count_active_keys(session: Session) -> int:
+    return len(session.execute(select(ApiKey.id).where(ApiKey.revoked_at.is_(None))).all())
+
+
+# Run on every keyless request: a Core statement built once skips the ORM's per-request
+# statement building and cache-key work (a third of this check's cost).
+_ANY_ACTIVE_KEY = select(ApiKey.__table__.c.id).where(ApiKey.__table__.c.revoked_at.is_(None)).limit(1)
+
+
+def _any_active_key(session: Session) -> bool:
+    return session.execute(_ANY_ACTIVE_KEY).first() is not None
+
+
+# -- who is asking -------------------------------------------------------------
+
+def authenticate(session: Session, authorization: str | None, open_allowed: bool,
+                 users: TableSpec | None = None) -> Principal:
+    """The principal behind an ``Authorization`` header, or a 401.
+
+    Without a header the request runs in open mode, but only while no active key
+    exists and the gateway may be open (bound to loopback, or ``--insecure``).
+    ``users`` is the exposed user table login tokens belong to (None: no logins)."""
+    if not authorization:
+        if _any_active_key(session):
+            raise Unauthorized("this gateway needs a key: send Authorization: Bearer <key>")
+        if not open_allowed:
+            raise Unauthorized("no API key exists yet and the gateway is not on loopback; "
+                               "create one with `tiddly keys create`")
+        return OPEN
+    secret = _bearer(authorization)
+    if secret.startswith(TOKEN_PREFIX) and users is not None:
+        return _login_principal(session, users, secret)
+    return _key_principal(session, secret)
+
+
+def _bearer(authorization: str) -> str:
+    scheme, _, secret = authorization.strip().partition(" ")
+    secret = secret.strip()
+    if scheme.lower() != "bearer" or not secret or len(secret) > _MAX_SECRET_LENGTH:
+        raise Unauthorized("send the key as Authorization: Bearer <key>")
+    return secret
+
+
+# Run on every keyed request: Core statements built once skip the ORM's per-request work.
+_KEYS = ApiKey.__table__
+_KEY_BY_HASH = select(_KEYS.c.name, _KEYS.c.key_hash, _KEYS.c.scope, _KEYS.c.tables, _KEYS.c.revoked_at) \
+    .where(_KEYS.c.key_hash == bindparam("wanted"))
+
+
+def _key_principal(session: Session, secret: str) -> Principal:
+    wanted = digest(secret)
+    row = session.execute(_KEY_BY_HASH, {"wanted": wanted}).first()
+    # The lookup compares hashes, so its timing says nothing usable about the key;
+    # compare_digest keeps the final check constant-time all the same.
+    if row is None or not hmac.compare_digest(row.key_hash, wanted) or row.revoked_at is not None:
+        raise Unauthorized("the API key is unknown or revoked")
+    tables = frozenset(row.tables.split(",")) if row.tables is not None else None
+    return Principal("key", row.name, row.scope, tables)
+
+
+def _login_principal(session: Session, users: TableSpec, secret: str) -> Principal:
+    wanted = digest(secret)
+    tokens, user = LoginToken.__table__.c, users.table.c
+    row = session.execute(select(tokens.token_hash, tokens.expires_at, user.email)
+                          .join_from(LoginToken.__table__, users.table, user.id == tokens.user_id)
+                          .where(tokens.token_hash == wanted)).first()
+    if row is None or not hmac.compare_digest(row.token_hash, wanted):
+        raise Unauthorized("the login token is unknown")
+    if row.expires_at <= utcnow():
+        raise Unauthorized("the login token has expired; log in again")
+    return Principal("login", row.email, LOGIN_SCOPE)
+
+
+def authorize(principal: Principal, scope: str, table: str | None) -> None:
+    """A 403 unless ``principal`` may act with ``scope`` on ``table`` (None: no table)."""
+    if not principal.allows(scope):
+        raise Forbidden(f"'{principal.name}' has {principal.scope} scope; this request needs {scope}",
+                        scope=principal.scope, needed=scope)
+    if table is not None and principal.tables is not None and table not in principal.tables:
+        raise Forbidden(f"'{principal.name}' may not use this table; it may use: "
+                        f"{', '.join(sorted(principal.tables))}")
+
+
+# -- login -----------------------------------------------------------------------
+
+def login(session: Session, users: TableSpec, email: Any, password: Any, ttl_s: int) -> dict[str, Any]:
+    """Check an email and password against ``users`` and issue a token, or a 401.
+
+    An unknown email costs the same scrypt as a wrong password (it is checked
+    against a dummy hash), so neither the answer nor its time tells them apart."""
+    if not {"id", "email", "password"} <= set(users.columns):
+        raise NotFound(f"table '{users.name}' has no email and password columns to log in with")
+    if not isinstance(email, str) or not isinstance(password, str):
+        raise BadValue('POST /-/login takes {"email": "...", "password": "..."} (two strings)')
+    email = users.columns["email"].coerce(email)
+    row = session.execute(select(users.table.c.id, users.table.c.password)
+                          .where(users.table.c.email == email)).first()
+    stored = row.password if row is not None and row.password else None
+    matches = verify_password(password, stored or _dummy_hash())
+    if stored is None or not matches:
+        raise Unauthorized("wrong email or password")
+    now = utcnow()
+    session.execute(delete(LoginToken).where(LoginToken.expires_at <= now))  # housekeeping
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    expires_at = now + dt.timedelta(seconds=ttl_s)
+    session.execute(insert(LoginToken).values(token_hash=digest(token), user_id=row.id,
+                                              created_at=now, expires_at=expires_at))
+    return {"token": token, "token_type": "Bearer", "expires_at": expires_at.isoformat() + "Z",
+            "expires_in": ttl_s, "scope": LOGIN_SCOPE}
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    return hash_password(secrets.token_urlsafe(16))

@@ -1,0 +1,214 @@
+"""Whole tables in and out: streaming export and bulk import as CSV or NDJSON.
+
+Export: ``Accept: text/csv`` or ``application/x-ndjson`` on a list request
+streams every matching row (filtered, ordered, no page cap) through a
+server-side cursor (``stream_results`` + ``yield_per``), so memory stays flat
+whatever the row count. Import: ``POST`` with one of those content types reads
+the body line by line and inserts in batches, all in the request's one
+transaction; an error names the line. CSV: the first line names the columns;
+an empty field is NULL (for a NOT NULL text column, the empty string).
+Nothing here imports Flask; ``tiddly import``/``tiddly export`` reuse it.
+"""
+from __future__ import annotations
+
+import base64
+import csv
+import datetime as dt
+import io
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import replace
+from typing import Any
+
+from sqlalchemy import insert
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from tiddly import jsonio
+from tiddly.config import Config
+from tiddly.database import translate_error
+from tiddly.errors import ApiError, BadJson, BadQuery, BadValue
+from tiddly.registry import TableSpec
+from tiddly.services.pages import keyset_query
+from tiddly.services.query import build_select
+
+FORMATS = {"text/csv": "csv", "application/x-ndjson": "ndjson"}
+MEDIA_TYPES = {fmt: media for media, fmt in FORMATS.items()}
+STREAM_ROWS = 2_000   # rows fetched (and written) per round trip
+IMPORT_BATCH = 1_000  # rows per INSERT
+_NOT_EXPORTED = ("include", "group", "aggregate", "having", "distinct", "count")
+
+
+# -- export ----------------------------------------------------------------------
+
+def wanted_format(accept) -> str | None:
+    """The export format a (werkzeug) Accept header prefers over JSON, if any."""
+    best = accept.best_match(["application/json", *FORMATS])
+    return FORMATS.get(best)
+
+
+def plan(dialect_name: str, spec: TableSpec, raw: Any, config: Config, key: bytes):
+    """The SELECT for an export (checked before the first byte is sent) and its column names."""
+    raw = {} if raw is None else raw
+    if not isinstance(raw, dict):
+        raise BadQuery("the query must be a JSON object")
+    for name in _NOT_EXPORTED:
+        if raw.get(name) not in (None, False):
+            raise BadQuery(f"'{name}' does not apply to an export, which streams plain rows")
+    limit = raw.get("limit")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
+        raise BadQuery("'limit' must be a non-negative integer")
+    query = keyset_query(dialect_name, spec, {k: v for k, v in raw.items() if k != "limit"}, config, key)
+    stmt = build_select(spec, replace(query, limit=limit))
+    return stmt, [c.name for c in query.columns]
+
+
+def stream(engine: Engine, stmt, names: list[str], fmt: str) -> Iterator[bytes]:
+    """The rows of ``stmt`` as CSV or NDJSON chunks, read through a server-side cursor."""
+    encode = _csv_chunk if fmt == "csv" else _ndjson_chunk
+    with engine.connect() as conn:
+        result = conn.execution_options(stream_results=True, yield_per=STREAM_ROWS).execute(stmt)
+        if fmt == "csv":
+            yield _csv_chunk(names, [names])
+        for rows in result.partitions():
+            yield encode(names, rows)
+
+
+def _csv_chunk(names: list[str], rows) -> bytes:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerows([_csv_value(v) for v in row] for row in rows)
+    return buffer.getvalue().encode("utf-8")
+
+
+def _csv_value(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return base64.b64encode(bytes(value)).decode("ascii")
+    if isinstance(value, (dt.datetime, dt.date, dt.time)):
+        return value.isoformat()
+    if isinstance(value, (dict, list)):
+        return json.dumps(value)
+    return value
+
+
+def _ndjson_chunk(names: list[str], rows) -> bytes:
+    return b"".join(jsonio.dumps(dict(zip(names, row))) + b"\n" for row in rows)
+
+
+# -- import ----------------------------------------------------------------------
+
+def import_rows(session: Session, spec: TableSpec, lines: Iterable[bytes], fmt: str) -> int:
+    """Insert every row of a CSV or NDJSON byte stream, in batches; returns the row count."""
+    parsed = _csv_rows(spec, lines) if fmt == "csv" else _ndjson_rows(lines)
+    count, batch = 0, []
+    for line, obj in parsed:
+        try:
+            batch.append((line, spec.values_for_write(obj, insert=True)))
+        except ApiError as exc:
+            raise _at_line(line, exc) from None
+        if len(batch) >= IMPORT_BATCH:
+            count += _insert_batch(session, spec, batch)
+            batch = []
+    return count + (_insert_batch(session, spec, batch) if batch else 0)
+
+
+def _insert_batch(session: Session, spec: TableSpec, batch: list[tuple[int, dict]]) -> int:
+    groups: dict[tuple, list[dict]] = {}
+    for _line, values in batch:
+        groups.setdefault(tuple(sorted(values)), []).append(values)
+    try:
+        with session.begin_nested():
+            for rows in groups.values():
+                session.execute(insert(spec.table), rows)
+        return len(batch)
+    except IntegrityError:
+        pass
+    for line, values in batch:  # find the row that broke a constraint (the request then rolls back)
+        try:
+            with session.begin_nested():
+                session.execute(insert(spec.table).values(values))
+        except IntegrityError as exc:
+            raise _at_line(line, translate_error(exc)) from exc
+    raise AssertionError("a batch failed but no single row did")
+
+
+def _decoded(lines: Iterable[bytes]) -> Iterator[tuple[int, str]]:
+    for number, raw in enumerate(lines, start=1):
+        try:
+            yield number, raw.decode("utf-8") if isinstance(raw, bytes) else raw
+        except UnicodeDecodeError:
+            raise BadValue(f"line {number}: not UTF-8 text", line=number) from None
+
+
+def _ndjson_rows(lines: Iterable[bytes]) -> Iterator[tuple[int, Any]]:
+    for number, text in _decoded(lines):
+        if not text.strip():
+            continue
+        try:
+            obj = jsonio.parse_body(text.encode("utf-8"))
+        except BadJson as exc:
+            raise _at_line(number, exc) from None
+        if not isinstance(obj, dict):
+            raise BadValue(f"line {number}: each line must be one JSON object", line=number)
+        yield number, obj
+
+
+def _csv_rows(spec: TableSpec, lines: Iterable[bytes]) -> Iterator[tuple[int, dict]]:
+    reader = csv.reader(text for _number, text in _decoded(lines))
+    try:
+        header = next(reader)
+    except StopIteration:
+        return
+    except csv.Error as exc:
+        raise BadValue(f"line 1: {exc}", line=1) from None
+    columns = []
+    for name in header:
+        try:
+            columns.append(spec.column(name.strip(), purpose="write"))
+        except ApiError as exc:
+            raise _at_line(1, exc) from None
+    while True:
+        try:
+            record = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            raise BadValue(f"line {reader.line_num}: {exc}", line=reader.line_num) from None
+        if not record:
+            continue
+        if len(record) != len(columns):
+            raise BadValue(f"line {reader.line_num}: {len(record)} fields, the header names {len(columns)}",
+                           line=reader.line_num)
+        yield reader.line_num, {col.name: _from_text(col, text) for col, text in zip(columns, record)}
+
+
+def _from_text(col, text: str) -> Any:
+    """A CSV field as the JSON value the column's coercion expects; text that does not
+    parse stays text, so the coercion's error names the column and the value."""
+    if text == "":
+        return "" if col.kind == "string" and not col.nullable else None
+    parse = _TEXT_PARSERS.get(col.kind)
+    if parse is None:
+        return text
+    try:
+        return parse(text)
+    except (ValueError, KeyError):
+        return text
+
+
+_TEXT_PARSERS = {
+    "integer": int, "number": float, "json": json.loads,
+    "boolean": lambda text: {"true": True, "false": False, "1": True, "0": False}[text.lower()],
+}
+
+
+def _at_line(line: int, exc: Exception) -> Exception:
+    if isinstance(exc, ApiError):
+        exc.message = f"line {line}: {exc.message}"
+        exc.details["line"] = line
+    return exc

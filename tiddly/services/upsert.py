@@ -1,0 +1,135 @@
+"""Upsert by a unique column set: ``PUT /<table>?on=email`` with one object or an array.
+
+Each row is inserted, or, when a row with the same ``on`` values exists, that
+row's given columns are updated (columns the object leaves out keep their
+values). One INSERT ... ON CONFLICT DO UPDATE (PostgreSQL, SQLite) or
+INSERT ... ON DUPLICATE KEY UPDATE (MariaDB/MySQL) per request, split only to
+stay under the databases' limit on bound parameters. ``on`` must be exactly the
+columns of the primary key or of a unique constraint. One difference remains:
+MariaDB's ON DUPLICATE KEY reacts to a clash on *any* unique key of the table,
+where the other two report a clash on a key other than ``on`` as a 409.
+Takes a Session, never commits.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Index, PrimaryKeyConstraint, UniqueConstraint, select, tuple_
+from sqlalchemy.dialects import mysql, postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from tiddly.config import Config
+from tiddly.errors import ApiError, BadQuery, BadValue, MissingColumn
+from tiddly.registry import ColumnSpec, TableSpec
+from tiddly.services.crud import _at_index
+
+MAX_PARAMETERS = 30_000  # SQLite allows 32,766 bound parameters per statement, PostgreSQL 65,535
+_INSERTS = {"postgresql": postgresql.insert, "sqlite": sqlite.insert, "mysql": mysql.insert,
+            "mariadb": mysql.insert}
+
+
+def unique_keys(spec: TableSpec) -> list[tuple[str, ...]]:
+    """The column sets that identify one row: the primary key, unique constraints and unique indexes."""
+    keys = []
+    for item in list(spec.table.constraints) + list(spec.table.indexes):
+        unique = isinstance(item, (PrimaryKeyConstraint, UniqueConstraint)) or (
+            isinstance(item, Index) and item.unique)
+        names = tuple(c.name for c in item.columns)
+        if unique and names and names not in keys:
+            keys.append(names)
+    primary = tuple(c.name for c in spec.primary_key)
+    # table.constraints is a set: list the primary key first, then the rest by name, the same every time
+    return sorted(keys, key=lambda names: (names != primary, names))
+
+
+def parse_on(spec: TableSpec, raw: str) -> tuple[ColumnSpec, ...]:
+    names = [name.strip() for name in raw.split(",") if name.strip()]
+    columns = tuple(spec.column(name) for name in names)
+    keys = unique_keys(spec)
+    if not names or set(names) not in [set(key) for key in keys]:
+        listed = "; ".join(",".join(key) for key in keys) or "none"
+        raise BadQuery(f"'on={raw[:60]}' is not a unique key of table '{spec.name}'; unique keys: {listed}")
+    return columns
+
+
+def upsert_on(session: Session, spec: TableSpec, raw_on: str, body: Any, config: Config) -> dict:
+    on = parse_on(spec, raw_on)
+    single = isinstance(body, dict)
+    items = [body] if single else body
+    if not isinstance(items, list) or not items:
+        raise BadValue(f"PUT /{spec.name}?on=... takes a row object or a non-empty array of rows")
+    if len(items) > config.max_bulk_rows:
+        raise BadQuery(f"an upsert takes at most {config.max_bulk_rows} rows, got {len(items)}")
+    rows = _checked_rows(spec, on, items)
+    insert = _INSERTS.get(session.get_bind().dialect.name)
+    if insert is None:
+        raise BadQuery(f"upsert by a unique key is not supported on {session.get_bind().dialect.name}")
+    for group in _groups(rows):
+        per_statement = max(1, MAX_PARAMETERS // len(group[0]))
+        for start in range(0, len(group), per_statement):
+            session.execute(_statement(insert, spec, on, group[start:start + per_statement]))
+    stored = _read_back(session, spec, on, rows)
+    if single:
+        return {"id": spec.pk_json(stored[0][c.name] for c in spec.primary_key), "data": stored[0]}
+    return {"data": stored, "count": len(stored)}
+
+
+def _checked_rows(spec: TableSpec, on: tuple[ColumnSpec, ...], items: list) -> list[dict]:
+    allow_pk = any(c in spec.primary_key for c in on)
+    rows, seen = [], {}
+    for index, item in enumerate(items):
+        try:
+            values = spec.values_for_write(item, insert=True, allow_pk=allow_pk)
+            missing = [c.name for c in on if c.name not in values]
+            if missing:
+                raise MissingColumn(f"column '{missing[0]}' names the row to upsert and is required",
+                                    column=missing[0])
+        except ApiError as exc:
+            raise _at_index(index, exc) from None
+        key = tuple(values[c.name] for c in on)
+        if key in seen:
+            raise _at_index(index, BadValue(f"repeats the key of item {seen[key]}"))
+        seen[key] = index
+        rows.append(values)
+    return rows
+
+
+def _groups(rows: list[dict]) -> list[list[dict]]:
+    """Rows by the set of columns they give: one multi-row statement per set."""
+    groups: dict[tuple, list[dict]] = {}
+    for row in rows:
+        groups.setdefault(tuple(sorted(row)), []).append(row)
+    return list(groups.values())
+
+
+def _statement(insert, spec: TableSpec, on: tuple[ColumnSpec, ...], rows: list[dict]):
+    stmt = insert(spec.table).values(rows)
+    on_names = [c.name for c in on]
+    changed = [name for name in rows[0] if name not in on_names]
+    if insert is mysql.insert:
+        # Setting a key column to itself is MariaDB's "do nothing" on a duplicate.
+        return stmt.on_duplicate_key_update({name: stmt.inserted[name] for name in changed or on_names[:1]})
+    if not changed:
+        return stmt.on_conflict_do_nothing(index_elements=[c.column for c in on])
+    return stmt.on_conflict_do_update(index_elements=[c.column for c in on],
+                                      set_={name: stmt.excluded[name] for name in changed})
+
+
+def _read_back(session: Session, spec: TableSpec, on: tuple[ColumnSpec, ...], rows: list[dict]) -> list[dict]:
+    """The stored rows, in the request's order (read in chunks: IN lists stay short)."""
+    keys = [tuple(row[c.name] for c in on) for row in rows]
+    columns = {c.name: c.column for c in spec.readable}
+    columns.update({c.name: c.column for c in on})
+    found = {}
+    for start in range(0, len(keys), 1000):
+        stmt = select(*columns.values()).where(_in(on, keys[start:start + 1000]))
+        for row in session.execute(stmt).mappings():
+            found[tuple(row[c.name] for c in on)] = row
+    readable = {c.name for c in spec.readable}
+    return [{k: v for k, v in found[key].items() if k in readable} for key in keys]
+
+
+def _in(on: tuple[ColumnSpec, ...], keys: list[tuple]):
+    if len(on) == 1:
+        return on[0].column.in_([key[0] for key in keys])
+    return tuple_(*(c.column for c in on)).in_(keys)

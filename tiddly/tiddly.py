@@ -1,0 +1,376 @@
+"""Tiddly's HTTP edge: the app factory and the dynamic endpoint.
+
+``create_app(config)`` builds the Flask app: one dynamic route ``/<table>`` (and
+``/<table>/<pk>``) whose verbs map to the table service (``services/crud.py``),
+the meta routes under ``/-/``, and one place that turns any error into the error
+envelope. The command line (``tiddly.cli``) builds on this module, never the
+reverse; ``tiddly serve`` runs it under gunicorn.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from flask import Flask, Response, g, request
+from sqlalchemy.exc import DBAPIError
+from werkzeug.exceptions import HTTPException
+
+from tiddly import jsonio
+from tiddly.config import Config
+from tiddly.database import Database
+from tiddly.errors import (
+    ApiError,
+    BadQuery,
+    BadValue,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+)
+from tiddly.models import Base, Patient, internal_tables
+from tiddly.monitor import cpap, patients
+from tiddly.registry import Registry, TableSpec
+from tiddly.services import (
+    auth,
+    crud,
+    cursor,
+    export,
+    idempotency,
+    include,
+    nested,
+    openapi,
+    pages,
+    upsert,
+)
+from tiddly.services.query import query_from_args
+from tiddly.web import guard
+
+log = logging.getLogger("tiddly")
+
+READ_VERBS = ("GET", "FETCH", "QUERY")
+COLLECTION_VERBS = ("GET", "HEAD", "POST", "PUT", "DELETE", "FETCH", "QUERY")
+ROW_VERBS = ("GET", "HEAD", "PUT", "PATCH", "DELETE")
+QUERY_OVERRIDES = ("FETCH", "QUERY")
+META_ROUTES = ("/-/health", "/-/tables", "/-/openapi.json", "/-/login")
+_HTTP_CODES = {400: "bad_json", 404: "not_found", 405: "method_not_allowed", 413: "payload_too_large",
+               415: "unsupported_media_type"}
+
+
+@dataclass
+class Gateway:
+    """What a request needs: settings, the database, and the exposed tables."""
+    config: Config
+    db: Database
+    registry: Registry
+    _cursor_key: bytes | None = None
+
+    @property
+    def cursor_key(self) -> bytes:
+        """Signs keyset cursors (cursor.py). Loaded on first use, not at start, so the app
+        starts, and /-/health answers 503, while the database is down."""
+        if self._cursor_key is None:
+            self._cursor_key = cursor.load_key(self.db, self.config.secret)
+        return self._cursor_key
+
+
+def create_app(config: Config | None = None, metadata=None, registry: Registry | None = None) -> Flask:
+    config = config or Config.from_env()
+    metadata = metadata if metadata is not None else Base.metadata
+    db = Database(config.database_url, config.statement_timeout_ms)
+    if config.create_tables and not metadata.info.get("reflected"):  # a reflected schema is never created
+        db.create_all(metadata)
+    if config.create_tables:  # the gateway's own state (API keys, login tokens), whatever the schema
+        db.create_all(Base.metadata, tables=internal_tables())
+    registry = (registry or Registry.from_metadata(metadata)).with_string_limit(config.max_string_length)
+    gateway = Gateway(config, db, registry)
+
+    app = Flask("tiddly")
+    app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
+    app.extensions["tiddly"] = gateway
+    gateway.registry.add_relations(Base.registry.mappers)
+    app.add_url_rule("/-/health", "health", lambda: _health(gateway))
+    app.add_url_rule("/-/tables", "tables", lambda: _ok({"data": gateway.registry.describe()}))
+    app.add_url_rule("/-/openapi.json", "openapi", lambda: _openapi(gateway))
+    app.add_url_rule("/-/login", "login", lambda: _login(gateway), methods=["POST"])
+    app.add_url_rule("/-/<path:rest>", "meta_unknown", _unknown_meta_route, methods=COLLECTION_VERBS)
+    app.add_url_rule("/<table>", "collection", lambda table: _collection(gateway, table),
+                     methods=COLLECTION_VERBS)  # Flask adds OPTIONS itself
+    app.add_url_rule("/<table>/<path:pk>", "row", lambda table, pk: _row(gateway, table, pk),
+                     methods=ROW_VERBS)
+    app.register_error_handler(ApiError, _api_error)
+    app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(Exception, _unexpected_error)
+    guard.install(app, gateway)  # API keys, login tokens, open mode, CORS: see guard.py
+    cpap.register(app, gateway)  # the original CPAP server's routes, for its clients
+    return app
+
+
+# -- responses -----------------------------------------------------------------
+
+def _ok(payload: dict, status: int = 200) -> Response:
+    return Response(jsonio.dumps({"status": "success", **payload}), status, mimetype="application/json")
+
+
+def _error(status: int, code: str, message: str, details: dict | None = None,
+           headers: dict | None = None) -> Response:
+    body = {"status": "error", "error": message, "code": code}
+    if details:
+        body["details"] = details
+    return Response(jsonio.dumps(body), status, mimetype="application/json", headers=headers)
+
+
+def _api_error(exc: ApiError) -> Response:
+    return _error(exc.status, exc.code, exc.message, exc.details, exc.headers or None)
+
+
+def _http_error(exc: HTTPException) -> Response:
+    code = _HTTP_CODES.get(exc.code or 500, "http_error")
+    # werkzeug lists the allowed verbs in set order, which differs between processes: sort them.
+    headers = {k: ", ".join(sorted(v.split(", "))) for k, v in exc.get_headers() if k.lower() == "allow"}
+    messages = {404: "no such route", 413: "the request body is too large",
+                405: f"{request.method} is not allowed on {request.path}"}
+    return _error(exc.code or 500, code, messages.get(exc.code, exc.description or exc.name), None, headers)
+
+
+def _unexpected_error(exc: Exception) -> Response:
+    log.exception("unexpected error on %s %s", request.method, request.path)
+    return _error(500, "internal_error", "an internal error occurred; it has been logged")
+
+
+# -- meta routes ---------------------------------------------------------------
+
+def _health(gateway: Gateway) -> Response:
+    gateway.db.ping()
+    return _ok({"database": gateway.db.dialect_name})
+
+
+def _unknown_meta_route(rest: str) -> Response:
+    # "/-/" belongs to Tiddly itself; no table can live there.
+    raise NotFound(f"no route /-/{rest}; Tiddly's own routes are {', '.join(META_ROUTES)}")
+
+
+def _login(gateway: Gateway) -> Response:
+    body = _read_body()
+    if not isinstance(body, dict) or set(body) != {"email", "password"}:
+        raise BadValue('POST /-/login takes {"email": "...", "password": "..."}')
+    with gateway.db.session(write=True) as session:
+        token = auth.login(session, gateway.registry.get("user"), body["email"], body["password"],
+                           gateway.config.login_token_ttl_s)
+    return _ok(token)
+
+
+def _openapi(gateway: Gateway) -> Response:
+    return Response(jsonio.dumps(openapi_document(gateway)), 200, mimetype="application/json")
+
+
+def openapi_document(gateway: Gateway) -> dict:
+    """The OpenAPI document of this gateway; bearer security while keys are required."""
+    return openapi.document(gateway.registry, gateway.config, bearer=_keys_on(gateway))
+
+
+def _keys_on(gateway: Gateway) -> bool:
+    if not gateway.config.open_mode_allowed:
+        return True
+    try:
+        with gateway.db.session() as session:
+            return auth.count_active_keys(session) > 0
+    except (ApiError, DBAPIError):  # no key table yet: no keys
+        return False
+
+
+# -- the dynamic endpoint --------------------------------------------------------
+
+def _effective_method() -> str:
+    override = request.headers.get("X-HTTP-Method-Override")
+    if override is None:
+        return request.method
+    if request.method != "POST" or override.upper() not in QUERY_OVERRIDES:
+        raise BadQuery("X-HTTP-Method-Override turns a POST into FETCH or QUERY, nothing else")
+    return override.upper()
+
+
+def _allowed(spec: TableSpec, method: str, route_verbs: tuple[str, ...], also: tuple[str, ...] = ()) -> None:
+    allowed = [v for v in route_verbs if v in spec.verbs or v in also or v == "HEAD" and "GET" in spec.verbs]
+    if method not in allowed:
+        raise MethodNotAllowed(f"{method} is not allowed on /{spec.name}", allow=allowed + ["OPTIONS"])
+
+
+def _collection(gateway: Gateway, table: str) -> Response:
+    spec = gateway.registry.get(table)
+    method = _effective_method()
+    special = tuple(verb for table, verb in _SPECIAL_HANDLERS if table is spec.table)
+    _allowed(spec, "GET" if method == "HEAD" else method, COLLECTION_VERBS, also=special)
+    handler = (_SPECIAL_HANDLERS.get((spec.table, method))
+               or _COLLECTION_HANDLERS[method if method != "HEAD" else "GET"])
+    if method in READ_VERBS and export.wanted_format(request.accept_mimetypes):
+        return _export(gateway, spec, method)
+    write = method not in READ_VERBS + ("HEAD",)
+    key = _idempotency_key(gateway) if write else None
+    with gateway.db.session(write=write) as session:
+        return _respond(gateway, session, key, lambda: handler(gateway, spec, session))
+
+
+def _row(gateway: Gateway, table: str, raw_pk: str) -> Response:
+    spec = gateway.registry.get(table)
+    method = "GET" if request.method == "HEAD" else request.method
+    _allowed(spec, method, ROW_VERBS)
+    pk = spec.pk_from_path(raw_pk)
+    key = _idempotency_key(gateway) if method != "GET" else None
+    with gateway.db.session(write=method != "GET") as session:
+        return _respond(gateway, session, key, lambda: _ROW_HANDLERS[method](gateway, spec, session, pk))
+
+
+def _idempotency_key(gateway: Gateway) -> str | None:
+    """The write's Idempotency-Key, if any (checked), after clearing expired keys."""
+    raw = request.headers.get("Idempotency-Key")
+    if raw is None:
+        return None
+    key = idempotency.check_key(raw)
+    _purge_expired_keys(gateway)
+    return key
+
+
+def _purge_expired_keys(gateway: Gateway) -> None:
+    # In transactions of their own, before the write's: the purge holds no lock the write waits on.
+    with gateway.db.session() as session:
+        expired = idempotency.expired_keys(session)
+    if expired:
+        with gateway.db.session(write=True) as session:
+            idempotency.delete_expired(session, expired)
+
+
+def _respond(gateway: Gateway, session, key: str | None, run: Callable[[], tuple[dict, int]]) -> Response:
+    """Run the handler; under an Idempotency-Key, replay the key's first response instead.
+
+    The key is claimed and its response stored in the write's own transaction,
+    so both commit together or neither does.
+    """
+    if key is None:
+        return _ok(*run())
+    fingerprint = idempotency.fingerprint(request.method, request.full_path, request.get_data())
+    stored = idempotency.claim(session, key, fingerprint, gateway.config.idempotency_ttl_s)
+    if stored is not None:
+        return Response(stored.body, stored.status, mimetype="application/json",
+                        headers={"Idempotent-Replayed": "true"})
+    response = _ok(*run())
+    idempotency.record(session, key, response.status_code, response.get_data())
+    return response
+
+
+def _read_body(required: bool = True) -> Any:
+    raw = request.get_data(cache=False)
+    limit = request.max_content_length
+    # A body without Content-Length (chunked) is cut at the limit by werkzeug, silently: refuse it.
+    if request.content_length is None and limit is not None and len(raw) >= limit \
+            and request.environ["wsgi.input"].read(1):
+        raise PayloadTooLarge(f"the request body is larger than {limit} bytes")
+    if not raw.strip():
+        if required:
+            raise BadValue(f"{request.method} needs a JSON body")
+        return None
+    mimetype = request.mimetype or ""
+    if mimetype != "application/json" and not mimetype.endswith("+json"):
+        raise UnsupportedMediaType(f"the body must be JSON (Content-Type: application/json), got {mimetype or 'none'!r}")
+    return jsonio.parse_body(raw)
+
+
+def _query_collection(gateway, spec, session):
+    raw = query_from_args(request.args) if request.method in ("GET", "HEAD") else _read_body(required=False)
+    if request.method not in ("GET", "HEAD") and request.args:
+        raise BadQuery("send the query in the body, not the query string")
+    _authorize_related(spec, include.requested_names(raw), "read")
+    return pages.fetch_page(session, spec, raw, gateway.config, gateway.registry, gateway.cursor_key), 200
+
+
+def _authorize_related(spec, names, scope: str) -> None:
+    """A key limited to some tables reaches no other one through include or a nested insert."""
+    principal = getattr(g, "principal", None)
+    for name in names:
+        relation = spec.relations.get(name)
+        if principal is not None and relation is not None:
+            auth.authorize(principal, scope, relation.target)
+
+
+def _export(gateway, spec, method) -> Response:
+    """Stream the whole result as CSV or NDJSON (export.py); the query is checked before the first byte."""
+    raw = query_from_args(request.args) if method == "GET" else _read_body(required=False)
+    if method != "GET" and request.args:
+        raise BadQuery("send the query in the body, not the query string")
+    fmt = export.wanted_format(request.accept_mimetypes)
+    stmt, names = export.plan(gateway.db.dialect_name, spec, raw, gateway.config, gateway.cursor_key)
+    return Response(export.stream(gateway.db.engine, stmt, names, fmt), mimetype=export.MEDIA_TYPES[fmt])
+
+
+def _post_collection(gateway, spec, session):
+    if request.mimetype in export.FORMATS:  # a bulk import
+        request.max_content_length = gateway.config.max_import_bytes
+        count = export.import_rows(session, spec, request.stream, export.FORMATS[request.mimetype])
+        return {"count": count}, 201
+    body = _read_body()
+    if isinstance(body, list):
+        ids = crud.insert_rows(session, spec, body, gateway.config)
+        return {"ids": ids, "count": len(ids)}, 201
+    if nested.has_children(spec, body):
+        _authorize_related(spec, list(body), "write")
+        pk, row = nested.insert_with_children(session, spec, gateway.registry, body, gateway.config)
+    else:
+        pk, row = crud.insert_row(session, spec, body)
+    return {"id": pk, "data": row}, 201
+
+
+def _put_collection(gateway, spec, session):
+    if "on" in request.args:
+        return upsert.upsert_on(session, spec, request.args["on"], _read_body(), gateway.config), 200
+    created, pk, row = crud.upsert_row(session, spec, None, _read_body())
+    return {"id": pk, "data": row}, 201 if created else 200
+
+
+def _delete_collection(gateway, spec, session):
+    body = _read_body()
+    if not isinstance(body, dict) or not body:
+        raise BadQuery("DELETE /<table> takes {\"where\": {...}} or the primary key, e.g. {\"id\": 1}")
+    if set(body) == {"where"}:
+        return {"count": crud.delete_where(session, spec, body["where"], gateway.config)}, 200
+    pk = spec.pk_from_body(body)
+    if pk is None or len(body) != len(spec.primary_key):
+        raise BadQuery("DELETE /<table> takes {\"where\": {...}} or exactly the primary key, e.g. {\"id\": 1}")
+    return {"id": crud.delete_row(session, spec, pk)}, 200
+
+
+def _get_row(gateway, spec, session, pk):
+    return {"data": crud.get_row(session, spec, pk)}, 200
+
+
+def _put_row(gateway, spec, session, pk):
+    created, pk_json, row = crud.upsert_row(session, spec, pk, _read_body())
+    return {"id": pk_json, "data": row}, 201 if created else 200
+
+
+def _patch_row(gateway, spec, session, pk):
+    return {"id": spec.pk_json(pk), "data": crud.patch_row(session, spec, pk, _read_body())}, 200
+
+
+def _delete_row(gateway, spec, session, pk):
+    return {"id": crud.delete_row(session, spec, pk)}, 200
+
+
+_COLLECTION_HANDLERS: dict[str, Callable] = {
+    "GET": _query_collection, "FETCH": _query_collection, "QUERY": _query_collection,
+    "POST": _post_collection, "PUT": _put_collection, "DELETE": _delete_collection,
+}
+def _put_patients(gateway, spec, session):
+    """PUT /patients: the patient upsert (tiddly.monitor.patients), not the generic one."""
+    unknown = [k for k in request.args if k != "readings"]
+    if unknown:
+        raise BadQuery(f"unknown query parameter {unknown[0]!r} on PUT /patients; known: readings", key=unknown[0])
+    readings = patients.view_limit(request.args.get("readings"))
+    status, view = patients.upsert_patient(session, _read_body(), readings)
+    return {"id": view["room_number"], "data": view}, status
+
+
+# (table, verb) -> a handler that replaces the generic one for that table.
+_SPECIAL_HANDLERS: dict[tuple, Callable] = {(Patient.__table__, "PUT"): _put_patients}
+_ROW_HANDLERS: dict[str, Callable] = {
+    "GET": _get_row, "PUT": _put_row, "PATCH": _patch_row, "DELETE": _delete_row,
+}

@@ -1,0 +1,97 @@
+"""The HTTP side of security: who is asking, may they do this, and CORS.
+
+``install(app, gateway)`` adds two hooks to the Flask app. Before every request:
+answer a CORS preflight, or find the caller (``auth.authenticate``: an API key, a
+login token, or open mode) with one lookup in the database, and check the
+request against the caller's scope and tables (``auth.authorize``). After every
+request: the CORS headers for an allowed origin. The rules themselves live in
+``auth.py``; this module only reads them off the request.
+"""
+from __future__ import annotations
+
+from flask import Flask, Response, g, request
+
+from tiddly.config import Config
+from tiddly.errors import Forbidden
+from tiddly.services import auth
+
+PUBLIC_PATHS = frozenset({"/-/health", "/health", "/-/login"})
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "FETCH", "QUERY"})
+QUERY_OVERRIDES = frozenset({"FETCH", "QUERY"})
+CORS_METHODS = "GET, HEAD, POST, PUT, PATCH, DELETE, FETCH, QUERY, OPTIONS"
+CORS_REQUEST_HEADERS = "Authorization, Content-Type, Idempotency-Key, X-HTTP-Method-Override"
+CORS_EXPOSED_HEADERS = "Allow, WWW-Authenticate"
+CORS_MAX_AGE_S = 600
+
+# Routes whose verb or path does not tell what they need: endpoint -> (scope, table).
+# Any other route needs read for a read verb and write otherwise, on the table in its path.
+ROUTE_ACCESS: dict[str, tuple[str, str | None]] = {}
+
+
+def install(app: Flask, gateway) -> None:
+    login_users = _login_users(gateway)
+    app.before_request(lambda: _before_request(gateway, login_users))
+    app.after_request(lambda response: _add_cors_headers(gateway.config, response))
+
+
+def _before_request(gateway, login_users) -> Response | None:
+    if _is_preflight():
+        return _preflight(gateway.config)
+    if request.path in PUBLIC_PATHS:
+        return None
+    with gateway.db.lookup() as connection:
+        principal = auth.authenticate(connection, request.headers.get("Authorization"),
+                                      gateway.config.open_mode_allowed, login_users)
+    g.principal = principal
+    scope, table = _access()
+    auth.authorize(principal, scope, table)
+    return None
+
+
+def _login_users(gateway):
+    users = gateway.registry.tables.get("user")
+    return users if users is not None and {"id", "email"} <= set(users.columns) else None
+
+
+def _access() -> tuple[str, str | None]:
+    if request.endpoint in ROUTE_ACCESS:
+        return ROUTE_ACCESS[request.endpoint]
+    method = request.method
+    override = request.headers.get("X-HTTP-Method-Override", "").upper()
+    if method == "POST" and override in QUERY_OVERRIDES:
+        method = override
+    table = (request.view_args or {}).get("table")
+    return ("read" if method in READ_METHODS else "write"), table
+
+
+# -- CORS --------------------------------------------------------------------------
+
+def _is_preflight() -> bool:
+    return (request.method == "OPTIONS" and "Origin" in request.headers
+            and "Access-Control-Request-Method" in request.headers)
+
+
+def _origin_allowed(config: Config, origin: str | None) -> bool:
+    allowed = config.cors_origin_list
+    return origin is not None and ("*" in allowed or origin.rstrip("/") in allowed)
+
+
+def _preflight(config: Config) -> Response:
+    origin = request.headers["Origin"]
+    if not _origin_allowed(config, origin):
+        raise Forbidden("this origin may not call the gateway from a browser (see TIDDLY_CORS_ORIGINS)")
+    return Response(status=204, headers={
+        "Access-Control-Allow-Methods": CORS_METHODS,
+        "Access-Control-Allow-Headers": CORS_REQUEST_HEADERS,
+        "Access-Control-Max-Age": str(CORS_MAX_AGE_S),
+    })
+
+
+def _add_cors_headers(config: Config, response: Response) -> Response:
+    origin = request.headers.get("Origin")
+    if _origin_allowed(config, origin):
+        response.headers["Access-Control-Allow-Origin"] = origin
+        response.headers["Access-Control-Expose-Headers"] = CORS_EXPOSED_HEADERS
+    if config.cors_origin_list:
+        response.vary.add("Origin")
+    return response
