@@ -5,7 +5,10 @@ text of an entry box or label: CPAP_pressure "12", breath_rate str(float),
 apnea_count str(int), flow_image a base64 JPEG. The Streamlit client sends
 breath_rate as a float and apnea_count as an int. Both read the bodies byte by
 byte: the desktop client drops the last character of the polled pressure, so it
-must be the bare number and one newline.
+must be the bare number and one newline. Both list the patients by counting
+``CPAP_pressure``, indexing the other arrays alongside it, formatting each breath
+rate with ``{:.2f}`` and comparing each apnea count with ``>= 2``
+(``client_patient_list`` does the same here).
 """
 from __future__ import annotations
 
@@ -15,8 +18,10 @@ import re
 import struct
 
 import pytest
+import requests
 
 from tiddly import create_app
+from tiddly.monitor import patients
 
 ROOM, MRN = 101, 12345
 
@@ -64,6 +69,57 @@ def assert_plain(response, status: int, text: str) -> None:
     assert response.mimetype == "text/html"  # a str returned from a Flask view, as in the original
 
 
+def jsonify_bytes(value) -> bytes:
+    """What the original's ``jsonify(value)`` answered: sorted keys, no spaces, ASCII, a newline."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":")).encode() + b"\n"
+
+
+def all_patients(client) -> list[dict]:
+    """GET /get_all_patients as both clients read it; the bytes are jsonify's of what they parse."""
+    response = client.get("/get_all_patients")
+    assert (response.status_code, response.mimetype) == (200, "application/json")
+    patients = json.loads(response.data)
+    assert response.data == jsonify_bytes(patients)
+    return patients
+
+
+def client_patient_list(patients: list[dict]) -> list[str]:
+    """The lines both clients' "View All Patients" build from the list (raising where they would):
+    one record per CPAP_pressure item, the other arrays read at the same index."""
+    lines = []
+    for patient in patients:
+        records = len(patient["CPAP_pressure"])
+        lines.append(f"Room {patient['room_number']} - {patient['patient_name']} (MRN: {patient['patient_mrn']}): "
+                     f"CPAP Data Records: {records}")
+        for i in range(records):
+            alert = "!" if patient["apnea_count"][i] >= 2 else ""
+            lines.append(f"{patient['timestamp'][i]} | {patient['CPAP_pressure'][i]} | "
+                         f"{patient['breath_rate'][i]:.2f} | {patient['apnea_count'][i]}{alert}")
+    return lines
+
+
+def readings(client, mrn: int) -> list[dict]:
+    """Every stored reading of ``mrn``, oldest first, through the generic endpoint."""
+    query = {"where": json.dumps({"patient_mrn": mrn}), "orderby": "id"}
+    response = client.get("/patient_readings", query_string=query)
+    assert response.status_code == 200
+    return response.get_json()["data"]
+
+
+def put_view(client, room: int, mrn: int) -> dict:
+    """The PUT /patients view of the room (a PUT with no reading changes nothing)."""
+    response = client.put("/patients", json={"room_number": room, "patient_mrn": mrn})
+    assert response.status_code == 200
+    return response.get_json()["data"]
+
+
+def desktop_poll(client, room: int) -> str:
+    """query_server(): the entry box gets the body minus its last character."""
+    polled = client.get(f"/CPAP_query/{room}")
+    assert polled.status_code == 200
+    return polled.get_data(as_text=True)[:-1]
+
+
 # -- the desktop client ------------------------------------------------------------------
 
 def test_desktop_client_session(client):
@@ -104,6 +160,161 @@ def test_desktop_client_session(client):
         assert isinstance(ann["apnea_count"][i] >= 2, bool)
 
 
+def test_desktop_upload_with_the_pressure_box_empty(client):
+    """A data file analysed, the pressure box left empty: the original's 200 and its effect
+    (the patient stored, the prescription that follows succeeds), and the reading kept."""
+    measured = desktop_payload(pressure="", breath_rate=str(14.046242774566473), apnea="2")
+    assert_json_string(client.post("/add_patient", json=measured), 200, "New patient created")
+    # ok_btn_cmd(): a data file was analysed, so it prescribes a pressure, then polls it
+    assert_plain(client.get(f"/new_cpap_pressure/{ROOM}/18"), 200, f"Room number {ROOM} CPAP pressure updated to 18")
+    assert desktop_poll(client, ROOM) == "18"
+
+    # the same room again, the box still empty (an update), then with the polled pressure
+    again = desktop_payload(pressure="", breath_rate=str(13.5), apnea="0", image=BIG_FLOW_IMAGE)
+    assert_json_string(client.post("/add_patient", json=again), 200, "Patient successfully updated")
+    full = desktop_payload(pressure="18", breath_rate=str(15.25), apnea="3")
+    assert_json_string(client.post("/add_patient", json=full), 200, "Patient successfully updated")
+
+    # the original's list shows what it could: the reading with a pressure
+    (ann,) = all_patients(client)
+    assert (ann["CPAP_pressure"], ann["breath_rate"], ann["apnea_count"], ann["flow_image"]) == \
+        ([18], [15.25], [3], [FLOW_IMAGE])
+    assert client_patient_list([ann])[0].endswith("CPAP Data Records: 1")
+    # and nothing measured is lost
+    stored = [(r["CPAP_pressure"], r["breath_rate"], r["apnea_count"], r["flow_image"]) for r in readings(client, MRN)]
+    assert stored == [(None, 14.046242774566473, 2, FLOW_IMAGE), (None, 13.5, 0, BIG_FLOW_IMAGE),
+                      (18, 15.25, 3, FLOW_IMAGE)]
+    view = put_view(client, ROOM, MRN)
+    assert (view["CPAP_pressure"], view["apnea_count"]) == ([None, None, 18], [2, 0, 3])
+
+
+def test_desktop_upload_with_the_pressure_box_empty_on_a_turnover(client):
+    client.post("/add_patient", json=desktop_payload(breath_rate="14.0", apnea="1"))
+    newcomer = desktop_payload(mrn=777, name="Cy", pressure="", breath_rate="16.0", apnea="0")
+    assert_json_string(client.post("/add_patient", json=newcomer), 200, "Patient successfully updated")
+    assert_plain(client.get(f"/new_cpap_pressure/{ROOM}/9"), 200, f"Room number {ROOM} CPAP pressure updated to 9")
+    assert desktop_poll(client, ROOM) == "9"
+    (cy,) = all_patients(client)
+    assert (cy["patient_mrn"], cy["patient_name"], cy["CPAP_pressure"], cy["timestamp"]) == (777, "Cy", [], [])
+    assert [r["breath_rate"] for r in readings(client, 777)] == [16.0]
+
+
+def test_a_pressure_without_a_breath_rate_is_still_refused(client):
+    """Neither client sends it (the breath rate reads "Not measured" until a file is analysed);
+    the original dropped the reading without a word, Tiddly refuses it."""
+    body = desktop_payload(pressure="12", breath_rate="", apnea="")
+    response = client.post("/add_patient", json=body)
+    assert response.status_code == 400 and "CPAP_pressure" in response.get_json()
+    assert all_patients(client) == []
+
+
+# -- the whole stay, in arrays the clients can read ----------------------------------------
+
+def test_the_whole_stay_is_listed(client):
+    for n in range(25):
+        body = desktop_payload(pressure=str(4 + n % 20), breath_rate=str(12 + n / 8), apnea=str(n % 4))
+        assert client.post("/add_patient", json=body).status_code == 200
+    (ann,) = all_patients(client)
+    assert ann["CPAP_pressure"] == [4 + n % 20 for n in range(25)]
+    assert ann["breath_rate"] == [12 + n / 8 for n in range(25)]
+    assert len(ann["apnea_count"]) == len(ann["flow_image"]) == len(ann["timestamp"]) == 25
+    assert client_patient_list([ann])[0].endswith("CPAP Data Records: 25")
+
+    # new clients may ask for the latest N
+    latest = client.get("/get_all_patients?readings=3").get_json()[0]
+    assert latest["CPAP_pressure"] == [4 + n % 20 for n in range(22, 25)]
+    assert latest["timestamp"] == ann["timestamp"][22:]
+    assert client.get("/get_all_patients?readings=0").get_json()[0]["CPAP_pressure"] == []
+    bad = client.get("/get_all_patients?readings=many")
+    assert bad.status_code == 400 and "readings" in bad.get_json()
+
+
+def test_the_streamed_list_is_jsonify_byte_for_byte(client, monkeypatch):
+    """Rooms, names and images in batches: the bytes are those of jsonify of the same list."""
+    monkeypatch.setattr(patients, "IMAGE_BATCH", 3)
+    images = [base64.b64encode(tiny_jpeg(padding=n)).decode("ascii") for n in range(8)]
+    for n, image in enumerate(images):
+        body = desktop_payload(name="Zoë Ñúñez \u2603", pressure=str(5 + n), breath_rate=str(n / 3), apnea=str(n),
+                               image=image, room=103)
+        client.post("/add_patient", json=body)
+    client.post("/add_patient", json=desktop_payload(name="", mrn=9, room=102, pressure="", breath_rate="",
+                                                     apnea="", image=""))
+    client.post("/add_patient", json=desktop_payload(mrn=8, room=101, breath_rate="1.5", apnea="0", image=""))
+    everyone = all_patients(client)  # checks the bytes
+    assert [p["room_number"] for p in everyone] == [101, 102, 103]
+    assert everyone[0]["flow_image"] == [""] and everyone[1]["patient_name"] == "Not provided"
+    assert everyone[2]["patient_name"] == "Zoë Ñúñez \u2603" and everyone[2]["flow_image"] == images
+    assert everyone[2]["breath_rate"] == [n / 3 for n in range(8)]
+    assert client.get("/get_all_patients?readings=4").get_json()[2]["flow_image"] == images[4:]
+
+
+def test_readings_the_original_could_not_show_are_left_out_of_its_arrays(client):
+    """PUT /patients takes a reading without an apnea count; the original's arrays never held one."""
+    put = {"room_number": ROOM, "patient_mrn": MRN}
+    for reading in ({"CPAP_pressure": 10, "breath_rate": 12.0, "apnea_count": 1, "flow_image": FLOW_IMAGE},
+                    {"CPAP_pressure": 11, "breath_rate": 13.0},
+                    {"CPAP_pressure": 12, "breath_rate": 14.0, "apnea_count": 3}):
+        assert client.put("/patients", json={**put, **reading}).status_code in (200, 201)
+    (ann,) = all_patients(client)
+    assert (ann["CPAP_pressure"], ann["breath_rate"], ann["apnea_count"], ann["flow_image"]) == \
+        ([10, 12], [12.0, 14.0], [1, 3], [FLOW_IMAGE, ""])
+    assert len(ann["timestamp"]) == 2
+    assert client_patient_list([ann])[2].endswith("| 3!")  # both clients' alert for >= 2 apneas
+    # the left-out reading is stored, and in the PUT /patients view
+    assert [r["apnea_count"] for r in readings(client, MRN)] == [1, None, 3]
+    assert put_view(client, ROOM, MRN)["apnea_count"] == [1, None, 3]
+
+
+def test_add_patient_with_an_empty_apnea_count_beside_a_reading_is_a_400(client):
+    """The original crashed (a 500) and stored nothing."""
+    empty_apnea = desktop_payload(breath_rate="14.0", apnea="")
+    assert_json_string(client.post("/add_patient", json=empty_apnea), 400,
+                       "Key apnea_count is not an int or numeric string")
+    assert all_patients(client) == []
+    client.post("/add_patient", json=desktop_payload(name="Ann", breath_rate="14.0", apnea="1"))
+    empty_apnea.update(patient_name="Ann Lee")
+    assert_json_string(client.post("/add_patient", json=empty_apnea), 400,
+                       "Key apnea_count is not an int or numeric string")
+    (ann,) = all_patients(client)
+    assert (ann["patient_name"], ann["apnea_count"]) == ("Ann", [1])
+    assert len(readings(client, MRN)) == 1
+    # without a pressure there was no reading for the original to fail on: a 200, the rate kept
+    no_pressure = desktop_payload(pressure="", breath_rate="15.0", apnea="")
+    assert_json_string(client.post("/add_patient", json=no_pressure), 200, "Patient successfully updated")
+    assert [(r["breath_rate"], r["apnea_count"]) for r in readings(client, MRN)] == [(14.0, 1), (15.0, None)]
+    assert all_patients(client)[0]["apnea_count"] == [1]
+
+
+def test_the_clients_flows_over_real_http(db_url, live_server_factory):
+    """The three flows through `tiddly serve` and the clients' own HTTP library: the list of a
+    long stay with plot-sized images arrives streamed and parses as the clients parse it."""
+    base = live_server_factory(db_url).url
+    plot = base64.b64encode(tiny_jpeg(padding=30_000)).decode("ascii")
+    with requests.Session() as http:
+        empty_box = desktop_payload(pressure="", breath_rate=str(14.046242774566473), apnea="2", image=plot)
+        created = http.post(base + "/add_patient", json=empty_box)
+        assert (created.status_code, created.text) == (200, '"New patient created"\n')
+        assert http.get(f"{base}/new_cpap_pressure/{ROOM}/18").text == f"Room number {ROOM} CPAP pressure updated to 18"
+        polled = http.get(f"{base}/CPAP_query/{ROOM}")
+        assert (polled.status_code, polled.text[:-1]) == (200, "18")
+        for n in range(25):
+            body = desktop_payload(pressure=polled.text[:-1], breath_rate=str(12 + n / 4), apnea=str(n % 3), image=plot)
+            assert http.post(base + "/add_patient", json=body).text == '"Patient successfully updated"\n'
+        assert http.put(base + "/patients", json={"room_number": ROOM, "patient_mrn": MRN, "CPAP_pressure": 7,
+                                                  "breath_rate": 11}).status_code == 200  # no apnea count
+
+        listed = http.get(base + "/get_all_patients")
+        assert listed.status_code == 200 and listed.headers["Content-Type"] == "application/json"
+        assert listed.headers.get("Transfer-Encoding") == "chunked"
+        (ann,) = listed.json()
+        assert listed.content == jsonify_bytes([ann])
+        assert ann["CPAP_pressure"] == [18] * 25 and ann["flow_image"] == [plot] * 25
+        assert client_patient_list([ann])[0].endswith("CPAP Data Records: 25")
+        query = {"where": json.dumps({"patient_mrn": MRN}), "select": "CPAP_pressure", "orderby": "id", "limit": "100"}
+        stored = http.get(base + "/patient_readings", params=query).json()
+        assert [r["CPAP_pressure"] for r in stored["data"]] == [None] + [18] * 25 + [7]
+
+
 def test_desktop_client_turnover_keeps_the_room_and_starts_fresh(client):
     client.post("/add_patient", json=desktop_payload(breath_rate="14.0", apnea="1"))
     client.get(f"/new_cpap_pressure/{ROOM}/18")
@@ -131,18 +342,23 @@ def test_streamlit_client_session(client):
     none = streamlit_payload(pressure="9", breath_rate="Not measured", apnea="Not measured")
     assert_json_string(client.post("/add_patient", json=none), 400, "Key breath_rate is not an int or numeric string")
 
-    # A data file but no pressure typed: the original dropped the reading silently; Tiddly refuses it
-    half = client.post("/add_patient", json=streamlit_payload(pressure=""))
-    assert half.status_code == 400 and "CPAP_pressure" in half.get_json()
-
-    assert_json_string(client.post("/add_patient", json=streamlit_payload(pressure="9")), 200, "New patient created")
+    # A data file but no pressure typed: the original created the patient (and dropped the reading)
+    assert_json_string(client.post("/add_patient", json=streamlit_payload(pressure="")), 200, "New patient created")
+    # after a 200 with data, the page prescribes a pressure and polls it
     assert client.get("/new_cpap_pressure/102/21").status_code == 200
     polled = client.get("/CPAP_query/102")
     assert polled.status_code == 200 and polled.get_data(as_text=True).strip() == "21"
     assert_json_string(client.post("/add_patient", json=streamlit_payload(pressure="21", breath_rate=15.0, apnea=0)),
                        200, "Patient successfully updated")
-    (bo,) = client.get("/get_all_patients").get_json()
-    assert (bo["CPAP_pressure"], bo["breath_rate"], bo["apnea_count"]) == ([9, 21], [16.25, 15.0], [3, 0])
+    assert_json_string(client.post("/add_patient", json=streamlit_payload(pressure="9", breath_rate=14.5, apnea=2)),
+                       200, "Patient successfully updated")
+    (bo,) = all_patients(client)
+    assert (bo["CPAP_pressure"], bo["breath_rate"], bo["apnea_count"]) == ([21, 9], [15.0, 14.5], [0, 2])
+    assert client_patient_list([bo])[0].endswith("CPAP Data Records: 2")
+    # nothing lost: the measured values of the upload without a pressure are stored
+    stored = readings(client, 555)
+    assert [(r["CPAP_pressure"], r["breath_rate"], r["apnea_count"]) for r in stored] == \
+        [(None, 16.25, 3), (21, 15.0, 0), (9, 14.5, 2)]
 
 
 # -- /add_patient: the original's checks, order and messages ------------------------------
@@ -200,7 +416,7 @@ def test_add_patient_accepts_empty_strings_as_not_provided(client):
     assert patient == {"room_number": ROOM, "patient_mrn": MRN, "patient_name": "Not provided", "CPAP_pressure": [],
                        "breath_rate": [], "apnea_count": [], "flow_image": [], "timestamp": []}
     # 12345 and "12345" are the same patient: an update, not a turnover that wipes the history
-    body.update(patient_mrn=str(MRN), CPAP_pressure="7", breath_rate="10")
+    body.update(patient_mrn=str(MRN), CPAP_pressure="7", breath_rate="10", apnea_count="0")
     assert_json_string(client.post("/add_patient", json=body), 200, "Patient successfully updated")
     assert_json_string(client.post("/add_patient", json=body), 200, "Patient successfully updated")
     assert client.get("/get_all_patients").get_json()[0]["CPAP_pressure"] == [7, 7]

@@ -1,13 +1,15 @@
 """Alembic migrations of the shipped models: `tiddly db ...`, and what `tiddly serve` does with them."""
 from __future__ import annotations
 
+import datetime as dt
 import shutil
 
 import pytest
 import requests
 from click.testing import CliRunner
 from conftest import DATABASES, ROOT, _prepare_server, server_url
-from sqlalchemy import MetaData, create_engine, inspect
+from sqlalchemy import MetaData, Table, create_engine, delete, insert, inspect, select
+from sqlalchemy.exc import DBAPIError
 
 from tiddly import migrate
 from tiddly.cli import main
@@ -104,3 +106,35 @@ def test_serve_refuses_a_server_database_behind_the_models(name, prepared_server
     finally:
         _prepare_server(url)
         prepared_servers[url] = True
+
+
+def test_0003_lets_a_reading_lack_its_pressure_and_loses_nothing_either_way(empty_url):
+    """Readings stored before the upgrade stay; the CHECK on the pressure stays; a downgrade
+    that would have to drop a reading without a pressure refuses."""
+    migrate.upgrade(empty_url, "0002")
+    engine = create_engine(empty_url)
+    readings = Table("patient_readings", MetaData(), autoload_with=engine)
+    row = {"room_number": 101, "patient_mrn": 5, "timestamp": dt.datetime(2025, 1, 1), "breath_rate": 14.0}
+    try:
+        with engine.begin() as conn:
+            conn.execute(insert(readings).values({**row, "CPAP_pressure": 12, "apnea_count": 1}))
+        migrate.upgrade(engine)
+        with engine.begin() as conn:
+            conn.execute(insert(readings).values({**row, "CPAP_pressure": None}))
+        with pytest.raises(DBAPIError), engine.begin() as conn:
+            conn.execute(insert(readings).values({**row, "CPAP_pressure": -1}))
+        assert migrate.differences(engine) == []
+
+        with pytest.raises(RuntimeError, match="1 readings in patient_readings have no CPAP_pressure"):
+            migrate.downgrade(engine, "0002")
+        assert migrate.current(engine) == migrate.head()
+        with engine.connect() as conn:
+            assert conn.execute(select(readings.c.CPAP_pressure).order_by(readings.c.id)).scalars().all() == [12, None]
+
+        with engine.begin() as conn:
+            conn.execute(delete(readings).where(readings.c.CPAP_pressure.is_(None)))
+        migrate.downgrade(engine, "0002")
+        with engine.connect() as conn:
+            assert conn.execute(select(readings.c.CPAP_pressure)).scalars().all() == [12]
+    finally:
+        engine.dispose()

@@ -199,7 +199,8 @@ class PatientReading(Base):
     room_number: Mapped[int] = mapped_column(Integer)
     patient_mrn: Mapped[int] = mapped_column(BigInteger)
     timestamp: Mapped[dt.datetime] = mapped_column(UTCDateTime)
-    CPAP_pressure: Mapped[int] = mapped_column(Integer)
+    # None: the original server's clients uploaded a measured reading with the pressure box empty.
+    CPAP_pressure: Mapped[Optional[int]] = mapped_column(Integer)
     breath_rate: Mapped[float] = mapped_column(Double)
     apnea_count: Mapped[Optional[int]] = mapped_column(Integer)
     flow_image: Mapped[Optional[str]] = mapped_column(Text().with_variant(MEDIUMTEXT(), "mysql", "mariadb"))

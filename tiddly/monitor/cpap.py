@@ -11,11 +11,15 @@ shipped ``patients`` model is served.
 Where Tiddly differs on purpose (docs/patients.md says why): the prescribed
 pressure is stored in the database, is cleared by a room turnover, and cannot
 be set for an empty room (404); a room with no prescription answers
-``CPAP_query`` with a 404, where the original raised a KeyError (a 500).
+``CPAP_query`` with a 404, where the original raised a KeyError (a 500); a
+measured reading uploaded without a pressure is kept, where the original
+dropped it (``get_all_patients`` leaves it out, as the original did).
 """
 from __future__ import annotations
 
-from flask import Flask, jsonify, request
+from typing import Iterator
+
+from flask import Flask, Response, current_app, jsonify, request
 
 from tiddly import jsonio
 from tiddly.errors import ApiError, BadJson, BadValue, MissingColumn
@@ -53,7 +57,7 @@ def add_patient(gateway):
     if not isinstance(body, dict):
         return jsonify("Input is not a dictionary"), 400
     try:
-        data = patients.parse_patient(body, all_keys_required=True)
+        data = patients.parse_patient(body, original_rules=True)
     except ApiError as exc:
         return jsonify(_original_message(exc)), 400
     with gateway.db.session(write=True) as session:
@@ -102,26 +106,57 @@ def cpap_query(gateway, room: str):
 
 
 def get_all_patients(gateway):
+    """Every room's whole stay (the latest ``?readings=N`` for clients that ask), streamed.
+
+    The bytes are ``jsonify``'s of the original's list, written a room at a time and the
+    flow images a batch at a time, so memory stays flat however long the stays. The rooms
+    are read before the first byte, so a database that is down is still a 503; a failure
+    after it cuts the answer short.
+    """
     try:
-        readings = patients.view_limit(request.args.get("readings"))
+        limit = patients.view_limit(request.args.get("readings"), default=None)
     except BadValue as exc:
         return jsonify(exc.message), 400
     with gateway.db.session() as session:
-        views = patients.all_patient_views(session, readings)
-    return jsonify([_original_view(view) for view in views]), 200
+        rooms = patients.all_patients(session)
+    chunks = _original_views(gateway, rooms, limit, current_app.json.dumps)
+    return Response(chunks, 200, mimetype="application/json")
 
 
-def _original_view(view: dict) -> dict:
-    return {
-        "room_number": view["room_number"],
-        "patient_mrn": view["patient_mrn"],
-        "patient_name": view["patient_name"] or "Not provided",
-        "CPAP_pressure": view["CPAP_pressure"],
-        "breath_rate": view["breath_rate"],
-        "apnea_count": view["apnea_count"],
-        "flow_image": [image or "" for image in view["flow_image"]],
-        "timestamp": [t.strftime(ORIGINAL_TIME_FORMAT) for t in view["timestamp"]],
+def _original_views(gateway, rooms: list[Patient], limit: int | None, dumps) -> Iterator[bytes]:
+    yield b"["
+    with gateway.db.session() as session:
+        for n, patient in enumerate(rooms):
+            if n:
+                yield b","
+            yield from _original_view(session, patient, limit, dumps)
+    yield b"]\n"
+
+
+def _original_view(session, patient: Patient, limit: int | None, dumps) -> Iterator[bytes]:
+    """One room as the original listed it, ``jsonify``'s bytes: sorted keys, no spaces."""
+    def text(value) -> str:
+        return dumps(value, separators=(",", ":"))
+
+    readings = patients.original_readings(session, patient, limit)
+    view = {
+        "room_number": patient.room_number,
+        "patient_mrn": patient.patient_mrn,
+        "patient_name": patient.patient_name or "Not provided",
+        "CPAP_pressure": [r.CPAP_pressure for r in readings],
+        "breath_rate": [r.breath_rate for r in readings],
+        "apnea_count": [r.apnea_count for r in readings],
+        "timestamp": [r.timestamp.strftime(ORIGINAL_TIME_FORMAT) for r in readings],
     }
+    # jsonify sorts the keys, so flow_image falls between these two halves: it is written in batches.
+    before = text({k: v for k, v in view.items() if k < "flow_image"})
+    after = text({k: v for k, v in view.items() if k > "flow_image"})
+    yield f'{before[:-1]},"flow_image":['.encode()
+    separator = ""
+    for images in patients.flow_images(session, [r.id for r in readings]):
+        yield (separator + ",".join(text(image or "") for image in images)).encode()
+        separator = ","
+    yield f"],{after[1:]}".encode()
 
 
 def health(gateway):

@@ -18,6 +18,10 @@ The patient view carries the seed's arrays (``CPAP_pressure``, ``breath_rate``,
 ``apnea_count``, ``flow_image``, ``timestamp``) for the current stay, oldest
 first, capped at the most recent ``DEFAULT_VIEW_READINGS`` readings; older
 ones page through ``GET /patient_readings`` (see docs/patients.md).
+
+The original server's routes (``cpap.py``) list a stay differently: all of it
+by default, and only the readings its arrays could hold (``original_readings``),
+with the flow images read a batch at a time (``flow_images``).
 """
 from __future__ import annotations
 
@@ -27,9 +31,9 @@ import datetime as dt
 import math
 import re
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Row, func, select, update
 from sqlalchemy.orm import Session
 
 from tiddly.database import insert_or_update
@@ -38,6 +42,7 @@ from tiddly.models import Patient, PatientReading
 
 DEFAULT_VIEW_READINGS = 20    # readings in a patient view unless asked (?readings=N): flow images are large
 MAX_VIEW_READINGS = 1000
+IMAGE_BATCH = 50   # flow images per query when a list streams them (30 KB plots: 2 MB of base64)
 _MAX_INT32 = 2**31 - 1
 _MAX_INT64 = 2**63 - 1
 _DIGITS = re.compile(r"[0-9]+", re.ASCII)
@@ -48,7 +53,7 @@ _DECIMAL = re.compile(r"(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?", re.AS
 
 @dataclass(frozen=True)
 class Reading:
-    CPAP_pressure: int
+    CPAP_pressure: int | None   # None only through POST /add_patient (parse_patient's original_rules)
     breath_rate: float
     apnea_count: int | None
     flow_image: str | None
@@ -138,15 +143,18 @@ def parse_value(key: str, value: Any) -> Any:
         raise BadValue(f"'{key}' must be {spec.expects}, got {_short(value)}", key=key) from None
 
 
-def parse_patient(body: Any, all_keys_required: bool = False) -> PatientInput:
+def parse_patient(body: Any, original_rules: bool = False) -> PatientInput:
     """Check a body. ``""`` or an absent key means "not provided"; ``room_number`` and
-    ``patient_mrn`` are required. ``all_keys_required``: the original /add_patient's rule
-    that every key be present (possibly as ``""``)."""
+    ``patient_mrn`` are required. ``original_rules``: the original POST /add_patient's, whose
+    clients rely on them: every key present (possibly as ``""``); a measured reading whose
+    pressure box was left empty is accepted (kept without a pressure, where the original
+    dropped it); a reading with both a pressure and a breath rate needs its apnea count (the
+    original failed without one)."""
     if not isinstance(body, dict):
         raise BadValue("the body must be a JSON object with the keys " + ", ".join(FIELDS_BY_KEY))
     values = {}
     for spec in FIELDS:  # in order: the first failure is the one reported
-        if spec.key not in body and (spec.required or all_keys_required):
+        if spec.key not in body and (spec.required or original_rules):
             raise MissingColumn(f"'{spec.key}' is required", key=spec.key)
         raw = body.get(spec.key, "")
         if raw == "" and spec.required:
@@ -158,11 +166,16 @@ def parse_patient(body: Any, all_keys_required: bool = False) -> PatientInput:
         raise UnknownColumn(f"unknown key {_short(unknown[0])}; the keys are " + ", ".join(FIELDS_BY_KEY),
                             key=str(unknown[0]))
     return PatientInput(values["room_number"], values["patient_mrn"], values.get("patient_name"),
-                        _reading(values))
+                        _reading(values, original_rules))
 
 
-def _reading(values: dict) -> Reading | None:
+def _reading(values: dict, original_rules: bool) -> Reading | None:
     given = [k for k in ("CPAP_pressure", "breath_rate") if k in values]
+    if original_rules and given == ["breath_rate"]:
+        return Reading(None, values["breath_rate"], values.get("apnea_count"), values.get("flow_image"))
+    if original_rules and len(given) == 2 and "apnea_count" not in values:
+        raise BadValue("'apnea_count' is required with a reading: " + FIELDS_BY_KEY["apnea_count"].expects,
+                       key="apnea_count")
     if len(given) == 1:
         other = "breath_rate" if given == ["CPAP_pressure"] else "CPAP_pressure"
         raise BadValue(f"a reading needs both CPAP_pressure and breath_rate: {given[0]} was given without {other}",
@@ -177,10 +190,10 @@ def _reading(values: dict) -> Reading | None:
                    values.get("flow_image"))
 
 
-def view_limit(raw: Any) -> int:
-    """How many readings a view carries: ``raw`` (from ``?readings=``) or the default."""
+def view_limit(raw: Any, default: int | None = DEFAULT_VIEW_READINGS) -> int | None:
+    """How many readings a view carries: ``raw`` (from ``?readings=``) or ``default`` (None: all)."""
     if raw is None:
-        return DEFAULT_VIEW_READINGS
+        return default
     text = str(raw)
     if not _DIGITS.fullmatch(text) or int(text) > MAX_VIEW_READINGS:
         raise BadValue(f"'readings' must be an integer from 0 to {MAX_VIEW_READINGS}, got {_short(raw)}",
@@ -262,18 +275,22 @@ def find_patient(session: Session, room_number: int) -> Patient | None:
     return session.get(Patient, room_number)
 
 
+def _stay(patient: Patient) -> tuple:
+    """The readings of the patient's current stay: the room's, under its MRN, since admission."""
+    return (PatientReading.room_number == patient.room_number, PatientReading.patient_mrn == patient.patient_mrn,
+            PatientReading.id > patient.readings_after_id)
+
+
 def patient_view(session: Session, patient: Patient, readings: int = DEFAULT_VIEW_READINGS) -> dict:
     """The patient and the latest ``readings`` readings of its stay as the seed's arrays, oldest first.
 
     ``older_readings`` says whether the stay has readings before those shown;
     ``reading_ids`` and ``readings_after_id`` page back to them through the endpoint.
     """
-    stay = (PatientReading.room_number == patient.room_number, PatientReading.patient_mrn == patient.patient_mrn,
-            PatientReading.id > patient.readings_after_id)
     rows = session.execute(
         select(PatientReading.id, PatientReading.timestamp, PatientReading.CPAP_pressure,
                PatientReading.breath_rate, PatientReading.apnea_count, PatientReading.flow_image)
-        .where(*stay).order_by(PatientReading.id.desc()).limit(readings + 1)
+        .where(*_stay(patient)).order_by(PatientReading.id.desc()).limit(readings + 1)
     ).all()
     shown = rows[:readings][::-1]
     return {
@@ -294,14 +311,36 @@ def patient_view(session: Session, patient: Patient, readings: int = DEFAULT_VIE
     }
 
 
-def all_patient_views(session: Session, readings: int = DEFAULT_VIEW_READINGS) -> list[dict]:
-    """Every occupied room's view, by room number.
+def all_patients(session: Session) -> list[Patient]:
+    """Every occupied room's patient, by room number."""
+    return list(session.scalars(select(Patient).order_by(Patient.room_number)))
 
-    One bounded query per room rather than one query over every stay's whole
-    history: a window function would read all of it to keep the last N.
-    """
-    patients = session.scalars(select(Patient).order_by(Patient.room_number)).all()
-    return [patient_view(session, p, readings) for p in patients]
+
+# The original server's arrays held only readings with a pressure, a breath rate (never
+# missing) and an apnea count; its clients compare and format every item as a number.
+_SHOWN_BY_THE_ORIGINAL = (PatientReading.CPAP_pressure.is_not(None), PatientReading.apnea_count.is_not(None))
+
+
+def original_readings(session: Session, patient: Patient, limit: int | None = None) -> list[Row]:
+    """The stay's readings the original server's arrays could show, oldest first, the latest
+    ``limit`` of them (None: all), without their flow images: ``flow_images`` reads those."""
+    stmt = select(PatientReading.id, PatientReading.timestamp, PatientReading.CPAP_pressure,
+                  PatientReading.breath_rate, PatientReading.apnea_count
+                  ).where(*_stay(patient), *_SHOWN_BY_THE_ORIGINAL)
+    if limit is None:
+        return list(session.execute(stmt.order_by(PatientReading.id)))
+    return list(session.execute(stmt.order_by(PatientReading.id.desc()).limit(limit)))[::-1]
+
+
+def flow_images(session: Session, reading_ids: list[int]) -> Iterator[list[str | None]]:
+    """The flow images of ``reading_ids``, in that order, ``IMAGE_BATCH`` per query: a long
+    stay's images (tens of kilobytes each) are never all in memory at once."""
+    for start in range(0, len(reading_ids), IMAGE_BATCH):
+        batch = reading_ids[start:start + IMAGE_BATCH]
+        rows = session.execute(
+            select(PatientReading.id, PatientReading.flow_image).where(PatientReading.id.in_(batch)))
+        images = {reading_id: image for reading_id, image in rows}
+        yield [images[reading_id] for reading_id in batch]
 
 
 def _short(value: Any) -> str:
