@@ -132,6 +132,17 @@ def _parser(cls):
     return coerce
 
 
+def _coerce_datetime(spec: ColumnSpec, value):
+    parsed = _parser(dt.datetime)(spec, value)
+    if parsed.tzinfo is not None:
+        try:  # a UTC column stores it converted, and 0001-01-01T00:00+01:00 has no UTC date-time
+            parsed.astimezone(dt.timezone.utc)
+        except OverflowError:
+            raise BadValue(f"column '{spec.name}' expects a date-time whose UTC time falls in the years "
+                           f"1 to 9999, got {_short(value)}", column=spec.name) from None
+    return parsed
+
+
 def _coerce_binary(_spec, value):
     if not isinstance(value, str):
         raise TypeError
@@ -141,7 +152,7 @@ def _coerce_binary(_spec, value):
 _COERCERS = {
     "integer": _coerce_int, "number": _coerce_number, "decimal": _coerce_decimal,
     "string": _coerce_string, "boolean": _coerce_boolean, "binary": _coerce_binary,
-    "datetime": _parser(dt.datetime), "date": _parser(dt.date), "time": _parser(dt.time),
+    "datetime": _coerce_datetime, "date": _parser(dt.date), "time": _parser(dt.time),
     "json": lambda _spec, value: value,
 }
 

@@ -1,0 +1,20 @@
+"""Hardening (issue 15): what an adversary and a chaos test found, each held here on every
+database it applies to."""
+from __future__ import annotations
+
+import pytest
+from envelope import assert_error, ok
+
+# -- 1. input that reached the database and came back a 500 ---------------------------------
+
+OUT_OF_UTC = ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"]
+
+
+@pytest.mark.parametrize("value", OUT_OF_UTC)
+@pytest.mark.parametrize("table, column", [("patient_readings", "timestamp"), ("patients", "admitted_at")])
+def test_a_date_time_with_no_utc_time_is_a_400_naming_the_column(client, table, column, value):
+    for where in ({column: {"gte": value}}, {column: value}, {column: {"in": ["2020-01-01T00:00:00", value]}}):
+        body = assert_error(client.open(f"/{table}", method="FETCH", json={"where": where}), 400, "bad_value")
+        assert body["details"] == {"column": column}
+        assert value in body["error"]
+    ok(client.open(f"/{table}", method="FETCH", json={"where": {column: {"gte": "0001-01-01T00:00:00-01:00"}}}))
