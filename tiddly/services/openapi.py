@@ -16,7 +16,7 @@ from typing import Any
 from tiddly.config import Config
 from tiddly.errors import ERROR_CODES
 from tiddly.registry import ColumnSpec, Policy, Registry, TableSpec
-from tiddly.services.query import OPERATORS, QUERY_KEYS
+from tiddly.services.query import MAX_OFFSET, OPERATORS, QUERY_KEYS
 
 OPENAPI_VERSION = "3.1.0"
 _REF = "#/components/schemas/"
@@ -138,7 +138,7 @@ def _query_schema(spec: TableSpec, name: str, config: Config) -> dict:
                              {"type": "array", "minItems": 1,
                               "items": {"enum": [c.name for c in spec.readable]}}]},
         "limit": {"type": "integer", "minimum": 0, "maximum": config.max_limit},
-        "offset": {"type": "integer", "minimum": 0},
+        "offset": {"type": "integer", "minimum": 0, "maximum": MAX_OFFSET},
         "count": {"type": "boolean"},
     }
     properties = {key: known.get(key, {}) for key in QUERY_KEYS}
@@ -187,7 +187,7 @@ def _query_parameters(spec: TableSpec, config: Config) -> list[dict]:
         "select": ({"type": "string"}, "comma-separated column names"),
         "limit": ({"type": "integer", "minimum": 0, "maximum": config.max_limit},
                   f"rows per page (default {config.default_limit})"),
-        "offset": ({"type": "integer", "minimum": 0}, "rows to skip"),
+        "offset": ({"type": "integer", "minimum": 0, "maximum": MAX_OFFSET}, "rows to skip"),
         "count": ({"type": "boolean"}, "also return the number of matching rows"),
     }
     return [{"name": key, "in": "query", "required": False,
