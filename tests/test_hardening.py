@@ -4,6 +4,19 @@ from __future__ import annotations
 
 import pytest
 from envelope import assert_error, ok
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    MetaData,
+    Table,
+    create_engine,
+    func,
+    insert,
+    select,
+)
+from sqlalchemy.exc import OperationalError
+
+from tiddly.database import add_sum_parts, integer_sum
 
 # -- 1. input that reached the database and came back a 500 ---------------------------------
 
@@ -29,3 +42,40 @@ def test_an_offset_past_64_bits_is_the_same_400_on_every_database(client, offset
     assert url["error"] == message + str(offset)
     assert ok(client.open("/books", method="FETCH", json={"offset": 2**63 - 1, "count": True})) == \
         {"status": "success", "data": [], "count": 0}
+
+
+NEAR_2_63 = [2**63 - 1, 2**63 - 2, 2**63 - 3]
+
+
+def test_a_sum_past_64_bits_is_exact_as_a_decimal_string(client):
+    for room, mrn in enumerate(NEAR_2_63, 1):
+        ok(client.put("/patients", json={"room_number": room, "patient_mrn": mrn, "CPAP_pressure": 9,
+                                         "breath_rate": 12.5}), 201)
+    body = ok(client.open("/patients", method="FETCH",
+                          json={"aggregate": {"total": "sum:patient_mrn", "n": "count", "top": "max:patient_mrn"}}))
+    assert body["data"] == [{"total": str(sum(NEAR_2_63)), "n": 3, "top": 2**63 - 1}]
+    readings = ok(client.open("/patient_readings", method="FETCH", json={"aggregate": {"s": "sum:patient_mrn"}}))
+    assert readings["data"] == [{"s": str(sum(NEAR_2_63))}]
+    # A sum within 64 bits stays a number; having and orderby read the sum.
+    grouped = ok(client.open("/patients", method="FETCH", json={
+        "group": ["room_number"], "aggregate": {"s": "sum:patient_mrn"},
+        "having": {"s": {"lt": 2**63 - 1}}, "orderby": "s"}))
+    assert grouped["data"] == [{"room_number": 3, "s": 2**63 - 3}, {"room_number": 2, "s": 2**63 - 2}]
+
+
+def test_sqlite_sums_signed_64_bit_integers_exactly(sqlite_url):
+    values = [-(2**63), -(2**63), -1, 0, 2**63 - 1, 2**63 - 2, 2**63 - 3, 12345, None]
+    table = Table("big", MetaData(), Column("n", BigInteger))
+    engine = create_engine(sqlite_url)
+    with engine.begin() as connection:
+        table.create(connection)
+        connection.execute(insert(table), [{"n": v} for v in values])
+        with pytest.raises(OperationalError, match="integer overflow"):  # what SQLite's own SUM does
+            connection.execute(select(func.sum(table.c.n))).scalar()
+        total, parts = integer_sum("sqlite", table.c.n)
+        assert add_sum_parts(*connection.execute(select(*parts)).one()) == sum(v for v in values if v is not None)
+        # The sum to filter on is exact while it fits 64 bits.
+        fits = select(total).where(table.c.n.in_([2**63 - 3, -1]))
+        assert connection.execute(fits).scalar() == 2**63 - 4
+        assert add_sum_parts(*connection.execute(select(*parts).where(table.c.n.is_(None))).one()) is None
+    engine.dispose()

@@ -12,9 +12,9 @@ import threading
 import time
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
-from sqlalchemy import create_engine, event, select, text
+from sqlalchemy import case, create_engine, event, func, select, text
 from sqlalchemy.dialects.mysql import insert as mysql_insert
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -278,6 +278,29 @@ def insert_or_update(session: Session, table, values: dict, keys: list[str], on_
     else:
         stmt = sqlite_insert(table).values(values).on_conflict_do_update(index_elements=keys, set_=on_conflict)
     session.execute(stmt)
+
+
+_HALF = 2**32
+
+
+def integer_sum(dialect_name: str, column) -> tuple[Any, tuple]:
+    """SUM of an integer column, exact at any size: (the sum to filter and order on, the two
+    parts ``add_sum_parts`` adds up exactly, or none when the database's own sum is exact).
+
+    PostgreSQL and MariaDB sum integers as NUMERIC / DECIMAL. SQLite's SUM fails past 64 bits,
+    so there the high and low 32 bits of the values are summed apart (each sum fits 64 bits for
+    up to 2^31 rows). The sum to filter and order on is exact while it fits 64 bits, and a REAL
+    beyond (still beyond every 64-bit value a filter can name)."""
+    if dialect_name != "sqlite":
+        return func.sum(column), ()
+    high, low = func.sum(column.bitwise_rshift(32)), func.sum(column.bitwise_and(_HALF - 1))
+    top, rest = high + low.bitwise_rshift(32), low.bitwise_and(_HALF - 1)
+    total = case((top.between(-(2**31), 2**31 - 1), top * _HALF + rest), else_=top * float(_HALF) + rest)
+    return total, (high, low)
+
+
+def add_sum_parts(high: int | None, low: int | None) -> int | None:
+    return None if high is None else high * _HALF + low
 
 
 # setval only moves forward; names and values go in as bound parameters.
