@@ -10,9 +10,11 @@ from sqlalchemy import (
     MetaData,
     Table,
     create_engine,
+    event,
     func,
     insert,
     select,
+    text,
 )
 from sqlalchemy.exc import OperationalError
 
@@ -79,3 +81,57 @@ def test_sqlite_sums_signed_64_bit_integers_exactly(sqlite_url):
         assert connection.execute(fits).scalar() == 2**63 - 4
         assert add_sum_parts(*connection.execute(select(*parts).where(table.c.n.is_(None))).one()) is None
     engine.dispose()
+
+
+# -- 2. a connection lost after a read's last statement ---------------------------------------
+
+KILL = {"postgresql": "SELECT pg_terminate_backend(:id)", "mysql": "KILL :id"}
+
+
+def _connection_id(dbapi_connection, dialect_name: str) -> int:
+    if dialect_name == "postgresql":
+        return dbapi_connection.info.backend_pid
+    return dbapi_connection.thread_id()
+
+
+@pytest.fixture
+def killer(db_url):
+    """kill(engine, marker): after the next statement on ``engine`` that holds ``marker``, the
+    database ends that statement's connection (a KILL from another connection, as an admin or a
+    restart would); only this test's own connection is ever killed."""
+    admin = create_engine(db_url)
+    dialect_name = admin.dialect.name
+
+    listening = []
+
+    def kill(engine, marker: str):
+        pending = [marker]
+
+        def after(conn, _cursor, statement, *_args):
+            if pending and pending[0] in statement:
+                pending.clear()
+                with admin.connect() as connection:
+                    connection.execute(text(KILL[dialect_name]),
+                                       {"id": _connection_id(conn.connection.dbapi_connection, dialect_name)})
+        event.listen(engine, "after_cursor_execute", after)
+        listening.append((engine, after))
+    yield kill
+    for engine, after in listening:
+        event.remove(engine, "after_cursor_execute", after)
+    admin.dispose()
+
+
+@pytest.mark.parametrize("db_url", sorted(KILL), indirect=True)
+@pytest.mark.parametrize("method, path", [("GET", "/books/1"), ("FETCH", "/books"), ("GET", "/-/health")])
+def test_a_read_whose_connection_dies_after_its_last_statement_is_a_503(app, client, db_url, killer, method, path):
+    ok(client.post("/books", json={"title": "Dune", "author": "Herbert"}), 201)
+    db = app.extensions["tiddly"].db
+    killer(db._read_engine, "books" if path != "/-/health" else "SELECT 1")
+    response = client.open(path, method=method)
+    if db.dialect_name == "mysql":  # its read ends with a ROLLBACK on the dead connection
+        assert_error(response, 503, "database_unavailable")
+    else:  # PostgreSQL reads in autocommit: nothing is left to run
+        ok(response)
+    statuses = [client.open(path, method=method).status_code for _ in range(3)]
+    assert 500 not in statuses and statuses[-1] == 200, statuses
+    assert db.engine.pool.checkedout() == 0

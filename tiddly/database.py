@@ -180,6 +180,15 @@ class _SqliteWriterQueue:
                 pause = min(pause * 2, 0.005)
 
 
+def _quietly(end) -> None:
+    """Roll back or close after a failure: a lost connection has no transaction left to end
+    (the pool drops it), and the request's own error is the one to answer."""
+    try:
+        end()
+    except DBAPIError:
+        pass
+
+
 def _busy() -> DatabaseUnavailable:
     return DatabaseUnavailable("the database is busy with other writes; try again")
 
@@ -231,16 +240,18 @@ class Database:
                               autoflush=False, expire_on_commit=False)
             try:
                 yield session
-                if write:  # a read scope has nothing to commit: close() ends it
+                if write:
                     session.commit()
+                else:  # nothing to commit, but ending a read can fail too (MariaDB's ROLLBACK
+                    session.close()  # on a connection lost after the last statement): a 503
             except DBAPIError as exc:
-                session.rollback()
+                _quietly(session.rollback)
                 raise translate_error(exc) from exc
             except BaseException:
-                session.rollback()
+                _quietly(session.rollback)
                 raise
             finally:
-                session.close()
+                _quietly(session.close)
 
     @contextmanager
     def lookup(self) -> Iterator[Connection]:
