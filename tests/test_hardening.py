@@ -2,6 +2,8 @@
 database it applies to."""
 from __future__ import annotations
 
+import threading
+
 import pytest
 from envelope import assert_error, ok
 from sqlalchemy import (
@@ -19,6 +21,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import OperationalError
 
 from tiddly.database import add_sum_parts, integer_sum
+from tiddly.services import auth
 
 # -- 1. input that reached the database and came back a 500 ---------------------------------
 
@@ -135,3 +138,28 @@ def test_a_read_whose_connection_dies_after_its_last_statement_is_a_503(app, cli
     statuses = [client.open(path, method=method).status_code for _ in range(3)]
     assert 500 not in statuses and statuses[-1] == 200, statuses
     assert db.engine.pool.checkedout() == 0
+
+
+# -- 3. a login's scrypt holds no transaction ----------------------------------------------------
+
+def test_a_login_hashes_its_password_outside_any_transaction(app, client, monkeypatch):
+    """While scrypt runs (~50 ms of CPU) the login holds no connection, and a write from
+    another thread goes through: on SQLite it used to wait for the login's write lock."""
+    db = app.extensions["tiddly"].db
+    checked_out, writes = [], []
+    real_verify = auth.verify_password
+
+    def verify_while_watching(password, stored):
+        checked_out.append(db.engine.pool.checkedout())
+        writer = threading.Thread(target=lambda: writes.append(app.test_client().post("/dual", json={"text": "x"})))
+        writer.start()
+        writer.join(timeout=10)
+        return real_verify(password, stored)
+
+    ok(client.post("/user", json={"email": "ada@example.com", "password": "correct horse"}), 201)
+    monkeypatch.setattr(auth, "verify_password", verify_while_watching)
+    ok(client.post("/-/login", json={"email": "ada@example.com", "password": "correct horse"}))
+    for email, password in (("ada@example.com", "wrong"), ("nobody@example.com", "correct horse")):
+        assert_error(client.post("/-/login", json={"email": email, "password": password}), 401, "unauthorized")
+    assert checked_out == [0, 0, 0]
+    assert [w.status_code for w in writes] == [201, 201, 201]

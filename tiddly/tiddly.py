@@ -154,9 +154,12 @@ def _login(gateway: Gateway) -> Response:
     body = _read_body()
     if not isinstance(body, dict) or set(body) != {"email", "password"}:
         raise BadValue('POST /-/login takes {"email": "...", "password": "..."}')
+    # Three scopes: the password's scrypt holds no transaction, no connection and no write lock.
+    with gateway.db.session() as session:
+        attempt = auth.find_login(session, gateway.registry.get("user"), body["email"], body["password"])
+    user_id = auth.check_login(attempt, body["password"])
     with gateway.db.session(write=True) as session:
-        token = auth.login(session, gateway.registry.get("user"), body["email"], body["password"],
-                           gateway.config.login_token_ttl_s)
+        token = auth.issue_token(session, user_id, gateway.config.login_token_ttl_s)
     return _ok(token)
 
 
