@@ -163,3 +163,15 @@ def test_a_login_hashes_its_password_outside_any_transaction(app, client, monkey
         assert_error(client.post("/-/login", json={"email": email, "password": password}), 401, "unauthorized")
     assert checked_out == [0, 0, 0]
     assert [w.status_code for w in writes] == [201, 201, 201]
+
+
+# -- 4. keyset pages over long texts ------------------------------------------------------------
+
+def test_long_texts_order_and_group_by_their_whole_value(client):
+    """MariaDB sorted and grouped TEXT by its first 1,024 bytes while WHERE compares all of it."""
+    prefix = "x" * 1100
+    ok(client.post("/dual", json=[{"text": prefix + suffix} for suffix in "cab"]), 201)
+    assert [row["id"] for row in ok(client.open("/dual", method="FETCH", json={"orderby": "text desc"}))["data"]] \
+        == [1, 3, 2]
+    grouped = ok(client.open("/dual", method="FETCH", json={"group": ["text"], "aggregate": {"n": "count"}}))
+    assert [row["text"][-1] for row in grouped["data"]] == ["a", "b", "c"]
