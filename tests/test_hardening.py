@@ -20,6 +20,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import OperationalError
 
+from tiddly import create_app
+from tiddly.config import Config
 from tiddly.database import add_sum_parts, integer_sum
 from tiddly.services import auth
 
@@ -175,3 +177,37 @@ def test_long_texts_order_and_group_by_their_whole_value(client):
         == [1, 3, 2]
     grouped = ok(client.open("/dual", method="FETCH", json={"group": ["text"], "aggregate": {"n": "count"}}))
     assert [row["text"][-1] for row in grouped["data"]] == ["a", "b", "c"]
+
+
+def _walk(client, query) -> list[int]:
+    ids, body = [], dict(query)
+    while True:
+        page = ok(client.open("/dual", method="FETCH", json=body))
+        ids += [row["id"] for row in page["data"]]
+        if "next" not in page:
+            return ids
+        body = {**query, "after": page["next"]}
+
+
+def test_a_cursor_over_a_long_text_is_accepted_back(client):
+    long = "x" * 3100 + "é💥" * 1000
+    ok(client.post("/dual", json=[{"text": long + str(i)} for i in (2, 0, 1)]), 201)
+    assert _walk(client, {"orderby": "text", "limit": 1, "select": ["id"]}) == [2, 3, 1]
+
+
+def test_a_cursor_too_long_to_send_back_is_never_issued(db_url):
+    app = create_app(Config(database_url=db_url, max_body_bytes=10_000))  # cursors of at most 5,000 characters
+    client = app.test_client()
+    try:
+        for value in ("a" * 3000, "b" * 3000, "c" * 6000):
+            ok(client.post("/dual", json={"text": value}), 201)
+        first = ok(client.open("/dual", method="FETCH", json={"orderby": "text", "limit": 1, "select": ["id"]}))
+        second = ok(client.open("/dual", method="FETCH", json={"orderby": "text", "limit": 1, "select": ["id"],
+                                                               "after": first["next"]}))
+        assert second["data"] == [{"id": 2}]
+        body = assert_error(client.open("/dual", method="FETCH", json={"orderby": "text", "limit": 1,
+                                                                       "after": second["next"]}), 400, "bad_query")
+        assert "too long for a cursor" in body["error"]
+        assert_error(client.open("/dual", method="FETCH", json={"after": "x" * 5001 + ".y"}), 400, "bad_cursor")
+    finally:
+        app.extensions["tiddly"].db.dispose()
