@@ -2,9 +2,11 @@
 database it applies to."""
 from __future__ import annotations
 
+import json
 import threading
 
 import pytest
+from click.testing import CliRunner
 from envelope import assert_error, ok
 from sqlalchemy import (
     BigInteger,
@@ -21,6 +23,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import OperationalError
 
 from tiddly import create_app
+from tiddly.cli import main
 from tiddly.config import Config
 from tiddly.database import add_sum_parts, integer_sum
 from tiddly.services import auth
@@ -211,3 +214,39 @@ def test_a_cursor_too_long_to_send_back_is_never_issued(db_url):
         assert_error(client.open("/dual", method="FETCH", json={"after": "x" * 5001 + ".y"}), 400, "bad_cursor")
     finally:
         app.extensions["tiddly"].db.dispose()
+
+
+# -- 5. a key limited to tables reaches no other, through any door -------------------------------
+
+def _key(db_url: str, name: str, scope: str, tables: str) -> dict:
+    result = CliRunner().invoke(main, ["keys", "create", "--name", name, "--scope", scope, "--tables", tables,
+                                       "--database-url", db_url])
+    assert result.exit_code == 0, result.output
+    return {"Authorization": f"Bearer {result.stdout.strip()}"}
+
+
+def test_the_patient_routes_need_every_table_they_use(client, db_url):
+    ok(client.put("/patients", json={"room_number": 1, "patient_mrn": 7, "CPAP_pressure": 9, "breath_rate": 12.5}),
+       201)
+    patients_only = _key(db_url, "patients-only", "write", "patients")
+    both = _key(db_url, "both", "write", "patients,patient_readings")
+    reading = {"room_number": 1, "patient_mrn": 7, "patient_name": "Ada", "CPAP_pressure": 10,
+               "breath_rate": 13.0, "apnea_count": 1, "flow_image": ""}
+    for method, path, body in (("GET", "/get_all_patients", None), ("POST", "/add_patient", reading),
+                               ("PUT", "/patients", reading)):
+        assert_error(client.open(path, method=method, json=body, headers=patients_only), 403, "forbidden")
+        assert client.open(path, method=method, json=body, headers=both).status_code == 200
+    assert client.get("/CPAP_query/1", headers=patients_only).status_code in (200, 404)  # reads patients only
+    ok(client.get("/patients/1", headers=patients_only))
+    assert len(client.get("/get_all_patients", headers=both).get_json()[0]["CPAP_pressure"]) == 3
+
+
+def test_meta_routes_show_a_limited_key_only_its_tables(client, db_url):
+    books = _key(db_url, "books-only", "read", "books")
+    two = _key(db_url, "two", "read", "books,dual")
+    assert [t["name"] for t in ok(client.get("/-/tables", headers=books))["data"]] == ["books"]
+    assert sorted(t["name"] for t in ok(client.get("/-/tables", headers=two))["data"]) == ["books", "dual"]
+    document = client.get("/-/openapi.json", headers=books).get_json()
+    assert {path.split("/")[1] for path in document["paths"]} == {"-", "books"}
+    assert not [name for name in document["components"]["schemas"] if name.split(".")[0] in ("user", "dual")]
+    assert "password" not in json.dumps(document)

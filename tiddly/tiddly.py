@@ -28,7 +28,7 @@ from tiddly.errors import (
     PayloadTooLarge,
     UnsupportedMediaType,
 )
-from tiddly.models import Base, Patient, internal_tables
+from tiddly.models import Base, Patient, PatientReading, internal_tables
 from tiddly.monitor import cpap, patients
 from tiddly.registry import Registry, TableSpec
 from tiddly.services import (
@@ -90,7 +90,7 @@ def create_app(config: Config | None = None, metadata=None, registry: Registry |
     app.extensions["tiddly"] = gateway
     gateway.registry.add_relations(Base.registry.mappers)
     app.add_url_rule("/-/health", "health", lambda: _health(gateway))
-    app.add_url_rule("/-/tables", "tables", lambda: _ok({"data": gateway.registry.describe()}))
+    app.add_url_rule("/-/tables", "tables", lambda: _ok({"data": _visible_tables(gateway).describe()}))
     app.add_url_rule("/-/openapi.json", "openapi", lambda: _openapi(gateway))
     app.add_url_rule("/-/login", "login", lambda: _login(gateway), methods=["POST"])
     app.add_url_rule("/-/<path:rest>", "meta_unknown", _unknown_meta_route, methods=COLLECTION_VERBS)
@@ -164,12 +164,22 @@ def _login(gateway: Gateway) -> Response:
 
 
 def _openapi(gateway: Gateway) -> Response:
-    return Response(jsonio.dumps(openapi_document(gateway)), 200, mimetype="application/json")
+    return Response(jsonio.dumps(openapi_document(gateway, _visible_tables(gateway))), 200,
+                    mimetype="application/json")
 
 
-def openapi_document(gateway: Gateway) -> dict:
-    """The OpenAPI document of this gateway; bearer security while keys are required."""
-    return openapi.document(gateway.registry, gateway.config, bearer=_keys_on(gateway))
+def openapi_document(gateway: Gateway, registry: Registry | None = None) -> dict:
+    """The OpenAPI document of this gateway (or of some of its tables); bearer security while keys are required."""
+    return openapi.document(registry or gateway.registry, gateway.config, bearer=_keys_on(gateway))
+
+
+def _visible_tables(gateway: Gateway) -> Registry:
+    """The tables the caller's key may use: a key limited to some learns nothing of the others."""
+    principal = getattr(g, "principal", None)
+    allowed = principal.tables if principal is not None else None
+    if allowed is None:
+        return gateway.registry
+    return Registry(spec for name, spec in gateway.registry.tables.items() if name in allowed)
 
 
 def _keys_on(gateway: Gateway) -> bool:
@@ -288,11 +298,14 @@ def _query_collection(gateway, spec, session):
 
 def _authorize_related(spec, names, scope: str) -> None:
     """A key limited to some tables reaches no other one through include or a nested insert."""
+    _authorize_tables([spec.relations[name].target for name in names if name in spec.relations], scope)
+
+
+def _authorize_tables(tables, scope: str) -> None:
+    """A 403 unless the caller may act with ``scope`` on each of ``tables`` (beyond the one in the path)."""
     principal = getattr(g, "principal", None)
-    for name in names:
-        relation = spec.relations.get(name)
-        if principal is not None and relation is not None:
-            auth.authorize(principal, scope, relation.target)
+    for table in tables if principal is not None else ():
+        auth.authorize(principal, scope, table)
 
 
 def _export(gateway, spec, method) -> Response:
@@ -364,6 +377,7 @@ _COLLECTION_HANDLERS: dict[str, Callable] = {
 }
 def _put_patients(gateway, spec, session):
     """PUT /patients: the patient upsert (tiddly.monitor.patients), not the generic one."""
+    _authorize_tables([PatientReading.__tablename__], "write")  # it appends and answers readings
     unknown = [k for k in request.args if k != "readings"]
     if unknown:
         raise BadQuery(f"unknown query parameter {unknown[0]!r} on PUT /patients; known: readings", key=unknown[0])
