@@ -14,6 +14,7 @@ from sqlalchemy import (
     MetaData,
     Table,
     create_engine,
+    delete,
     event,
     func,
     insert,
@@ -26,6 +27,7 @@ from tiddly import create_app
 from tiddly.cli import main
 from tiddly.config import Config
 from tiddly.database import add_sum_parts, integer_sum
+from tiddly.models import ApiKey
 from tiddly.services import auth
 
 # -- 1. input that reached the database and came back a 500 ---------------------------------
@@ -218,18 +220,27 @@ def test_a_cursor_too_long_to_send_back_is_never_issued(db_url):
 
 # -- 5. a key limited to tables reaches no other, through any door -------------------------------
 
-def _key(db_url: str, name: str, scope: str, tables: str) -> dict:
-    result = CliRunner().invoke(main, ["keys", "create", "--name", name, "--scope", scope, "--tables", tables,
-                                       "--database-url", db_url])
-    assert result.exit_code == 0, result.output
-    return {"Authorization": f"Bearer {result.stdout.strip()}"}
+@pytest.fixture
+def new_key(db_url):
+    """new_key(name, scope, tables) -> the headers that send a new key; the keys are gone after
+    the test (a test with its own database, such as --reflect's, must find open mode)."""
+    def create(name: str, scope: str, tables: str) -> dict:
+        result = CliRunner().invoke(main, ["keys", "create", "--name", name, "--scope", scope, "--tables", tables,
+                                           "--database-url", db_url])
+        assert result.exit_code == 0, result.output
+        return {"Authorization": f"Bearer {result.stdout.strip()}"}
+    yield create
+    engine = create_engine(db_url)
+    with engine.begin() as connection:
+        connection.execute(delete(ApiKey))
+    engine.dispose()
 
 
-def test_the_patient_routes_need_every_table_they_use(client, db_url):
+def test_the_patient_routes_need_every_table_they_use(client, new_key):
     ok(client.put("/patients", json={"room_number": 1, "patient_mrn": 7, "CPAP_pressure": 9, "breath_rate": 12.5}),
        201)
-    patients_only = _key(db_url, "patients-only", "write", "patients")
-    both = _key(db_url, "both", "write", "patients,patient_readings")
+    patients_only = new_key("patients-only", "write", "patients")
+    both = new_key("both", "write", "patients,patient_readings")
     reading = {"room_number": 1, "patient_mrn": 7, "patient_name": "Ada", "CPAP_pressure": 10,
                "breath_rate": 13.0, "apnea_count": 1, "flow_image": ""}
     for method, path, body in (("GET", "/get_all_patients", None), ("POST", "/add_patient", reading),
@@ -241,12 +252,13 @@ def test_the_patient_routes_need_every_table_they_use(client, db_url):
     assert len(client.get("/get_all_patients", headers=both).get_json()[0]["CPAP_pressure"]) == 3
 
 
-def test_meta_routes_show_a_limited_key_only_its_tables(client, db_url):
-    books = _key(db_url, "books-only", "read", "books")
-    two = _key(db_url, "two", "read", "books,dual")
+def test_meta_routes_show_a_limited_key_only_its_tables(client, new_key):
+    books = new_key("books-only", "read", "books")
+    two = new_key("two", "read", "books,dual")
     assert [t["name"] for t in ok(client.get("/-/tables", headers=books))["data"]] == ["books"]
     assert sorted(t["name"] for t in ok(client.get("/-/tables", headers=two))["data"]) == ["books", "dual"]
     document = client.get("/-/openapi.json", headers=books).get_json()
     assert {path.split("/")[1] for path in document["paths"]} == {"-", "books"}
     assert not [name for name in document["components"]["schemas"] if name.split(".")[0] in ("user", "dual")]
     assert "password" not in json.dumps(document)
+
