@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+from typing import Optional
 
 import pytest
 from click.testing import CliRunner
@@ -11,7 +12,9 @@ from envelope import assert_error, ok
 from sqlalchemy import (
     BigInteger,
     Column,
+    ForeignKey,
     MetaData,
+    String,
     Table,
     create_engine,
     delete,
@@ -22,12 +25,14 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from tiddly import create_app
 from tiddly.cli import main
 from tiddly.config import Config
 from tiddly.database import add_sum_parts, integer_sum
 from tiddly.models import ApiKey
+from tiddly.registry import Registry
 from tiddly.services import auth
 
 # -- 1. input that reached the database and came back a 500 ---------------------------------
@@ -262,3 +267,56 @@ def test_meta_routes_show_a_limited_key_only_its_tables(client, new_key):
     assert not [name for name in document["components"]["schemas"] if name.split(".")[0] in ("user", "dual")]
     assert "password" not in json.dumps(document)
 
+
+# -- 6. a relationship never reveals a hidden join column ------------------------------------------
+
+class _Hidden(DeclarativeBase):
+    pass
+
+
+class _Owner(_Hidden):
+    __tablename__ = "hardening_owners"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(50))
+    docs: Mapped[list["_Doc"]] = relationship(back_populates="owner", foreign_keys="_Doc.owner_id")
+
+
+class _Doc(_Hidden):
+    __tablename__ = "hardening_docs"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    title: Mapped[str] = mapped_column(String(50))
+    owner_id: Mapped[int] = mapped_column(ForeignKey("hardening_owners.id"), info={"policy": "hidden"})
+    owner: Mapped[_Owner] = relationship(back_populates="docs", foreign_keys=[owner_id])
+    shelf_id: Mapped[Optional[int]] = mapped_column(ForeignKey("hardening_owners.id"))
+    shelf: Mapped[Optional[_Owner]] = relationship(foreign_keys=[shelf_id])
+
+
+@pytest.fixture
+def hidden_fk_client(db_url):
+    engine = create_engine(db_url)
+    _Hidden.metadata.drop_all(engine)
+    _Hidden.metadata.create_all(engine)
+    with engine.begin() as connection:
+        connection.execute(insert(_Owner), [{"id": 1, "name": "Ada"}, {"id": 2, "name": "Grace"}])
+        connection.execute(insert(_Doc), [{"id": 1, "title": "a", "owner_id": 2, "shelf_id": 1},
+                                          {"id": 2, "title": "b", "owner_id": 1, "shelf_id": None}])
+    registry = Registry.from_metadata(_Hidden.metadata).add_relations(_Hidden.registry.mappers)
+    app = create_app(Config(database_url=db_url), _Hidden.metadata, registry)
+    yield app.test_client()
+    app.extensions["tiddly"].db.dispose()
+    _Hidden.metadata.drop_all(engine)
+    engine.dispose()
+
+
+def test_a_relationship_on_a_hidden_column_cannot_be_followed(hidden_fk_client):
+    client = hidden_fk_client
+    for table, name in (("hardening_docs", "owner"), ("hardening_owners", "docs")):
+        body = assert_error(client.open(f"/{table}", method="FETCH", json={"include": {name: {"select": ["id"]}}}),
+                            400, "bad_query")
+        assert "no relationship" in body["error"]
+    assert_error(client.post("/hardening_owners", json={"name": "Lin", "docs": [{"title": "c"}]}),
+                 400, "unknown_column")
+    # A relationship on readable columns is still followed.
+    docs = ok(client.open("/hardening_docs", method="FETCH", json={"include": {"shelf": {"select": ["name"]}}}))
+    assert docs["data"] == [{"id": 1, "title": "a", "shelf_id": 1, "shelf": {"name": "Ada"}},
+                            {"id": 2, "title": "b", "shelf_id": None, "shelf": None}]

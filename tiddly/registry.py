@@ -325,6 +325,15 @@ def table_spec(table: Table, read_only: bool = False) -> TableSpec:
                      read_only=read_only or bool(table.info.get("read_only")))
 
 
+def _readable_join(spec: TableSpec, target: TableSpec, pairs) -> bool:
+    return all(_readable(spec, local.name) and _readable(target, remote.name) for local, remote in pairs)
+
+
+def _readable(spec: TableSpec, name: str) -> bool:
+    column = spec.columns.get(name)
+    return column is not None and column.readable
+
+
 class Registry:
     """The exposed tables, by name."""
 
@@ -332,7 +341,9 @@ class Registry:
         self.tables = {spec.name: spec for spec in specs}
 
     def add_relations(self, mappers: Iterable) -> "Registry":
-        """Let ``include`` follow the relationships of these ORM mappers (plain foreign keys only)."""
+        """Let ``include`` (and nested inserts) follow the relationships of these ORM mappers: plain
+        foreign keys between exposed tables, on readable columns. A relationship that joins on
+        a hidden or write-only column is left out: the rows it pairs would reveal that column."""
         for mapper in mappers:
             spec = self.tables.get(mapper.local_table.name)
             if spec is None or spec.table is not mapper.local_table:
@@ -342,6 +353,7 @@ class Registry:
                                       tuple((lo.name, re.name) for lo, re in rel.local_remote_pairs))
                 for rel in mapper.relationships
                 if rel.secondary is None and rel.mapper.local_table.name in self.tables
+                and _readable_join(spec, self.tables[rel.mapper.local_table.name], rel.local_remote_pairs)
             }
         return self
 
