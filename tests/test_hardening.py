@@ -7,6 +7,7 @@ import threading
 from typing import Optional
 
 import pytest
+import requests
 from click.testing import CliRunner
 from envelope import assert_error, ok
 from sqlalchemy import (
@@ -320,3 +321,13 @@ def test_a_relationship_on_a_hidden_column_cannot_be_followed(hidden_fk_client):
     docs = ok(client.open("/hardening_docs", method="FETCH", json={"include": {"shelf": {"select": ["name"]}}}))
     assert docs["data"] == [{"id": 1, "title": "a", "shelf_id": 1, "shelf": {"name": "Ada"}},
                             {"id": 2, "title": "b", "shelf_id": None, "shelf": None}]
+
+
+# -- 7. IPv6 loopback is loopback ------------------------------------------------------------------
+
+@pytest.mark.parametrize("host", ["::1", "[::1]"])
+def test_serve_on_ipv6_loopback_is_open_as_loopback(sqlite_url, live_server_factory, host):
+    server = live_server_factory(sqlite_url, workers=1, threads=2, host=host)
+    assert requests.post(server.url + "/books", json={"title": "Dune", "author": "Herbert"}).status_code == 201
+    banner = server.stop()
+    assert f"on http://[::1]:{server.port} " in banner and "auth: OPEN: no API key exists" in banner
