@@ -125,6 +125,11 @@ class IdempotencyKeyReused(Conflict):
     doc = "The Idempotency-Key was already used for a different method, path or body."
 
 
+class PreconditionFailed(ApiError):
+    status, code = 412, "precondition_failed"
+    doc = "If-Match or If-None-Match does not hold for the row as it is now; nothing was written."
+
+
 class PayloadTooLarge(ApiError):
     status, code = 413, "payload_too_large"
     doc = "The request body exceeds the configured size limit."

@@ -19,8 +19,8 @@ PUBLIC_PATHS = frozenset({"/-/health", "/health", "/-/login"})
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "FETCH", "QUERY"})
 QUERY_OVERRIDES = frozenset({"FETCH", "QUERY"})
 CORS_METHODS = "GET, HEAD, POST, PUT, PATCH, DELETE, FETCH, QUERY, OPTIONS"
-CORS_REQUEST_HEADERS = "Authorization, Content-Type, Idempotency-Key, X-HTTP-Method-Override"
-CORS_EXPOSED_HEADERS = "Allow, WWW-Authenticate"
+CORS_REQUEST_HEADERS = "Authorization, Content-Type, Idempotency-Key, If-Match, If-None-Match, X-HTTP-Method-Override"
+CORS_EXPOSED_HEADERS = "Allow, ETag, WWW-Authenticate"
 CORS_MAX_AGE_S = 600
 
 # Routes whose verb or path does not tell what they need: endpoint -> (scope, every table it uses).
