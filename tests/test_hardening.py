@@ -3,12 +3,17 @@ database it applies to."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import threading
+from pathlib import Path
 from typing import Optional
 
 import pytest
 import requests
 from click.testing import CliRunner
+from conftest import free_port
 from envelope import assert_error, ok
 from sqlalchemy import (
     BigInteger,
@@ -331,3 +336,96 @@ def test_serve_on_ipv6_loopback_is_open_as_loopback(sqlite_url, live_server_fact
     assert requests.post(server.url + "/books", json={"title": "Dune", "author": "Herbert"}).status_code == 201
     banner = server.stop()
     assert f"on http://[::1]:{server.port} " in banner and "auth: OPEN: no API key exists" in banner
+
+
+# -- 10. a database that cannot store: one line naming the cause ------------------------------------
+
+def _apply_on_connect(db, statement: str) -> None:
+    """Run ``statement`` on every new connection of ``db``, from now on (a setting of the test's own
+    connections: the shared servers themselves are never changed)."""
+    def on_connect(dbapi_connection, _record):
+        cursor = dbapi_connection.cursor()
+        cursor.execute(statement)
+        cursor.close()
+    event.listen(db.engine, "connect", on_connect)
+    db.engine.dispose()
+
+
+def test_a_full_sqlite_disk_is_a_503_naming_it(sqlite_url):
+    app = create_app(Config(database_url=sqlite_url, secret="s"))
+    client = app.test_client()
+    ok(client.post("/dual", json={"text": "before"}), 201)
+    db = app.extensions["tiddly"].db
+    with db.engine.connect() as connection:
+        pages = connection.exec_driver_sql("PRAGMA page_count").scalar()
+    _apply_on_connect(db, f"PRAGMA max_page_count = {pages}")  # SQLite's own SQLITE_FULL, as on a full disk
+    try:
+        body = assert_error(client.post("/dual", json={"text": "x" * 60_000}), 503, "database_unavailable")
+        assert body["error"].startswith("the database's disk is full") and body["details"] == {"cause": "disk_full"}
+        assert [row["text"] for row in ok(client.get("/dual"))["data"]] == ["before"]
+    finally:
+        db.dispose()
+
+
+READ_ONLY_SESSIONS = {"postgresql": "SET default_transaction_read_only = on",
+                      "mysql": "SET SESSION TRANSACTION READ ONLY"}
+
+
+@pytest.mark.parametrize("db_url", sorted(READ_ONLY_SESSIONS), indirect=True)
+def test_a_read_only_server_database_is_a_503_naming_it(db_url):
+    app = create_app(Config(database_url=db_url, secret="s"))
+    client = app.test_client()
+    ok(client.post("/dual", json={"text": "before"}), 201)
+    db = app.extensions["tiddly"].db
+    _apply_on_connect(db, READ_ONLY_SESSIONS[db.dialect_name])
+    try:
+        for method, path, body in (("POST", "/dual", {"text": "x"}), ("PATCH", "/dual/1", {"text": "y"}),
+                                   ("DELETE", "/dual/1", None)):
+            error = assert_error(client.open(path, method=method, json=body), 503, "database_unavailable")
+            assert error["details"] == {"cause": "read_only"} and "read-only" in error["error"]
+        assert [row["text"] for row in ok(client.get("/dual"))["data"]] == ["before"]
+    finally:
+        db.dispose()
+
+
+def _read_only(path: Path) -> str:
+    """Make the SQLite file ``path`` read-only as a user would find it, and return its URL: a
+    read-only file (chmod, or for root, who ignores modes, the immutable attribute), or where
+    the file system cannot do that, SQLite's own read-only open."""
+    if os.geteuid() != 0:
+        path.chmod(0o444)
+        return f"sqlite:///{path}"
+    if subprocess.run(["chattr", "+i", str(path)], capture_output=True).returncode == 0:
+        return f"sqlite:///{path}"
+    return f"sqlite:///file:{path}?mode=ro&uri=true"
+
+
+@pytest.fixture
+def read_only_sqlite(tmp_path):
+    path = tmp_path / "tiddly.db"
+    url = f"sqlite:///{path}"
+    result = subprocess.run([sys.executable, "-m", "tiddly", "db", "upgrade", "--database-url", url],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    yield _read_only(path)
+    if os.geteuid() == 0:
+        subprocess.run(["chattr", "-i", str(path)], capture_output=True)
+
+
+def test_serve_on_a_read_only_database_says_so_in_one_line(read_only_sqlite):
+    result = subprocess.run([sys.executable, "-m", "tiddly", "serve", "--port", str(free_port()), "--database-url",
+                             read_only_sqlite], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "Error: the database is read-only (a read-only file, mount, server or transaction): it cannot be written"]
+
+
+def test_a_writer_lock_that_cannot_be_opened_is_a_503_naming_it(tmp_path):
+    (tmp_path / "tiddly.db.writer-lock").mkdir()  # as a read-only folder would, open() fails
+    app = create_app(Config(database_url=f"sqlite:///{tmp_path / 'tiddly.db'}", secret="s"))
+    try:
+        body = assert_error(app.test_client().post("/dual", json={"text": "x"}), 503, "database_unavailable")
+        assert "writer lock file" in body["error"] and body["details"] == {"cause": "cannot_open"}
+        assert_error(app.test_client().get("/dual/1"), 404, "not_found")
+    finally:
+        app.extensions["tiddly"].db.dispose()

@@ -167,7 +167,11 @@ class _SqliteWriterQueue:
 
     def _lock_file(self, deadline: float) -> None:
         if self._fd is None:
-            self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError as exc:  # a read-only folder or mount, most likely
+                raise DatabaseUnavailable(f"the database cannot be written: the writer lock file beside it "
+                                          f"cannot be opened ({exc.strerror})", cause="cannot_open") from None
         pause = 0.0005
         while True:
             try:
@@ -270,6 +274,16 @@ class Database:
         with self.session() as session:
             session.execute(select(1))
 
+    def check_writable(self) -> None:
+        """A 503 naming the cause unless a write would succeed, found by trying one and rolling
+        it back. SQLite only, where the trouble is this host's own (a read-only file, folder or
+        mount; a full disk): a server database answers for itself, request by request."""
+        if self.dialect_name != "sqlite":
+            return
+        with self.session(write=True) as session:
+            session.execute(text("CREATE TABLE tiddly_write_probe (x INTEGER)"))  # SQLite's DDL rolls back
+            session.rollback()
+
     def create_all(self, metadata, tables=None) -> None:
         try:
             metadata.create_all(self.engine, tables=tables)
@@ -342,9 +356,36 @@ def translate_error(exc: DBAPIError) -> Exception:
     if _is_statement_timeout(exc.orig):
         return StatementTimeout("the query ran longer than the statement timeout and was cancelled; "
                                 "narrow it (a where, a smaller limit) or try again")
+    cause = _storage_cause(exc.orig)
+    if cause is not None:
+        return DatabaseUnavailable(_STORAGE_MESSAGES[cause], cause=cause)
     if isinstance(exc, OperationalError) or exc.connection_invalidated:
         return DatabaseUnavailable("the database is unavailable or busy; try again")
     return exc
+
+
+_STORAGE_MESSAGES = {
+    "disk_full": "the database's disk is full: nothing was written; free some space, then try again",
+    "read_only": "the database is read-only (a read-only file, mount, server or transaction): it cannot be written",
+    "cannot_open": "the database file cannot be opened: it, or the folder that holds it (SQLite writes "
+                   "its -wal and -shm files beside it), is missing or read-only",
+}
+_SQLITE_CAUSES = {13: "disk_full", 8: "read_only", 14: "cannot_open"}  # SQLITE_FULL, _READONLY, _CANTOPEN
+_POSTGRESQL_CAUSES = {"53100": "disk_full", "25006": "read_only"}  # disk_full, read_only_sql_transaction
+# ER_DISK_FULL, ER_RECORD_FILE_FULL; --read-only, read-only mode, a READ ONLY transaction
+_MYSQL_CAUSES = {1021: "disk_full", 1114: "disk_full", 1290: "read_only", 1836: "read_only", 1792: "read_only"}
+
+
+def _storage_cause(orig) -> str | None:
+    """Why the database cannot store anything, when that is the trouble: a full disk, a
+    read-only database, a file that cannot be opened; None for anything else."""
+    sqlite_code = getattr(orig, "sqlite_errorcode", None)
+    if sqlite_code is not None:
+        return _SQLITE_CAUSES.get(sqlite_code & 0xFF)  # the primary code, without the extended bits
+    errno = _mysql_errno(orig)  # PyMySQL: (errno, message); its sqlstate is often a generic HY000
+    if errno is not None:
+        return _MYSQL_CAUSES.get(errno)
+    return _POSTGRESQL_CAUSES.get(getattr(orig, "sqlstate", None))
 
 
 # PyMySQL raises a CHECK violation as an OperationalError; it is a 409 like any constraint.

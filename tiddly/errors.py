@@ -142,7 +142,8 @@ class UnsupportedMediaType(ApiError):
 
 class DatabaseUnavailable(ApiError):
     status, code = 503, "database_unavailable"
-    doc = "The database cannot be reached right now."
+    doc = ("The database cannot be reached right now, or cannot store anything: `details.cause` is `disk_full`, "
+           "`read_only` or `cannot_open` when that is why.")
 
 
 class StatementTimeout(ApiError):

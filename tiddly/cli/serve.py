@@ -30,6 +30,7 @@ def serve(host: str, port: int, workers: int, threads: int, database_url: str | 
     host = host[1:-1] if host.startswith("[") and host.endswith("]") else host  # [::1] is ::1
     config = Config.from_env(database_url=database_url)
     db = Database(config.database_url, config.statement_timeout_ms)
+    db.check_writable()  # a read-only SQLite file or folder, or a full disk: say so now, in one line
     # Once, here, so workers do not race to create tables; the workers inherit the schema.
     chosen = options.prepare_schema(db, source)
     db.create_all(Base.metadata, tables=internal_tables())
