@@ -260,7 +260,6 @@ def test_the_patient_routes_need_every_table_they_use(client, new_key):
         assert client.open(path, method=method, json=body, headers=both).status_code == 200
     assert client.get("/CPAP_query/1", headers=patients_only).status_code in (200, 404)  # reads patients only
     ok(client.get("/patients/1", headers=patients_only))
-    assert len(client.get("/get_all_patients", headers=both).get_json()[0]["CPAP_pressure"]) == 3
 
 
 def test_meta_routes_show_a_limited_key_only_its_tables(client, new_key):
