@@ -35,7 +35,6 @@ from tiddly.services import (
     auth,
     crud,
     cursor,
-    etags,
     export,
     idempotency,
     include,
@@ -45,7 +44,7 @@ from tiddly.services import (
     upsert,
 )
 from tiddly.services.query import query_from_args
-from tiddly.web import guard
+from tiddly.web import conditional, guard
 
 log = logging.getLogger("tiddly")
 
@@ -321,7 +320,7 @@ def _export(gateway, spec, method) -> Response:
 
 
 def _post_collection(gateway, spec, session):
-    _no_conditions("POST inserts new rows")
+    conditional.refuse_conditions("POST inserts new rows")
     if request.mimetype in export.FORMATS:  # a bulk import
         request.max_content_length = gateway.config.max_import_bytes
         count = export.import_rows(session, spec, request.stream, export.FORMATS[request.mimetype])
@@ -335,16 +334,16 @@ def _post_collection(gateway, spec, session):
         pk, row = nested.insert_with_children(session, spec, gateway.registry, body, gateway.config)
     else:
         pk, row = crud.insert_row(session, spec, body)
-    # The new row's ETag, of the row alone (a nested insert embeds its related rows).
-    return {"id": pk, "data": row}, 201, _etag({k: v for k, v in row.items() if k not in spec.relations})
+    alone = {k: v for k, v in row.items() if k not in spec.relations}  # a nested insert embeds its related rows
+    return {"id": pk, "data": row}, 201, conditional.etag_header(alone)
 
 
 def _put_collection(gateway, spec, session):
     if "on" in request.args:
-        _no_conditions("PUT ?on= writes rows by a unique key")
+        conditional.refuse_conditions("PUT ?on= writes rows by a unique key")
         return upsert.upsert_on(session, spec, request.args["on"], _read_body(), gateway.config), 200
-    created, pk, row = crud.upsert_row(session, spec, None, _read_body(), _precondition())
-    return {"id": pk, "data": row}, 201 if created else 200, _etag(row)
+    created, pk, row = crud.upsert_row(session, spec, None, _read_body(), conditional.precondition())
+    return {"id": pk, "data": row}, 201 if created else 200, conditional.etag_header(row)
 
 
 def _delete_collection(gateway, spec, session):
@@ -352,56 +351,31 @@ def _delete_collection(gateway, spec, session):
     if not isinstance(body, dict) or not body:
         raise BadQuery("DELETE /<table> takes {\"where\": {...}} or the primary key, e.g. {\"id\": 1}")
     if set(body) == {"where"}:
-        _no_conditions("DELETE by where deletes many rows")
+        conditional.refuse_conditions("DELETE by where deletes many rows")
         return {"count": crud.delete_where(session, spec, body["where"], gateway.config)}, 200
     pk = spec.pk_from_body(body)
     if pk is None or len(body) != len(spec.primary_key):
         raise BadQuery("DELETE /<table> takes {\"where\": {...}} or exactly the primary key, e.g. {\"id\": 1}")
-    return {"id": crud.delete_row(session, spec, pk, _precondition())}, 200
+    return {"id": crud.delete_row(session, spec, pk, conditional.precondition())}, 200
 
 
 def _get_row(gateway, spec, session, pk):
     row = crud.get_row(session, spec, pk)
-    return {"data": row}, 200, _etag(row)
+    return {"data": row}, 200, conditional.etag_header(row)
 
 
 def _put_row(gateway, spec, session, pk):
-    created, pk_json, row = crud.upsert_row(session, spec, pk, _read_body(), _precondition())
-    return {"id": pk_json, "data": row}, 201 if created else 200, _etag(row)
+    created, pk_json, row = crud.upsert_row(session, spec, pk, _read_body(), conditional.precondition())
+    return {"id": pk_json, "data": row}, 201 if created else 200, conditional.etag_header(row)
 
 
 def _patch_row(gateway, spec, session, pk):
-    row = crud.patch_row(session, spec, pk, _read_body(), _precondition())
-    return {"id": spec.pk_json(pk), "data": row}, 200, _etag(row)
+    row = crud.patch_row(session, spec, pk, _read_body(), conditional.precondition())
+    return {"id": spec.pk_json(pk), "data": row}, 200, conditional.etag_header(row)
 
 
 def _delete_row(gateway, spec, session, pk):
-    return {"id": crud.delete_row(session, spec, pk, _precondition())}, 200
-
-
-# -- ETags and conditional writes (services/etags.py) ----------------------------
-
-def _etag(row: dict) -> dict:
-    return {"ETag": f'"{etags.row_etag(row)}"'}
-
-
-def _precondition() -> etags.Precondition | None:
-    """The If-Match / If-None-Match of a write of one row by its key, if it sends either."""
-    if "If-Match" not in request.headers and "If-None-Match" not in request.headers:
-        return None
-    return etags.Precondition(
-        if_match=_tags(request.if_match, weak=False) if "If-Match" in request.headers else None,
-        if_none_match=_tags(request.if_none_match, weak=True) if "If-None-Match" in request.headers else None)
-
-
-def _tags(tags, weak: bool) -> frozenset[str]:
-    return frozenset({etags.ANY}) if tags.star_tag else frozenset(tags.as_set(include_weak=weak))
-
-
-def _no_conditions(what: str) -> None:
-    """A write that is not of one row by its key has no ETag to check: a condition would go unheard."""
-    if "If-Match" in request.headers or "If-None-Match" in request.headers:
-        raise BadQuery(f"If-Match and If-None-Match apply to a write of one row by its key; {what}")
+    return {"id": crud.delete_row(session, spec, pk, conditional.precondition())}, 200
 
 
 _COLLECTION_HANDLERS: dict[str, Callable] = {
@@ -410,7 +384,7 @@ _COLLECTION_HANDLERS: dict[str, Callable] = {
 }
 def _put_patients(gateway, spec, session):
     """PUT /patients: the patient upsert (tiddly.monitor.patients), not the generic one."""
-    _no_conditions("PUT /patients is the patient upsert")
+    conditional.refuse_conditions("PUT /patients is the patient upsert")
     _authorize_tables([PatientReading.__tablename__], "write")  # it appends and answers readings
     unknown = [k for k in request.args if k != "readings"]
     if unknown:
