@@ -116,10 +116,12 @@ def free_port() -> int:
 class LiveServer:
     """`tiddly serve` in a subprocess, reached over real HTTP."""
 
-    def __init__(self, database_url: str, workers: int = 2, threads: int = 4, extra_args=(), env=None):
+    def __init__(self, database_url: str, workers: int = 2, threads: int = 4, extra_args=(), env=None,
+                 host: str = "127.0.0.1"):
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        command = [sys.executable, "-m", "tiddly", "serve", "--port", str(self.port),
+        bare = host.strip("[]")
+        self.url = f"http://[{bare}]:{self.port}" if ":" in bare else f"http://{bare}:{self.port}"
+        command = [sys.executable, "-m", "tiddly", "serve", "--host", host, "--port", str(self.port),
                    "--workers", str(workers), "--threads", str(threads),
                    "--database-url", database_url, *extra_args]
         self.process = subprocess.Popen(command, cwd=ROOT, env={**os.environ, **(env or {})},

@@ -12,9 +12,9 @@ import threading
 import time
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
-from sqlalchemy import create_engine, event, select, text
+from sqlalchemy import case, create_engine, event, func, select, text
 from sqlalchemy.dialects.mysql import insert as mysql_insert
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -167,7 +167,11 @@ class _SqliteWriterQueue:
 
     def _lock_file(self, deadline: float) -> None:
         if self._fd is None:
-            self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError as exc:  # a read-only folder or mount, most likely
+                raise DatabaseUnavailable(f"the database cannot be written: the writer lock file beside it "
+                                          f"cannot be opened ({exc.strerror})", cause="cannot_open") from None
         pause = 0.0005
         while True:
             try:
@@ -178,6 +182,15 @@ class _SqliteWriterQueue:
                     raise _busy() from None
                 time.sleep(pause)
                 pause = min(pause * 2, 0.005)
+
+
+def _quietly(end) -> None:
+    """Roll back or close after a failure: a lost connection has no transaction left to end
+    (the pool drops it), and the request's own error is the one to answer."""
+    try:
+        end()
+    except DBAPIError:
+        pass
 
 
 def _busy() -> DatabaseUnavailable:
@@ -205,6 +218,9 @@ def _mysql_session_setup(engine: Engine, statement_timeout_ms: int) -> None:
     def _on_connect(dbapi_connection, _record):
         cursor = dbapi_connection.cursor()
         cursor.execute("SET SESSION sql_mode = 'STRICT_ALL_TABLES,NO_ENGINE_SUBSTITUTION'")
+        # ORDER BY, GROUP BY and DISTINCT read only the first 1,024 bytes of a TEXT by default,
+        # where WHERE compares all of it: keyset pages over long texts skipped rows. 8 MB is the most.
+        cursor.execute("SET SESSION max_sort_length = 8388608")
         if "MariaDB" in dbapi_connection.get_server_info():
             cursor.execute("SET SESSION max_statement_time = %s", (statement_timeout_ms / 1000,))
         else:  # MySQL's own limit covers read-only SELECTs only
@@ -231,16 +247,18 @@ class Database:
                               autoflush=False, expire_on_commit=False)
             try:
                 yield session
-                if write:  # a read scope has nothing to commit: close() ends it
+                if write:
                     session.commit()
+                else:  # nothing to commit, but ending a read can fail too (MariaDB's ROLLBACK
+                    session.close()  # on a connection lost after the last statement): a 503
             except DBAPIError as exc:
-                session.rollback()
+                _quietly(session.rollback)
                 raise translate_error(exc) from exc
             except BaseException:
-                session.rollback()
+                _quietly(session.rollback)
                 raise
             finally:
-                session.close()
+                _quietly(session.close)
 
     @contextmanager
     def lookup(self) -> Iterator[Connection]:
@@ -255,6 +273,16 @@ class Database:
     def ping(self) -> None:
         with self.session() as session:
             session.execute(select(1))
+
+    def check_writable(self) -> None:
+        """A 503 naming the cause unless a write would succeed, found by trying one and rolling
+        it back. SQLite only, where the trouble is this host's own (a read-only file, folder or
+        mount; a full disk): a server database answers for itself, request by request."""
+        if self.dialect_name != "sqlite":
+            return
+        with self.session(write=True) as session:
+            session.execute(text("CREATE TABLE tiddly_write_probe (x INTEGER)"))  # SQLite's DDL rolls back
+            session.rollback()
 
     def create_all(self, metadata, tables=None) -> None:
         try:
@@ -278,6 +306,29 @@ def insert_or_update(session: Session, table, values: dict, keys: list[str], on_
     else:
         stmt = sqlite_insert(table).values(values).on_conflict_do_update(index_elements=keys, set_=on_conflict)
     session.execute(stmt)
+
+
+_HALF = 2**32
+
+
+def integer_sum(dialect_name: str, column) -> tuple[Any, tuple]:
+    """SUM of an integer column, exact at any size: (the sum to filter and order on, the two
+    parts ``add_sum_parts`` adds up exactly, or none when the database's own sum is exact).
+
+    PostgreSQL and MariaDB sum integers as NUMERIC / DECIMAL. SQLite's SUM fails past 64 bits,
+    so there the high and low 32 bits of the values are summed apart (each sum fits 64 bits for
+    up to 2^31 rows). The sum to filter and order on is exact while it fits 64 bits, and a REAL
+    beyond (still beyond every 64-bit value a filter can name)."""
+    if dialect_name != "sqlite":
+        return func.sum(column), ()
+    high, low = func.sum(column.bitwise_rshift(32)), func.sum(column.bitwise_and(_HALF - 1))
+    top, rest = high + low.bitwise_rshift(32), low.bitwise_and(_HALF - 1)
+    total = case((top.between(-(2**31), 2**31 - 1), top * _HALF + rest), else_=top * float(_HALF) + rest)
+    return total, (high, low)
+
+
+def add_sum_parts(high: int | None, low: int | None) -> int | None:
+    return None if high is None else high * _HALF + low
 
 
 # setval only moves forward; names and values go in as bound parameters.
@@ -305,9 +356,36 @@ def translate_error(exc: DBAPIError) -> Exception:
     if _is_statement_timeout(exc.orig):
         return StatementTimeout("the query ran longer than the statement timeout and was cancelled; "
                                 "narrow it (a where, a smaller limit) or try again")
+    cause = _storage_cause(exc.orig)
+    if cause is not None:
+        return DatabaseUnavailable(_STORAGE_MESSAGES[cause], cause=cause)
     if isinstance(exc, OperationalError) or exc.connection_invalidated:
         return DatabaseUnavailable("the database is unavailable or busy; try again")
     return exc
+
+
+_STORAGE_MESSAGES = {
+    "disk_full": "the database's disk is full: nothing was written; free some space, then try again",
+    "read_only": "the database is read-only (a read-only file, mount, server or transaction): it cannot be written",
+    "cannot_open": "the database file cannot be opened: it, or the folder that holds it (SQLite writes "
+                   "its -wal and -shm files beside it), is missing or read-only",
+}
+_SQLITE_CAUSES = {13: "disk_full", 8: "read_only", 14: "cannot_open"}  # SQLITE_FULL, _READONLY, _CANTOPEN
+_POSTGRESQL_CAUSES = {"53100": "disk_full", "25006": "read_only"}  # disk_full, read_only_sql_transaction
+# ER_DISK_FULL, ER_RECORD_FILE_FULL; --read-only, read-only mode, a READ ONLY transaction
+_MYSQL_CAUSES = {1021: "disk_full", 1114: "disk_full", 1290: "read_only", 1836: "read_only", 1792: "read_only"}
+
+
+def _storage_cause(orig) -> str | None:
+    """Why the database cannot store anything, when that is the trouble: a full disk, a
+    read-only database, a file that cannot be opened; None for anything else."""
+    sqlite_code = getattr(orig, "sqlite_errorcode", None)
+    if sqlite_code is not None:
+        return _SQLITE_CAUSES.get(sqlite_code & 0xFF)  # the primary code, without the extended bits
+    errno = _mysql_errno(orig)  # PyMySQL: (errno, message); its sqlstate is often a generic HY000
+    if errno is not None:
+        return _MYSQL_CAUSES.get(errno)
+    return _POSTGRESQL_CAUSES.get(getattr(orig, "sqlstate", None))
 
 
 # PyMySQL raises a CHECK violation as an OperationalError; it is a 409 like any constraint.

@@ -125,6 +125,11 @@ class IdempotencyKeyReused(Conflict):
     doc = "The Idempotency-Key was already used for a different method, path or body."
 
 
+class PreconditionFailed(ApiError):
+    status, code = 412, "precondition_failed"
+    doc = "If-Match or If-None-Match does not hold for the row as it is now; nothing was written."
+
+
 class PayloadTooLarge(ApiError):
     status, code = 413, "payload_too_large"
     doc = "The request body exceeds the configured size limit."
@@ -137,7 +142,8 @@ class UnsupportedMediaType(ApiError):
 
 class DatabaseUnavailable(ApiError):
     status, code = 503, "database_unavailable"
-    doc = "The database cannot be reached right now."
+    doc = ("The database cannot be reached right now, or cannot store anything: `details.cause` is `disk_full`, "
+           "`read_only` or `cannot_open` when that is why.")
 
 
 class StatementTimeout(ApiError):

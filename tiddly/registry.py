@@ -132,6 +132,17 @@ def _parser(cls):
     return coerce
 
 
+def _coerce_datetime(spec: ColumnSpec, value):
+    parsed = _parser(dt.datetime)(spec, value)
+    if parsed.tzinfo is not None:
+        try:  # a UTC column stores it converted, and 0001-01-01T00:00+01:00 has no UTC date-time
+            parsed.astimezone(dt.timezone.utc)
+        except OverflowError:
+            raise BadValue(f"column '{spec.name}' expects a date-time whose UTC time falls in the years "
+                           f"1 to 9999, got {_short(value)}", column=spec.name) from None
+    return parsed
+
+
 def _coerce_binary(_spec, value):
     if not isinstance(value, str):
         raise TypeError
@@ -141,7 +152,7 @@ def _coerce_binary(_spec, value):
 _COERCERS = {
     "integer": _coerce_int, "number": _coerce_number, "decimal": _coerce_decimal,
     "string": _coerce_string, "boolean": _coerce_boolean, "binary": _coerce_binary,
-    "datetime": _parser(dt.datetime), "date": _parser(dt.date), "time": _parser(dt.time),
+    "datetime": _coerce_datetime, "date": _parser(dt.date), "time": _parser(dt.time),
     "json": lambda _spec, value: value,
 }
 
@@ -314,6 +325,15 @@ def table_spec(table: Table, read_only: bool = False) -> TableSpec:
                      read_only=read_only or bool(table.info.get("read_only")))
 
 
+def _readable_join(spec: TableSpec, target: TableSpec, pairs) -> bool:
+    return all(_readable(spec, local.name) and _readable(target, remote.name) for local, remote in pairs)
+
+
+def _readable(spec: TableSpec, name: str) -> bool:
+    column = spec.columns.get(name)
+    return column is not None and column.readable
+
+
 class Registry:
     """The exposed tables, by name."""
 
@@ -321,7 +341,9 @@ class Registry:
         self.tables = {spec.name: spec for spec in specs}
 
     def add_relations(self, mappers: Iterable) -> "Registry":
-        """Let ``include`` follow the relationships of these ORM mappers (plain foreign keys only)."""
+        """Let ``include`` (and nested inserts) follow the relationships of these ORM mappers: plain
+        foreign keys between exposed tables, on readable columns. A relationship that joins on
+        a hidden or write-only column is left out: the rows it pairs would reveal that column."""
         for mapper in mappers:
             spec = self.tables.get(mapper.local_table.name)
             if spec is None or spec.table is not mapper.local_table:
@@ -331,6 +353,7 @@ class Registry:
                                       tuple((lo.name, re.name) for lo, re in rel.local_remote_pairs))
                 for rel in mapper.relationships
                 if rel.secondary is None and rel.mapper.local_table.name in self.tables
+                and _readable_join(spec, self.tables[rel.mapper.local_table.name], rel.local_remote_pairs)
             }
         return self
 

@@ -28,7 +28,7 @@ from tiddly.errors import (
     PayloadTooLarge,
     UnsupportedMediaType,
 )
-from tiddly.models import Base, Patient, internal_tables
+from tiddly.models import Base, Patient, PatientReading, internal_tables
 from tiddly.monitor import cpap, patients
 from tiddly.registry import Registry, TableSpec
 from tiddly.services import (
@@ -44,7 +44,7 @@ from tiddly.services import (
     upsert,
 )
 from tiddly.services.query import query_from_args
-from tiddly.web import guard
+from tiddly.web import conditional, guard
 
 log = logging.getLogger("tiddly")
 
@@ -90,7 +90,7 @@ def create_app(config: Config | None = None, metadata=None, registry: Registry |
     app.extensions["tiddly"] = gateway
     gateway.registry.add_relations(Base.registry.mappers)
     app.add_url_rule("/-/health", "health", lambda: _health(gateway))
-    app.add_url_rule("/-/tables", "tables", lambda: _ok({"data": gateway.registry.describe()}))
+    app.add_url_rule("/-/tables", "tables", lambda: _ok({"data": _visible_tables(gateway).describe()}))
     app.add_url_rule("/-/openapi.json", "openapi", lambda: _openapi(gateway))
     app.add_url_rule("/-/login", "login", lambda: _login(gateway), methods=["POST"])
     app.add_url_rule("/-/<path:rest>", "meta_unknown", _unknown_meta_route, methods=COLLECTION_VERBS)
@@ -108,8 +108,9 @@ def create_app(config: Config | None = None, metadata=None, registry: Registry |
 
 # -- responses -----------------------------------------------------------------
 
-def _ok(payload: dict, status: int = 200) -> Response:
-    return Response(jsonio.dumps({"status": "success", **payload}), status, mimetype="application/json")
+def _ok(payload: dict, status: int = 200, headers: dict | None = None) -> Response:
+    return Response(jsonio.dumps({"status": "success", **payload}), status, mimetype="application/json",
+                    headers=headers)
 
 
 def _error(status: int, code: str, message: str, details: dict | None = None,
@@ -154,19 +155,32 @@ def _login(gateway: Gateway) -> Response:
     body = _read_body()
     if not isinstance(body, dict) or set(body) != {"email", "password"}:
         raise BadValue('POST /-/login takes {"email": "...", "password": "..."}')
+    # Three scopes: the password's scrypt holds no transaction, no connection and no write lock.
+    with gateway.db.session() as session:
+        attempt = auth.find_login(session, gateway.registry.get("user"), body["email"], body["password"])
+    user_id = auth.check_login(attempt, body["password"])
     with gateway.db.session(write=True) as session:
-        token = auth.login(session, gateway.registry.get("user"), body["email"], body["password"],
-                           gateway.config.login_token_ttl_s)
+        token = auth.issue_token(session, user_id, gateway.config.login_token_ttl_s)
     return _ok(token)
 
 
 def _openapi(gateway: Gateway) -> Response:
-    return Response(jsonio.dumps(openapi_document(gateway)), 200, mimetype="application/json")
+    return Response(jsonio.dumps(openapi_document(gateway, _visible_tables(gateway))), 200,
+                    mimetype="application/json")
 
 
-def openapi_document(gateway: Gateway) -> dict:
-    """The OpenAPI document of this gateway; bearer security while keys are required."""
-    return openapi.document(gateway.registry, gateway.config, bearer=_keys_on(gateway))
+def openapi_document(gateway: Gateway, registry: Registry | None = None) -> dict:
+    """The OpenAPI document of this gateway (or of some of its tables); bearer security while keys are required."""
+    return openapi.document(registry or gateway.registry, gateway.config, bearer=_keys_on(gateway))
+
+
+def _visible_tables(gateway: Gateway) -> Registry:
+    """The tables the caller's key may use: a key limited to some learns nothing of the others."""
+    principal = getattr(g, "principal", None)
+    allowed = principal.tables if principal is not None else None
+    if allowed is None:
+        return gateway.registry
+    return Registry(spec for name, spec in gateway.registry.tables.items() if name in allowed)
 
 
 def _keys_on(gateway: Gateway) -> bool:
@@ -285,11 +299,14 @@ def _query_collection(gateway, spec, session):
 
 def _authorize_related(spec, names, scope: str) -> None:
     """A key limited to some tables reaches no other one through include or a nested insert."""
+    _authorize_tables([spec.relations[name].target for name in names if name in spec.relations], scope)
+
+
+def _authorize_tables(tables, scope: str) -> None:
+    """A 403 unless the caller may act with ``scope`` on each of ``tables`` (beyond the one in the path)."""
     principal = getattr(g, "principal", None)
-    for name in names:
-        relation = spec.relations.get(name)
-        if principal is not None and relation is not None:
-            auth.authorize(principal, scope, relation.target)
+    for table in tables if principal is not None else ():
+        auth.authorize(principal, scope, table)
 
 
 def _export(gateway, spec, method) -> Response:
@@ -303,6 +320,7 @@ def _export(gateway, spec, method) -> Response:
 
 
 def _post_collection(gateway, spec, session):
+    conditional.refuse_conditions("POST inserts new rows")
     if request.mimetype in export.FORMATS:  # a bulk import
         request.max_content_length = gateway.config.max_import_bytes
         count = export.import_rows(session, spec, request.stream, export.FORMATS[request.mimetype])
@@ -316,14 +334,16 @@ def _post_collection(gateway, spec, session):
         pk, row = nested.insert_with_children(session, spec, gateway.registry, body, gateway.config)
     else:
         pk, row = crud.insert_row(session, spec, body)
-    return {"id": pk, "data": row}, 201
+    alone = {k: v for k, v in row.items() if k not in spec.relations}  # a nested insert embeds its related rows
+    return {"id": pk, "data": row}, 201, conditional.etag_header(alone)
 
 
 def _put_collection(gateway, spec, session):
     if "on" in request.args:
+        conditional.refuse_conditions("PUT ?on= writes rows by a unique key")
         return upsert.upsert_on(session, spec, request.args["on"], _read_body(), gateway.config), 200
-    created, pk, row = crud.upsert_row(session, spec, None, _read_body())
-    return {"id": pk, "data": row}, 201 if created else 200
+    created, pk, row = crud.upsert_row(session, spec, None, _read_body(), conditional.precondition())
+    return {"id": pk, "data": row}, 201 if created else 200, conditional.etag_header(row)
 
 
 def _delete_collection(gateway, spec, session):
@@ -331,28 +351,31 @@ def _delete_collection(gateway, spec, session):
     if not isinstance(body, dict) or not body:
         raise BadQuery("DELETE /<table> takes {\"where\": {...}} or the primary key, e.g. {\"id\": 1}")
     if set(body) == {"where"}:
+        conditional.refuse_conditions("DELETE by where deletes many rows")
         return {"count": crud.delete_where(session, spec, body["where"], gateway.config)}, 200
     pk = spec.pk_from_body(body)
     if pk is None or len(body) != len(spec.primary_key):
         raise BadQuery("DELETE /<table> takes {\"where\": {...}} or exactly the primary key, e.g. {\"id\": 1}")
-    return {"id": crud.delete_row(session, spec, pk)}, 200
+    return {"id": crud.delete_row(session, spec, pk, conditional.precondition())}, 200
 
 
 def _get_row(gateway, spec, session, pk):
-    return {"data": crud.get_row(session, spec, pk)}, 200
+    row = crud.get_row(session, spec, pk)
+    return {"data": row}, 200, conditional.etag_header(row)
 
 
 def _put_row(gateway, spec, session, pk):
-    created, pk_json, row = crud.upsert_row(session, spec, pk, _read_body())
-    return {"id": pk_json, "data": row}, 201 if created else 200
+    created, pk_json, row = crud.upsert_row(session, spec, pk, _read_body(), conditional.precondition())
+    return {"id": pk_json, "data": row}, 201 if created else 200, conditional.etag_header(row)
 
 
 def _patch_row(gateway, spec, session, pk):
-    return {"id": spec.pk_json(pk), "data": crud.patch_row(session, spec, pk, _read_body())}, 200
+    row = crud.patch_row(session, spec, pk, _read_body(), conditional.precondition())
+    return {"id": spec.pk_json(pk), "data": row}, 200, conditional.etag_header(row)
 
 
 def _delete_row(gateway, spec, session, pk):
-    return {"id": crud.delete_row(session, spec, pk)}, 200
+    return {"id": crud.delete_row(session, spec, pk, conditional.precondition())}, 200
 
 
 _COLLECTION_HANDLERS: dict[str, Callable] = {
@@ -361,6 +384,8 @@ _COLLECTION_HANDLERS: dict[str, Callable] = {
 }
 def _put_patients(gateway, spec, session):
     """PUT /patients: the patient upsert (tiddly.monitor.patients), not the generic one."""
+    conditional.refuse_conditions("PUT /patients is the patient upsert")
+    _authorize_tables([PatientReading.__tablename__], "write")  # it appends and answers readings
     unknown = [k for k in request.args if k != "readings"]
     if unknown:
         raise BadQuery(f"unknown query parameter {unknown[0]!r} on PUT /patients; known: readings", key=unknown[0])

@@ -6,11 +6,30 @@ the services; nothing below it imports the CLI.
 from __future__ import annotations
 
 import click
+from sqlalchemy.exc import DBAPIError
 
 from tiddly.cli import db, keys, serve, transfer
+from tiddly.database import translate_error
+from tiddly.errors import ApiError
 
 
-@click.group()
+class _OneLineErrors(click.Group):
+    """A database that cannot be reached or written ends a command with one line saying why
+    (``Error: the database is read-only ...``) and exit status 1, not a traceback."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except DBAPIError as exc:
+            translated = translate_error(exc)
+            if not isinstance(translated, ApiError):
+                raise
+            raise click.ClickException(translated.message) from None
+        except ApiError as exc:
+            raise click.ClickException(exc.message) from None
+
+
+@click.group(cls=_OneLineErrors)
 def main() -> None:
     """Tiddly: a REST gateway over SQL tables."""
 

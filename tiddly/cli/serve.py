@@ -25,10 +25,12 @@ from tiddly.tiddly import create_app
 def serve(host: str, port: int, workers: int, threads: int, database_url: str | None, source: dict,
           insecure: bool) -> None:
     """Serve the gateway with gunicorn, a production WSGI server."""
-    from tiddly.cli.server import run  # gunicorn is imported only to serve
+    from tiddly.cli.server import address, run  # gunicorn is imported only to serve
 
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host  # [::1] is ::1
     config = Config.from_env(database_url=database_url)
     db = Database(config.database_url, config.statement_timeout_ms)
+    db.check_writable()  # a read-only SQLite file or folder, or a full disk: say so now, in one line
     # Once, here, so workers do not race to create tables; the workers inherit the schema.
     chosen = options.prepare_schema(db, source)
     db.create_all(Base.metadata, tables=internal_tables())
@@ -38,7 +40,7 @@ def serve(host: str, port: int, workers: int, threads: int, database_url: str | 
         db.dispose()
     safe_url = db.engine.url.render_as_string(hide_password=True)
     click.echo(f"Tiddly: {len(chosen.registry.tables)} tables ({chosen.origin}) from {safe_url} "
-               f"on http://{host}:{port} (gunicorn, {workers} workers x {threads} threads)", err=True)
+               f"on http://{address(host, port)} (gunicorn, {workers} workers x {threads} threads)", err=True)
     click.echo(f"Tiddly: auth: {mode}", err=True)
     app_config = config.with_(create_tables=False, open_mode_allowed=open_allowed)
     run(lambda: create_app(app_config, chosen.metadata, chosen.registry), host, port, workers, threads)

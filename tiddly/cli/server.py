@@ -21,9 +21,14 @@ class _GunicornApp(BaseApplication):
         return self._factory()
 
 
+def address(host: str, port: int) -> str:
+    """``host:port``, with an IPv6 address in brackets (``[::1]:5000``)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 def run(factory: Callable, host: str, port: int, workers: int, threads: int) -> None:
     options = {
-        "bind": f"{host}:{port}",
+        "bind": address(host, port),
         "workers": workers,
         "threads": threads,
         "worker_class": "gthread",

@@ -35,18 +35,19 @@ def register(app: Flask, gateway) -> None:
     spec = gateway.registry.tables.get("patients")
     if spec is None or spec.table is not Patient.__table__:
         return
-    routes = (
-        ("/add_patient", "cpap_add_patient", "POST", "write", lambda: add_patient(gateway)),
-        ("/new_cpap_pressure/<room>/<value>", "cpap_new_pressure", "GET", "write",
+    both = ("patients", "patient_readings")
+    routes = (  # path, endpoint, method, the scope it needs on every table it uses, the view
+        ("/add_patient", "cpap_add_patient", "POST", ("write", both), lambda: add_patient(gateway)),
+        ("/new_cpap_pressure/<room>/<value>", "cpap_new_pressure", "GET", ("write", ("patients",)),
          lambda room, value: new_cpap_pressure(gateway, room, value)),
-        ("/CPAP_query/<room>", "cpap_query", "GET", "read", lambda room: cpap_query(gateway, room)),
-        ("/get_all_patients", "cpap_all_patients", "GET", "read", lambda: get_all_patients(gateway)),
+        ("/CPAP_query/<room>", "cpap_query", "GET", ("read", ("patients",)), lambda room: cpap_query(gateway, room)),
+        ("/get_all_patients", "cpap_all_patients", "GET", ("read", both), lambda: get_all_patients(gateway)),
         ("/health", "cpap_health", "GET", None, lambda: health(gateway)),
     )
-    for path, endpoint, method, scope, view in routes:
+    for path, endpoint, method, access, view in routes:
         app.add_url_rule(path, endpoint, view, methods=[method])
-        if scope is not None:  # a GET that writes: the verb does not tell the guard what it needs
-            guard.ROUTE_ACCESS[endpoint] = (scope, "patients")
+        if access is not None:  # neither the path nor the verb (a GET that writes) tells the guard
+            guard.ROUTE_ACCESS[endpoint] = access
 
 
 def add_patient(gateway):

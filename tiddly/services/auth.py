@@ -175,11 +175,15 @@ def authorize(principal: Principal, scope: str, table: str | None) -> None:
 
 # -- login -----------------------------------------------------------------------
 
-def login(session: Session, users: TableSpec, email: Any, password: Any, ttl_s: int) -> dict[str, Any]:
-    """Check an email and password against ``users`` and issue a token, or a 401.
+@dataclass(frozen=True)
+class LoginAttempt:
+    """A login's email looked up: the user's id and stored password hash (None: no such user)."""
+    user_id: Any
+    stored: str | None
 
-    An unknown email costs the same scrypt as a wrong password (it is checked
-    against a dummy hash), so neither the answer nor its time tells them apart."""
+
+def find_login(session: Session, users: TableSpec, email: Any, password: Any) -> LoginAttempt:
+    """A login's first step, in a read: check the body and look up the user."""
     if not {"id", "email", "password"} <= set(users.columns):
         raise NotFound(f"table '{users.name}' has no email and password columns to log in with")
     if not isinstance(email, str) or not isinstance(password, str):
@@ -187,15 +191,28 @@ def login(session: Session, users: TableSpec, email: Any, password: Any, ttl_s: 
     email = users.columns["email"].coerce(email)
     row = session.execute(select(users.table.c.id, users.table.c.password)
                           .where(users.table.c.email == email)).first()
-    stored = row.password if row is not None and row.password else None
-    matches = verify_password(password, stored or _dummy_hash())
-    if stored is None or not matches:
+    if row is None or not row.password:
+        return LoginAttempt(None, None)
+    return LoginAttempt(row.id, row.password)
+
+
+def check_login(attempt: LoginAttempt, password: str) -> Any:
+    """The second step, in no transaction (scrypt takes ~50 ms of CPU, and SQLite's writers
+    would wait on it): the user's id, or a 401. An unknown email costs the same scrypt
+    as a wrong password (a dummy hash), so neither the answer nor its time tells them apart."""
+    matches = verify_password(password, attempt.stored or _dummy_hash())
+    if attempt.stored is None or not matches:
         raise Unauthorized("wrong email or password")
+    return attempt.user_id
+
+
+def issue_token(session: Session, user_id: Any, ttl_s: int) -> dict[str, Any]:
+    """The last step, in a write: store a new token's hash and answer the token."""
     now = utcnow()
     session.execute(delete(LoginToken).where(LoginToken.expires_at <= now))  # housekeeping
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     expires_at = now + dt.timedelta(seconds=ttl_s)
-    session.execute(insert(LoginToken).values(token_hash=digest(token), user_id=row.id,
+    session.execute(insert(LoginToken).values(token_hash=digest(token), user_id=user_id,
                                               created_at=now, expires_at=expires_at))
     return {"token": token, "token_type": "Bearer", "expires_at": expires_at.isoformat() + "Z",
             "expires_in": ttl_s, "scope": LOGIN_SCOPE}

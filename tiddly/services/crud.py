@@ -16,6 +16,7 @@ from tiddly.config import Config
 from tiddly.database import advance_sequence, translate_error
 from tiddly.errors import ApiError, BadQuery, BadValue, NotFound
 from tiddly.registry import TableSpec
+from tiddly.services.etags import Precondition, row_etag
 from tiddly.services.query import Query, build_count, build_select, compile_where
 
 
@@ -67,7 +68,8 @@ def insert_rows(session: Session, spec: TableSpec, items: list, config: Config) 
     raise AssertionError("a bulk insert failed but no single row did")
 
 
-def upsert_row(session: Session, spec: TableSpec, pk: tuple | None, obj: Any) -> tuple[bool, Any, dict]:
+def upsert_row(session: Session, spec: TableSpec, pk: tuple | None, obj: Any,
+               precondition: Precondition | None = None) -> tuple[bool, Any, dict]:
     """Update the given fields if the row exists, create it if not. Returns (created, pk, row)."""
     if not isinstance(obj, dict):
         raise BadValue(f"a row for table '{spec.name}' must be a JSON object")
@@ -82,6 +84,8 @@ def upsert_row(session: Session, spec: TableSpec, pk: tuple | None, obj: Any) ->
     pk_values = {c.name: v for c, v in zip(spec.primary_key, pk)}
     fields = {k: v for k, v in obj.items() if k not in pk_values}
     statements = _statements(spec)
+    if precondition is not None:
+        _check_locked(session, spec, pk, precondition, must_exist=False)
     exists = session.execute(statements.lock, statements.pk_params(pk)).first()
     if exists is None:
         values = spec.values_for_write({**fields, **pk_values}, insert=True, allow_pk=True)
@@ -96,8 +100,10 @@ def upsert_row(session: Session, spec: TableSpec, pk: tuple | None, obj: Any) ->
     return False, spec.pk_json(pk), get_row(session, spec, pk)
 
 
-def patch_row(session: Session, spec: TableSpec, pk: tuple, obj: Any) -> dict:
+def patch_row(session: Session, spec: TableSpec, pk: tuple, obj: Any, precondition: Precondition | None = None) -> dict:
     values = spec.values_for_write(obj, insert=False)
+    if precondition is not None:
+        _check_locked(session, spec, pk, precondition, must_exist=True)
     if not values:
         return get_row(session, spec, pk)
     statements = _statements(spec)
@@ -112,8 +118,10 @@ def patch_row(session: Session, spec: TableSpec, pk: tuple, obj: Any) -> dict:
     return get_row(session, spec, pk)
 
 
-def delete_row(session: Session, spec: TableSpec, pk: tuple) -> Any:
+def delete_row(session: Session, spec: TableSpec, pk: tuple, precondition: Precondition | None = None) -> Any:
     statements = _statements(spec)
+    if precondition is not None:
+        _check_locked(session, spec, pk, precondition, must_exist=True)
     result = session.execute(statements.delete, statements.pk_params(pk))
     if result.rowcount == 0:
         raise NotFound(f"no row of '{spec.name}' has primary key {_pk_text(pk)}", table=spec.name)
@@ -129,6 +137,16 @@ def delete_where(session: Session, spec: TableSpec, where: Any, config: Config) 
 
 # -- helpers -------------------------------------------------------------------
 
+def _check_locked(session: Session, spec: TableSpec, pk: tuple, precondition: Precondition, must_exist: bool) -> None:
+    """Lock the row and check the write's If-Match / If-None-Match on its ETag, in the write's own
+    transaction: no other write can change the row between the check and this write."""
+    statements = _statements(spec)
+    row = session.execute(statements.lock_row, statements.pk_params(pk)).mappings().first()
+    if row is None and must_exist:
+        raise NotFound(f"no row of '{spec.name}' has primary key {_pk_text(pk)}", table=spec.name)
+    precondition.check(None if row is None else row_etag(dict(row)))
+
+
 @dataclass(frozen=True)
 class _TableStatements:
     """A table's statements by primary key, built once: values and keys arrive as
@@ -137,6 +155,7 @@ class _TableStatements:
     pk_names: tuple[str, ...]   # the key's parameter names; no column is named so
     select: Any
     lock: Any
+    lock_row: Any
     insert: Any
     insert_returning: Any
     update: Any
@@ -170,6 +189,7 @@ def _build_statements(spec: TableSpec) -> _TableStatements:
         pk_names=names,
         select=select(*readable).where(*by_pk),
         lock=select(*(c.column for c in spec.primary_key)).where(*by_pk).with_for_update(),
+        lock_row=select(*readable).where(*by_pk).with_for_update(),
         insert=insert(spec.table),
         insert_returning=insert(spec.table).returning(*returned),
         update=update(spec.table).where(*by_pk),

@@ -30,7 +30,8 @@ from typing import Any
 from sqlalchemy import and_, false, insert, or_, select
 from sqlalchemy.sql.elements import ColumnElement
 
-from tiddly.errors import ApiError, BadCursor, UniqueViolation
+from tiddly.config import Config
+from tiddly.errors import ApiError, BadCursor, BadQuery, UniqueViolation
 from tiddly.models import Secret
 
 _KEY_NAME = "cursor"
@@ -60,19 +61,31 @@ def fingerprint(table: str, where: Any, order) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
-def encode(key: bytes, values: Sequence[Any], print_: str) -> str:
-    payload = _b64(json.dumps({"v": [_plain(v) for v in values], "f": print_}, separators=(",", ":")).encode())
-    return payload + "." + _b64(_sign(key, payload))
+def max_length(config: Config) -> int:
+    """The longest cursor issued and accepted: half a request body, so that a FETCH can send it
+    back with its query. (It holds the order columns' values, so a long text makes it long.)"""
+    return config.max_body_bytes // 2
 
 
-def decode(key: bytes, token: Any, print_: str, order) -> list:
+def encode(key: bytes, values: Sequence[Any], print_: str, config: Config) -> str:
+    """The cursor after ``values``, or a 400 when it would be longer than ``decode`` takes."""
+    text = json.dumps({"v": [_plain(v) for v in values], "f": print_}, separators=(",", ":"), ensure_ascii=False)
+    payload = _b64(text.encode("utf-8", "surrogatepass"))
+    token = payload + "." + _b64(_sign(key, payload))
+    if len(token) > max_length(config):
+        raise BadQuery(f"the page's last row orders by values too long for a cursor ({len(token)} characters, "
+                       f"at most {max_length(config)}); order by shorter columns, or page with offset")
+    return token
+
+
+def decode(key: bytes, token: Any, print_: str, order, config: Config) -> list:
     """The typed values stored in ``token``; a 400 if it is malformed, tampered or foreign."""
-    if not isinstance(token, str) or token.count(".") != 1 or len(token) > 4096:
+    if not isinstance(token, str) or token.count(".") != 1 or len(token) > max_length(config):
         raise BadCursor("'after' is not a cursor from this API's 'next'")
     payload, signature = token.split(".")
     try:
         valid = hmac.compare_digest(_unb64(signature), _sign(key, payload))
-        body = json.loads(_unb64(payload)) if valid else None
+        body = json.loads(_unb64(payload).decode("utf-8", "surrogatepass")) if valid else None
     except (ValueError, binascii.Error):
         valid = False
     if not valid or not isinstance(body, dict) or not isinstance(body.get("v"), list):

@@ -14,9 +14,9 @@ import re
 from typing import Any
 
 from tiddly.config import Config
-from tiddly.errors import ERROR_CODES
+from tiddly.errors import ERROR_CODES, PreconditionFailed
 from tiddly.registry import ColumnSpec, Policy, Registry, TableSpec
-from tiddly.services.query import OPERATORS, QUERY_KEYS
+from tiddly.services.query import MAX_OFFSET, OPERATORS, QUERY_KEYS
 
 OPENAPI_VERSION = "3.1.0"
 _REF = "#/components/schemas/"
@@ -138,7 +138,7 @@ def _query_schema(spec: TableSpec, name: str, config: Config) -> dict:
                              {"type": "array", "minItems": 1,
                               "items": {"enum": [c.name for c in spec.readable]}}]},
         "limit": {"type": "integer", "minimum": 0, "maximum": config.max_limit},
-        "offset": {"type": "integer", "minimum": 0},
+        "offset": {"type": "integer", "minimum": 0, "maximum": MAX_OFFSET},
         "count": {"type": "boolean"},
     }
     properties = {key: known.get(key, {}) for key in QUERY_KEYS}
@@ -187,7 +187,7 @@ def _query_parameters(spec: TableSpec, config: Config) -> list[dict]:
         "select": ({"type": "string"}, "comma-separated column names"),
         "limit": ({"type": "integer", "minimum": 0, "maximum": config.max_limit},
                   f"rows per page (default {config.default_limit})"),
-        "offset": ({"type": "integer", "minimum": 0}, "rows to skip"),
+        "offset": ({"type": "integer", "minimum": 0, "maximum": MAX_OFFSET}, "rows to skip"),
         "count": ({"type": "boolean"}, "also return the number of matching rows"),
     }
     return [{"name": key, "in": "query", "required": False,
@@ -228,9 +228,27 @@ _URI_TOO_LONG = {"description": "the request line (path and query string) is lon
                                 "reads (4,094 bytes); send a long query as a FETCH body instead"}
 
 
-def _errors(exclude: tuple[int, ...] = ()) -> dict:
+def _errors(exclude: tuple[int, ...] = (), conditional: bool = False) -> dict:
+    """The error responses; 412 only where a write of one row by key takes If-Match / If-None-Match."""
+    exclude = exclude if conditional else (*exclude, PreconditionFailed.status)
     errors = {str(s): {"$ref": f"#/components/responses/E{s}"} for s in _statuses() if s not in exclude}
     return {**errors, "414": _URI_TOO_LONG}
+
+
+_ETAG = {"ETag": {"description": "the row's entity tag (of one row written or read): send it in If-Match to "
+                                 "write only this version of the row",
+                  "schema": {"type": "string"}}}
+_CONDITIONS = [
+    {"name": "If-Match", "in": "header", "required": False, "schema": {"type": "string"},
+     "description": "write only if the row's ETag is one of these (`*`: if the row exists); else a 412"},
+    {"name": "If-None-Match", "in": "header", "required": False, "schema": {"type": "string"},
+     "description": "write only if the row's ETag is none of these (`*`: only if there is no such row); "
+                    "else a 412"},
+]
+
+
+def _with_etag(response: dict) -> dict:
+    return {**response, "headers": _ETAG}
 
 
 def _success(description: str, optional: tuple[str, ...] = (), **properties) -> dict:
@@ -298,7 +316,7 @@ def _table_paths(spec: TableSpec, name: str, config: Config) -> dict:
                                              query_body]}),
         "responses": {
             "200": _found(rows, "with X-HTTP-Method-Override: the matching rows"),
-            "201": {"description": "created", "content": {"application/json": {"schema": {"oneOf": [
+            "201": {"description": "created", "headers": _ETAG, "content": {"application/json": {"schema": {"oneOf": [
                 _success("", id=pk, data=row)["content"]["application/json"]["schema"],
                 _success("", ids={"type": "array", "items": pk},
                          count={"type": "integer"})["content"]["application/json"]["schema"]]}}}},
@@ -306,22 +324,25 @@ def _table_paths(spec: TableSpec, name: str, config: Config) -> dict:
     }
     collection["put"] = {
         "summary": f"upsert into '{spec.name}' by the primary key in the body", "tags": tag,
-        "operationId": f"{name}.upsert", "requestBody": _json_body({"$ref": f"{_REF}{name}.upsert"}),
-        "responses": {"200": _linked(spec, name, _success("updated", id=pk, data=row)),
-                      "201": _linked(spec, name, _success("created", id=pk, data=row)), **_errors()}}
+        "operationId": f"{name}.upsert", "parameters": _CONDITIONS,
+        "requestBody": _json_body({"$ref": f"{_REF}{name}.upsert"}),
+        "responses": {"200": _linked(spec, name, _with_etag(_success("updated", id=pk, data=row))),
+                      "201": _linked(spec, name, _with_etag(_success("created", id=pk, data=row))),
+                      **_errors(conditional=True)}}
     pk_object = {"type": "object", "additionalProperties": False,
                  "required": [c.name for c in spec.primary_key],
                  "properties": {c.name: _kind_schema(c) for c in spec.primary_key}}
     collection["delete"] = {
-        "summary": f"delete the rows of '{spec.name}' a where matches (or one row by its primary key)",
-        "tags": tag, "operationId": f"{name}.delete_where",
+        "summary": f"delete the rows of '{spec.name}' a where matches (or one row by its primary key, "
+                   "which If-Match and If-None-Match may condition)",
+        "tags": tag, "operationId": f"{name}.delete_where", "parameters": _CONDITIONS,
         "requestBody": _json_body({"oneOf": [
             {"type": "object", "required": ["where"], "additionalProperties": False,
              "properties": {"where": {"$ref": f"{_REF}{name}.where", "minProperties": 1}}},
             pk_object]}),
         "responses": {"200": {"description": "deleted", "content": {"application/json": {"schema": {"oneOf": [
             _success("", count={"type": "integer"})["content"]["application/json"]["schema"],
-            _success("", id=pk)["content"]["application/json"]["schema"]]}}}}, **_errors()}}
+            _success("", id=pk)["content"]["application/json"]["schema"]]}}}}, **_errors(conditional=True)}}
     return {_path(spec.name): collection, _path(spec.name) + "/{pk}": _row_path(spec, name, row, pk)}
 
 
@@ -348,20 +369,23 @@ def _row_path(spec: TableSpec, name: str, row: dict, pk: dict) -> dict:
     parameter = {"name": "pk", "in": "path", "required": True,
                  "schema": _path_pk_schema(spec.primary_key[0]) if single else {"type": "string"},
                  "description": f"the primary key ({columns})" + ("" if single else ", comma-separated")}
-    found = _success("the row", data=row)
+    found = _with_etag(_success("the row", data=row))
     return {
         "parameters": [parameter],
         "get": {"summary": f"one row of '{spec.name}'", "tags": tag, "operationId": f"{name}.get",
                 "responses": {"200": found, **_errors()}},
         "put": {"summary": "upsert: update the given columns, or create the row", "tags": tag,
-                "operationId": f"{name}.put", "requestBody": _json_body({"$ref": f"{_REF}{name}.update"}),
-                "responses": {"200": _success("updated", id=pk, data=row),
-                              "201": _success("created", id=pk, data=row), **_errors()}},
+                "operationId": f"{name}.put", "parameters": _CONDITIONS,
+                "requestBody": _json_body({"$ref": f"{_REF}{name}.update"}),
+                "responses": {"200": _with_etag(_success("updated", id=pk, data=row)),
+                              "201": _with_etag(_success("created", id=pk, data=row)), **_errors(conditional=True)}},
         "patch": {"summary": "update the given columns", "tags": tag, "operationId": f"{name}.patch",
-                  "requestBody": _json_body({"$ref": f"{_REF}{name}.update"}),
-                  "responses": {"200": _success("updated", id=pk, data=row), **_errors()}},
+                  "parameters": _CONDITIONS, "requestBody": _json_body({"$ref": f"{_REF}{name}.update"}),
+                  "responses": {"200": _with_etag(_success("updated", id=pk, data=row)),
+                                **_errors(conditional=True)}},
         "delete": {"summary": "delete the row", "tags": tag, "operationId": f"{name}.delete",
-                   "responses": {"200": _success("deleted", id=pk), **_errors()}},
+                   "parameters": _CONDITIONS,
+                   "responses": {"200": _success("deleted", id=pk), **_errors(conditional=True)}},
     }
 
 

@@ -26,29 +26,30 @@ def fetch_page(session: Session, spec: TableSpec, raw: Any, config: Config,
     query = parse_query(spec, raw, config)
     includes = include.parse_includes(registry, spec, raw.get("include"), config)
     print_ = cursor.fingerprint(spec.name, raw.get("where"), query.order)
-    page = _resume(session.get_bind().dialect.name, query, raw, key, print_)
+    page = _resume(session.get_bind().dialect.name, query, raw, key, print_, config)
     rows = _rows(session, spec, page, include.parent_columns(spec, includes))
     result: dict[str, Any] = {"data": _shape(session, query, includes, rows)}
     if query.count:
         result["count"] = session.execute(build_count(spec, query)).scalar_one()
     if query.limit and len(rows) == query.limit:
         last = rows[-1]
-        result["next"] = cursor.encode(key, [last[t.column.name] for t in query.order], print_)
+        result["next"] = cursor.encode(key, [last[t.column.name] for t in query.order], print_, config)
     return result
 
 
 def keyset_query(dialect_name: str, spec: TableSpec, raw: dict, config: Config, key: bytes) -> Query:
     """The query with its ``after`` cursor applied (used by exports too)."""
     query = parse_query(spec, raw, config)
-    return _resume(dialect_name, query, raw, key, cursor.fingerprint(spec.name, raw.get("where"), query.order))
+    print_ = cursor.fingerprint(spec.name, raw.get("where"), query.order)
+    return _resume(dialect_name, query, raw, key, print_, config)
 
 
-def _resume(dialect_name: str, query: Query, raw: dict, key: bytes, print_: str) -> Query:
+def _resume(dialect_name: str, query: Query, raw: dict, key: bytes, print_: str, config: Config) -> Query:
     if raw.get("after") is None:
         return query
     if "offset" in raw:
         raise BadQuery("'after' and 'offset' do not mix: the cursor already says where the page starts")
-    values = cursor.decode(key, raw["after"], print_, query.order)
+    values = cursor.decode(key, raw["after"], print_, query.order, config)
     after = cursor.after_clause(query.order, values, dialect_name)
     return replace(query, where=and_(query.where, after))
 

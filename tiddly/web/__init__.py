@@ -1,2 +1,3 @@
 """The HTTP edge beside the app factory (``tiddly.tiddly``): who is asking and may they
-(``guard``). Modules here turn requests into service calls; only the edge imports Flask."""
+(``guard``), row ETags and conditional writes (``conditional``). Modules here turn requests
+into service calls; only the edge imports Flask."""

@@ -19,13 +19,13 @@ PUBLIC_PATHS = frozenset({"/-/health", "/health", "/-/login"})
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "FETCH", "QUERY"})
 QUERY_OVERRIDES = frozenset({"FETCH", "QUERY"})
 CORS_METHODS = "GET, HEAD, POST, PUT, PATCH, DELETE, FETCH, QUERY, OPTIONS"
-CORS_REQUEST_HEADERS = "Authorization, Content-Type, Idempotency-Key, X-HTTP-Method-Override"
-CORS_EXPOSED_HEADERS = "Allow, WWW-Authenticate"
+CORS_REQUEST_HEADERS = "Authorization, Content-Type, Idempotency-Key, If-Match, If-None-Match, X-HTTP-Method-Override"
+CORS_EXPOSED_HEADERS = "Allow, ETag, WWW-Authenticate"
 CORS_MAX_AGE_S = 600
 
-# Routes whose verb or path does not tell what they need: endpoint -> (scope, table).
+# Routes whose verb or path does not tell what they need: endpoint -> (scope, every table it uses).
 # Any other route needs read for a read verb and write otherwise, on the table in its path.
-ROUTE_ACCESS: dict[str, tuple[str, str | None]] = {}
+ROUTE_ACCESS: dict[str, tuple[str, tuple[str, ...]]] = {}
 
 
 def install(app: Flask, gateway) -> None:
@@ -43,8 +43,9 @@ def _before_request(gateway, login_users) -> Response | None:
         principal = auth.authenticate(connection, request.headers.get("Authorization"),
                                       gateway.config.open_mode_allowed, login_users)
     g.principal = principal
-    scope, table = _access()
-    auth.authorize(principal, scope, table)
+    scope, tables = _access()
+    for table in tables or (None,):
+        auth.authorize(principal, scope, table)
     return None
 
 
@@ -53,7 +54,7 @@ def _login_users(gateway):
     return users if users is not None and {"id", "email"} <= set(users.columns) else None
 
 
-def _access() -> tuple[str, str | None]:
+def _access() -> tuple[str, tuple[str, ...]]:
     if request.endpoint in ROUTE_ACCESS:
         return ROUTE_ACCESS[request.endpoint]
     method = request.method
@@ -61,7 +62,7 @@ def _access() -> tuple[str, str | None]:
     if method == "POST" and override in QUERY_OVERRIDES:
         method = override
     table = (request.view_args or {}).get("table")
-    return ("read" if method in READ_METHODS else "write"), table
+    return ("read" if method in READ_METHODS else "write"), (table,) if table is not None else ()
 
 
 # -- CORS --------------------------------------------------------------------------
