@@ -75,6 +75,11 @@ def db_url(request, tmp_path, prepared_servers) -> str:
     name = request.param
     if name == "sqlite":
         return f"sqlite:///{tmp_path / 'tiddly.db'}"
+    return ready_server(name, prepared_servers)
+
+
+def ready_server(name: str, prepared_servers: dict) -> str:
+    """The server database called ``name`` with the shipped schema's tables empty."""
     url = server_url(name)
     if url not in prepared_servers:
         _prepare_server(url)
@@ -116,17 +121,20 @@ def free_port() -> int:
 class LiveServer:
     """`tiddly serve` in a subprocess, reached over real HTTP."""
 
-    def __init__(self, database_url: str, workers: int = 2, threads: int = 4, extra_args=(), env=None):
+    def __init__(self, database_url: str | None, workers: int = 2, threads: int = 4, extra_args=(), env=None,
+                 wait: bool = True, cwd=ROOT):
+        """``database_url`` None: the server reads it from ``env``; ``wait`` False: call wait_ready()."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         command = [sys.executable, "-m", "tiddly", "serve", "--port", str(self.port),
                    "--workers", str(workers), "--threads", str(threads),
-                   "--database-url", database_url, *extra_args]
-        self.process = subprocess.Popen(command, cwd=ROOT, env={**os.environ, **(env or {})},
+                   *(("--database-url", database_url) if database_url else ()), *extra_args]
+        self.process = subprocess.Popen(command, cwd=cwd, env={**os.environ, **(env or {})},
                                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        self._wait_ready()
+        if wait:
+            self.wait_ready()
 
-    def _wait_ready(self, timeout: float = 30) -> None:
+    def wait_ready(self, timeout: float = 30) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -154,7 +162,7 @@ class LiveServer:
 def live_server_factory():
     servers = []
 
-    def start(database_url: str, **kwargs) -> LiveServer:
+    def start(database_url: str | None, **kwargs) -> LiveServer:
         server = LiveServer(database_url, **kwargs)
         servers.append(server)
         return server

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import re
 import threading
 import time
 from contextlib import contextmanager, nullcontext
@@ -18,12 +19,14 @@ from sqlalchemy import create_engine, event, select, text
 from sqlalchemy.dialects.mysql import insert as mysql_insert
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import (
+    ArgumentError,
     DataError,
     DBAPIError,
     DisconnectionError,
     IntegrityError,
+    NoSuchModuleError,
     OperationalError,
 )
 from sqlalchemy.orm import Session
@@ -41,6 +44,67 @@ from tiddly.errors import (
 SQLITE_BUSY_TIMEOUT_S = 30
 POOL_IDLE_PING_S = 5  # a pooled connection idle longer than this is pinged before use
 _WRITE_OPTION = "tiddly_write"
+# Driverless URLs, as hosting services set DATABASE_URL, get the drivers Tiddly ships.
+SHIPPED_DRIVERS = {"postgres": "postgresql+psycopg", "postgresql": "postgresql+psycopg",
+                   "mysql": "mysql+pymysql", "mariadb": "mariadb+pymysql"}
+
+
+class CannotOpen(Exception):
+    """The database URL is unusable or the database cannot be reached; the message says why."""
+
+
+def engine_url(url: str | URL) -> URL:
+    """The URL to make an engine from: parsed, with a shipped driver for a driverless form,
+    and checked that SQLAlchemy knows its kind and its driver is installed."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise CannotOpen(f"{_redacted(str(url))!r} is not a database URL; write it like "
+                         "sqlite:///file.db, postgresql://user:password@host/dbname or "
+                         "mysql://user:password@host/dbname") from None
+    parsed = parsed.set(drivername=SHIPPED_DRIVERS.get(parsed.drivername, parsed.drivername))
+    try:
+        parsed.get_dialect().import_dbapi()
+    except NoSuchModuleError:
+        raise CannotOpen(f"unknown kind of database {parsed.get_backend_name()!r} in the URL; "
+                         "Tiddly speaks sqlite, postgresql and mysql/mariadb") from None
+    except ImportError as exc:
+        raise CannotOpen(f"the URL asks for the driver {parsed.drivername!r}, whose module {exc.name!r} "
+                         "is not installed; leave the driver out (postgresql://, mysql://) to use the "
+                         "one Tiddly ships") from None
+    return parsed
+
+
+def _redacted(text: str) -> str:
+    return re.sub(r":[^:@/]*@", ":***@", text)
+
+
+def _explain(exc: DBAPIError, url: URL) -> str:
+    """One or two lines for a person: why the database at ``url`` cannot be opened."""
+    errno, args = _mysql_errno(exc.orig), getattr(exc.orig, "args", ())
+    message = str(args[1] if errno is not None and len(args) > 1 else exc.orig).strip()
+    where = f"{url.host or 'localhost'}:{url.port or ''}".rstrip(":")
+    backend = url.get_backend_name()
+    if backend == "sqlite":
+        reason = _sqlite_open_failure(url.database or "", message)
+    elif errno == 1049 or 'database "' in message and "does not exist" in message:
+        create = f"createdb {url.database}" if backend == "postgresql" else f"CREATE DATABASE {url.database}"
+        reason = f"the database {url.database!r} does not exist on {where}\ncreate it ({create}) or fix the URL"
+    elif "Connection refused" in message:
+        reason = f"nothing is listening at {where}\nis the database server running, on that host and port?"
+    else:  # the driver's own words, from the line that names the problem
+        lines = [line.strip() for line in message.splitlines() if line.strip()] or [exc.__class__.__name__]
+        reason = next((line.split("FATAL:", 1)[1].strip() for line in lines if "FATAL:" in line), lines[0])
+    return f"cannot open the database {url.render_as_string(hide_password=True)}: {reason}"
+
+
+def _sqlite_open_failure(path: str, message: str) -> str:
+    folder = Path(path).resolve().parent
+    if not folder.is_dir():
+        return f"the directory {folder} does not exist"
+    if "unable to open" in message:
+        return f"cannot create or open the file {path} (check the permissions of {folder})"
+    return message.splitlines()[0]
 
 
 def make_engine(url: str, statement_timeout_ms: int = 30_000) -> Engine:
@@ -56,7 +120,7 @@ def _engines(url: str, statement_timeout_ms: int) -> tuple[Engine, Engine]:
     or not, so autocommit reads the same data and saves the BEGIN and COMMIT round trips;
     SQLite then reads as PostgreSQL does. MySQL keeps the transaction: its REPEATABLE READ
     snapshot spans the statements, and switching autocommit would itself cost a round trip."""
-    parsed = make_url(url)
+    parsed = engine_url(url)
     backend = parsed.get_backend_name()
     if backend == "sqlite":
         return _sqlite_engines(parsed)
@@ -255,6 +319,14 @@ class Database:
     def ping(self) -> None:
         with self.session() as session:
             session.execute(select(1))
+
+    def check_open(self) -> None:
+        """Connect once; a failure is ``CannotOpen``, in words a person can act on."""
+        try:
+            with self.engine.connect():
+                pass
+        except DBAPIError as exc:
+            raise CannotOpen(_explain(exc, self.engine.url)) from None
 
     def create_all(self, metadata, tables=None) -> None:
         try:

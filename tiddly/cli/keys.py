@@ -7,7 +7,6 @@ import click
 from sqlalchemy import inspect
 
 from tiddly.cli import options
-from tiddly.config import Config
 from tiddly.database import Database
 from tiddly.errors import ApiError, UniqueViolation
 from tiddly.models import Base, internal_tables
@@ -22,8 +21,7 @@ def keys() -> None:
 
 @contextmanager
 def _keys_session(database_url: str | None):
-    config = Config.from_env(database_url=database_url)
-    db = Database(config.database_url, config.statement_timeout_ms)
+    _config, db = options.open_database(database_url)
     try:
         db.create_all(Base.metadata, tables=internal_tables())
         with db.session(write=True) as session:

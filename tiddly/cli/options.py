@@ -8,7 +8,7 @@ import click
 
 from tiddly import migrate, schema
 from tiddly.config import DEFAULT_DATABASE_URL, Config
-from tiddly.database import Database
+from tiddly.database import CannotOpen, Database
 
 
 def _names(raw: tuple[str, ...]) -> list[str]:
@@ -45,6 +45,21 @@ def database_url_option(command):
         "--database-url", default=None,
         help=f"SQLAlchemy URL (env TIDDLY_DATABASE_URL or DATABASE_URL; default {DEFAULT_DATABASE_URL})",
     )(command)
+
+
+def open_database(database_url: str | None) -> tuple[Config, Database]:
+    """The settings and the database a command names, connected once: a bad URL or a
+    database that cannot be reached is one or two lines naming the problem, not a traceback."""
+    config = Config.from_env(database_url=database_url)
+    db = None
+    try:
+        db = Database(config.database_url, config.statement_timeout_ms)
+        db.check_open()
+    except CannotOpen as exc:
+        if db is not None:
+            db.dispose()
+        raise click.ClickException(str(exc)) from None
+    return config, db
 
 
 def load_schema(db: Database, source: dict) -> schema.Schema:

@@ -7,7 +7,6 @@ import socket
 import click
 
 from tiddly.cli import options
-from tiddly.config import Config
 from tiddly.database import Database
 from tiddly.models import Base, internal_tables
 from tiddly.services import auth
@@ -27,8 +26,7 @@ def serve(host: str, port: int, workers: int, threads: int, database_url: str | 
     """Serve the gateway with gunicorn, a production WSGI server."""
     from tiddly.cli.server import run  # gunicorn is imported only to serve
 
-    config = Config.from_env(database_url=database_url)
-    db = Database(config.database_url, config.statement_timeout_ms)
+    config, db = options.open_database(database_url)
     # Once, here, so workers do not race to create tables; the workers inherit the schema.
     chosen = options.prepare_schema(db, source)
     db.create_all(Base.metadata, tables=internal_tables())

@@ -1,0 +1,76 @@
+"""Starting Tiddly from the command line: what a new user sees when something is wrong, and when not."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import requests
+from conftest import ROOT, free_port, ready_server, server_url
+from sqlalchemy.engine import make_url
+
+from tiddly.database import SHIPPED_DRIVERS
+
+
+def tiddly(*args: str, cwd=ROOT, env=None) -> subprocess.CompletedProcess:
+    """The `tiddly` command in a subprocess, as a user runs it."""
+    return subprocess.run([sys.executable, "-m", "tiddly", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
+def assert_short_failure(result: subprocess.CompletedProcess, *phrases: str) -> None:
+    lines = (result.stdout + result.stderr).strip().splitlines()
+    assert result.returncode != 0, lines
+    assert "Traceback" not in result.stderr and 1 <= len(lines) <= 2, lines
+    for phrase in phrases:
+        assert phrase in "\n".join(lines), lines
+
+
+def _absent_database(name: str) -> str:
+    url = make_url(server_url(name))
+    return url.set(database=f"{url.database}_absent").render_as_string(hide_password=False)
+
+
+# -- a database that cannot be opened: one or two lines, a non-zero exit -----------
+
+@pytest.mark.parametrize("url, phrases", [
+    ("nonsense", ["'nonsense' is not a database URL"]),
+    ("oracle2://scott@host/db", ["unknown kind of database 'oracle2'"]),
+    ("postgresql+psycopg2://u@localhost/db", ["'psycopg2' is not installed"]),
+    ("sqlite:////nonexistent/dir/x.db", ["the directory /nonexistent/dir does not exist"]),
+    (f"postgres://tiddly@127.0.0.1:{free_port()}/db", ["nothing is listening at 127.0.0.1:"]),
+    (f"mysql://tiddly@127.0.0.1:{free_port()}/db", ["nothing is listening at 127.0.0.1:"]),
+])
+def test_serve_names_what_is_wrong_with_the_database_url(url, phrases, tmp_path):
+    result = tiddly("serve", "--port", str(free_port()), "--database-url", url, cwd=tmp_path)
+    assert_short_failure(result, *phrases)
+    assert list(tmp_path.iterdir()) == []  # no tiddly.db made on the way
+
+
+@pytest.mark.parametrize("name, create", [("postgresql", "createdb "), ("mysql", "CREATE DATABASE ")])
+def test_serve_names_a_server_database_that_does_not_exist(name, create):
+    url = _absent_database(name)
+    result = tiddly("serve", "--port", str(free_port()), "--database-url", url)
+    assert_short_failure(result, f"the database '{make_url(url).database}' does not exist", create)
+
+
+@pytest.mark.parametrize("command", [
+    ["keys", "list"], ["keys", "create", "--name", "k", "--scope", "read"], ["db", "current"],
+    ["db", "upgrade"], ["export", "books"], ["import", "books", "README.md", "--format", "csv"], ["openapi"],
+])
+def test_every_command_that_opens_the_database_says_why_it_cannot(command):
+    result = tiddly(*command, "--database-url", f"postgres://tiddly@127.0.0.1:{free_port()}/db")
+    assert_short_failure(result, "cannot open the database postgresql+psycopg://", "nothing is listening")
+
+
+# -- the driverless URLs hosting services set --------------------------------------
+
+@pytest.mark.parametrize("scheme, name", [("postgres", "postgresql"), ("postgresql", "postgresql"),
+                                          ("mysql", "mysql"), ("mariadb", "mysql")])
+def test_driverless_database_urls_use_the_shipped_drivers(scheme, name, prepared_servers, live_server_factory):
+    url = make_url(ready_server(name, prepared_servers)).set(drivername=scheme)
+    server = live_server_factory(None, env={"TIDDLY_DATABASE_URL": "",
+                                            "DATABASE_URL": url.render_as_string(hide_password=False)})
+    created = requests.post(server.url + "/books", json={"title": "Dune", "author": "Herbert"})
+    assert created.status_code == 201, created.text
+    assert f" from {SHIPPED_DRIVERS[scheme]}://" in server.stop()
