@@ -1,6 +1,7 @@
 """Starting Tiddly from the command line: what a new user sees when something is wrong, and when not."""
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 
@@ -8,6 +9,7 @@ import pytest
 import requests
 from conftest import ROOT, free_port, ready_server, server_url
 from sqlalchemy.engine import make_url
+from test_models_file import _wait_healthy
 
 from tiddly.database import SHIPPED_DRIVERS
 
@@ -74,3 +76,47 @@ def test_driverless_database_urls_use_the_shipped_drivers(scheme, name, prepared
     created = requests.post(server.url + "/books", json={"title": "Dune", "author": "Herbert"})
     assert created.status_code == 201, created.text
     assert f" from {SHIPPED_DRIVERS[scheme]}://" in server.stop()
+
+
+# -- the address, and the access log -------------------------------------------------
+
+def test_a_port_in_use_is_one_line_and_creates_nothing(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = tiddly("serve", "--port", str(port), cwd=tmp_path)
+    assert_short_failure(result, f"port {port} on 127.0.0.1 is in use")
+    assert result.returncode == 1
+    assert list(tmp_path.iterdir()) == []  # no tiddly.db
+
+
+def test_access_log_to_a_file(tmp_path, live_server_factory):
+    log = tmp_path / "access.log"
+    server = live_server_factory(f"sqlite:///{tmp_path / 'x.db'}", workers=1, extra_args=("--access-log", str(log)))
+    assert requests.get(server.url + "/books?limit=1").status_code == 200
+    server.stop()
+    assert '"GET /books?limit=1 HTTP/1.1" 200' in log.read_text()
+
+
+def test_access_log_dash_is_stderr_beside_the_server_lines(tmp_path):
+    port = free_port()
+    with open(tmp_path / "out", "w") as out, open(tmp_path / "err", "w") as err:  # as a shell redirects
+        process = subprocess.Popen([sys.executable, "-m", "tiddly", "serve", "--port", str(port), "--workers", "1",
+                                    "--access-log", "-"], cwd=tmp_path, stdout=out, stderr=err)
+        try:
+            _wait_healthy(f"http://127.0.0.1:{port}", process)
+            assert requests.get(f"http://127.0.0.1:{port}/books?limit=1").status_code == 200
+        finally:
+            process.terminate()
+            process.wait(timeout=15)
+    assert (tmp_path / "out").read_text() == ""
+    err_lines = (tmp_path / "err").read_text().splitlines()
+    assert any('"GET /books?limit=1 HTTP/1.1" 200' in line for line in err_lines)
+    assert any("Worker exiting" in line for line in err_lines)  # nothing written over
+
+
+def test_no_access_log_by_default(tmp_path, live_server_factory):
+    server = live_server_factory(f"sqlite:///{tmp_path / 'x.db'}", workers=1)
+    assert requests.get(server.url + "/books?limit=1").status_code == 200
+    assert "GET /books" not in server.stop()

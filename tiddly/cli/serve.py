@@ -19,13 +19,21 @@ from tiddly.tiddly import create_app
 @click.option("--workers", default=2, show_default=True, type=int, help="worker processes")
 @click.option("--threads", default=4, show_default=True, type=int, help="threads per worker")
 @click.option("--insecure", is_flag=True, help="serve without API keys even on an address other machines can reach")
+@click.option("--access-log", metavar="FILE", default=None,
+              help="append a line per request to FILE (- for stderr); default: no access log")
 @options.database_url_option
 @options.schema_options
 def serve(host: str, port: int, workers: int, threads: int, database_url: str | None, source: dict,
-          insecure: bool) -> None:
+          insecure: bool, access_log: str | None) -> None:
     """Serve the gateway with gunicorn, a production WSGI server."""
-    from tiddly.cli.server import run  # gunicorn is imported only to serve
+    from tiddly.cli.server import (  # gunicorn is imported only to serve
+        check_access_log,
+        check_can_listen,
+        run,
+    )
 
+    check_can_listen(host, port)
+    check_access_log(access_log)
     config, db = options.open_database(database_url)
     # Once, here, so workers do not race to create tables; the workers inherit the schema.
     chosen = options.prepare_schema(db, source)
@@ -39,7 +47,7 @@ def serve(host: str, port: int, workers: int, threads: int, database_url: str | 
                f"on http://{host}:{port} (gunicorn, {workers} workers x {threads} threads)", err=True)
     click.echo(f"Tiddly: auth: {mode}", err=True)
     app_config = config.with_(create_tables=False, open_mode_allowed=open_allowed)
-    run(lambda: create_app(app_config, chosen.metadata, chosen.registry), host, port, workers, threads)
+    run(lambda: create_app(app_config, chosen.metadata, chosen.registry), host, port, workers, threads, access_log)
 
 
 def _auth_mode(db: Database, host: str, insecure: bool) -> tuple[bool, str]:
