@@ -4,10 +4,12 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
+from importlib import metadata
 
 import pytest
 import requests
 from conftest import ROOT, free_port, ready_server, server_url
+from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from test_models_file import _wait_healthy
 
@@ -120,3 +122,21 @@ def test_no_access_log_by_default(tmp_path, live_server_factory):
     server = live_server_factory(f"sqlite:///{tmp_path / 'x.db'}", workers=1)
     assert requests.get(server.url + "/books?limit=1").status_code == 200
     assert "GET /books" not in server.stop()
+
+
+# -- small things a first look notices -------------------------------------------------
+
+def test_version():
+    result = tiddly("--version")
+    assert result.returncode == 0 and result.stdout.strip() == f"tiddly, version {metadata.version('tiddly')}"
+
+
+def test_the_banner_counts_tables_in_english(tmp_path, live_server_factory):
+    url = f"sqlite:///{tmp_path / 'one.db'}"
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)"))
+    engine.dispose()
+    banner = live_server_factory(url, workers=1, extra_args=("--reflect",)).stop()
+    assert "Tiddly: 1 table (reflected)" in banner
+    assert "Tiddly: 7 tables (shipped)" in live_server_factory(f"sqlite:///{tmp_path / 'x.db'}", workers=1).stop()

@@ -11,6 +11,7 @@ from tiddly.cli import db, keys, serve, transfer
 
 
 @click.group()
+@click.version_option(package_name="tiddly", prog_name="tiddly")
 def main() -> None:
     """Tiddly: a REST gateway over SQL tables."""
 

@@ -43,7 +43,8 @@ def serve(host: str, port: int, workers: int, threads: int, database_url: str | 
     finally:
         db.dispose()
     safe_url = db.engine.url.render_as_string(hide_password=True)
-    click.echo(f"Tiddly: {len(chosen.registry.tables)} tables ({chosen.origin}) from {safe_url} "
+    count = len(chosen.registry.tables)
+    click.echo(f"Tiddly: {count} table{'' if count == 1 else 's'} ({chosen.origin}) from {safe_url} "
                f"on http://{host}:{port} (gunicorn, {workers} workers x {threads} threads)", err=True)
     click.echo(f"Tiddly: auth: {mode}", err=True)
     app_config = config.with_(create_tables=False, open_mode_allowed=open_allowed)
