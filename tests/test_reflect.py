@@ -130,3 +130,24 @@ def test_serve_reflect_with_tables_and_exclude(tmp_path, live_server_factory):
     assert created.status_code == 201, created.text
     assert requests.get(only.url + "/order").json()["code"] == "unknown_table"
     assert not (tmp_path / "tiddly.db").exists()
+
+
+def test_tables_shows_what_the_database_declares_and_the_servers_cap_apart(existing_db):
+    engine = create_engine(existing_db)
+    with engine.begin() as conn:
+        dialect = conn.dialect.name
+        conn.execute(text("DROP TABLE IF EXISTS notes"))
+        conn.execute(text(f"CREATE TABLE notes (id {AUTO_PK[dialect]}, body TEXT, title VARCHAR(40) NOT NULL)"))
+    try:
+        found = schema.reflected(engine, tables=["notes"])
+        app = create_app(Config(database_url=existing_db, max_string_length=5000), found.metadata, found.registry)
+        (notes,) = ok(app.test_client().get("/-/tables"))["data"]
+        app.extensions["tiddly"].db.dispose()
+        columns = {c["name"]: c for c in notes["columns"]}
+        assert columns["id"]["nullable"] is False and columns["id"]["required"] is False
+        assert columns["body"]["max_string_length"] == 5000 and "max_length" not in columns["body"]
+        assert columns["title"]["max_length"] == 40 and "max_string_length" not in columns["title"]
+    finally:
+        with engine.begin() as conn:
+            conn.execute(text("DROP TABLE notes"))
+        engine.dispose()
