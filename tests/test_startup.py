@@ -1,6 +1,8 @@
 """Starting Tiddly from the command line: what a new user sees when something is wrong, and when not."""
 from __future__ import annotations
 
+import re
+import shlex
 import socket
 import subprocess
 import sys
@@ -140,3 +142,23 @@ def test_the_banner_counts_tables_in_english(tmp_path, live_server_factory):
     banner = live_server_factory(url, workers=1, extra_args=("--reflect",)).stop()
     assert "Tiddly: 1 table (reflected)" in banner
     assert "Tiddly: 7 tables (shipped)" in live_server_factory(f"sqlite:///{tmp_path / 'x.db'}", workers=1).stop()
+
+
+# -- the docs, as a new user follows them -------------------------------------------------
+
+API_DOC = (ROOT / "docs" / "API.md").read_text()
+
+
+def test_api_doc_calls_nothing_that_is_built_planned():
+    assert "not built yet" not in API_DOC and "Planned" not in API_DOC
+
+
+def test_after_the_readme_the_api_doc_says_how_to_start_fresh(tmp_path, live_server_factory):
+    """README's quick start adds a book; API.md's examples expect id 1: its own advice gets there."""
+    readme = live_server_factory(None, workers=1, cwd=tmp_path, env={"TIDDLY_DATABASE_URL": "", "DATABASE_URL": ""})
+    assert requests.post(readme.url + "/books", json={"title": "Dune", "author": "Frank Herbert"}).json()["id"] == 1
+    readme.stop()
+    (command,) = re.findall(r"`(tiddly serve --database-url \S+)`", API_DOC)
+    fresh = live_server_factory(shlex.split(command)[-1], workers=1, cwd=tmp_path)
+    created = requests.post(fresh.url + "/books", json={"title": "Dune", "author": "Frank Herbert", "year": 1965})
+    assert created.json()["id"] == 1
