@@ -7,6 +7,7 @@ on any exception, always closes, and turns driver errors into typed ``errors``.
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import os
 import re
 import threading
@@ -42,6 +43,7 @@ from tiddly.errors import (
 )
 
 SQLITE_BUSY_TIMEOUT_S = 30
+SCHEMA_LOCK_WAIT_S = 60  # how long a starting Tiddly waits for another to finish preparing the schema
 POOL_IDLE_PING_S = 5  # a pooled connection idle longer than this is pinged before use
 _WRITE_OPTION = "tiddly_write"
 # Driverless URLs, as hosting services set DATABASE_URL, get the drivers Tiddly ships.
@@ -244,6 +246,10 @@ class _SqliteWriterQueue:
                 pause = min(pause * 2, 0.005)
 
 
+# The key of the PostgreSQL advisory lock a starting Tiddly holds (advisory locks are per database).
+_SCHEMA_LOCK_KEY = int.from_bytes(b"tiddly", "big")
+
+
 def _busy() -> DatabaseUnavailable:
     return DatabaseUnavailable("the database is busy with other writes; try again")
 
@@ -327,6 +333,36 @@ class Database:
                 pass
         except DBAPIError as exc:
             raise CannotOpen(_explain(exc, self.engine.url)) from None
+
+    @contextmanager
+    def schema_lock(self) -> Iterator[None]:
+        """Hold the database's own lock while the schema is checked and made, so processes
+        starting together on one database, on any host, take turns: PostgreSQL's advisory
+        lock, MariaDB's GET_LOCK (per database name), SQLite's writer queue (one host)."""
+        if self.dialect_name == "sqlite":
+            with self._writers.turn() if self._writers else nullcontext():
+                yield
+            return
+        if self.dialect_name == "postgresql":
+            take = text("SELECT pg_advisory_lock(:key) IS NOT NULL"), {"key": _SCHEMA_LOCK_KEY}
+            release = text("SELECT pg_advisory_unlock(:key)"), {"key": _SCHEMA_LOCK_KEY}
+        else:
+            name = f"tiddly-schema-{hashlib.sha256(str(self.engine.url.database).encode()).hexdigest()[:40]}"
+            take = text("SELECT GET_LOCK(:name, :wait) = 1"), {"name": name, "wait": SCHEMA_LOCK_WAIT_S}
+            release = text("SELECT RELEASE_LOCK(:name)"), {"name": name}
+        with self._read_engine.connect() as connection:
+            try:
+                taken = connection.execute(*take).scalar()
+            except DBAPIError:  # PostgreSQL: the statement timeout ended the wait
+                taken = False
+            if not taken:
+                raise CannotOpen("another Tiddly has been preparing this database's schema for too long; "
+                                 "try again when it is done")
+            try:
+                yield
+            finally:
+                connection.execute(*release)
+                connection.commit()
 
     def create_all(self, metadata, tables=None) -> None:
         try:

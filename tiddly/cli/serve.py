@@ -8,7 +8,6 @@ import click
 
 from tiddly.cli import options
 from tiddly.database import Database
-from tiddly.models import Base, internal_tables
 from tiddly.services import auth
 from tiddly.tiddly import create_app
 
@@ -37,7 +36,6 @@ def serve(host: str, port: int, workers: int, threads: int, database_url: str | 
     config, db = options.open_database(database_url)
     # Once, here, so workers do not race to create tables; the workers inherit the schema.
     chosen = options.prepare_schema(db, source)
-    db.create_all(Base.metadata, tables=internal_tables())
     try:
         open_allowed, mode = _auth_mode(db, host, insecure)
     finally:
