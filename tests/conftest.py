@@ -18,9 +18,12 @@ from pathlib import Path
 import pytest
 import requests
 from sqlalchemy import MetaData, create_engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.schema import DropSchema
 
 from tiddly import create_app
 from tiddly.config import Config
+from tiddly.database import StateHome
 from tiddly.models import Base
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -79,13 +82,24 @@ def db_url(request, tmp_path, prepared_servers) -> str:
 
 
 def ready_server(name: str, prepared_servers: dict) -> str:
-    """The server database called ``name`` with the shipped schema's tables empty."""
+    """The server database called ``name`` with the shipped schema's tables empty (and no
+    state of a --reflect gateway, kept apart from them)."""
     url = server_url(name)
     if url not in prepared_servers:
         _prepare_server(url)
         prepared_servers[url] = True
     reset_tables(url)
+    drop_state_home(url)
     return url
+
+
+def drop_state_home(url: str) -> None:
+    """Drop the schema (PostgreSQL) or database (MariaDB) where a --reflect gateway keeps its own tables."""
+    home = StateHome.beside(make_url(url))
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(DropSchema(home.schema, cascade=conn.dialect.name == "postgresql", if_exists=True))
+    engine.dispose()
 
 
 @pytest.fixture

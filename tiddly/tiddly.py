@@ -78,11 +78,13 @@ class Gateway:
 def create_app(config: Config | None = None, metadata=None, registry: Registry | None = None) -> Flask:
     config = config or Config.from_env()
     metadata = metadata if metadata is not None else Base.metadata
-    db = Database(config.database_url, config.statement_timeout_ms)
-    if config.create_tables and not metadata.info.get("reflected"):  # a reflected schema is never created
+    reflected = bool(metadata.info.get("reflected"))
+    # A reflected database is someone else's: it is never created, and Tiddly's own state lives apart.
+    db = Database(config.database_url, config.statement_timeout_ms, state_apart=reflected)
+    if config.create_tables and not reflected:
         db.create_all(metadata)
     if config.create_tables:  # the gateway's own state (API keys, login tokens), whatever the schema
-        db.create_all(Base.metadata, tables=internal_tables())
+        db.create_state(Base.metadata, internal_tables())
     registry = (registry or Registry.from_metadata(metadata)).with_string_limit(config.max_string_length)
     gateway = Gateway(config, db, registry)
 

@@ -23,7 +23,7 @@ from tiddly.tiddly import create_app, openapi_document
 @schema_options
 def openapi_command(database_url: str | None, source: dict) -> None:
     """Print the OpenAPI 3.1 document the server would serve at /-/openapi.json."""
-    config, db = open_database(database_url)
+    config, db = open_database(database_url, reflect=source["reflect"])
     try:
         chosen = load_schema(db, source)
     finally:

@@ -48,14 +48,16 @@ def database_url_option(command):
     )(command)
 
 
-def open_database(database_url: str | None) -> tuple[Config, Database]:
+def open_database(database_url: str | None, reflect: bool = False) -> tuple[Config, Database]:
     """The settings and the database a command names, connected once: a bad URL or a
-    database that cannot be reached is one or two lines naming the problem, not a traceback."""
+    database that cannot be reached is one or two lines naming the problem, not a traceback.
+    ``reflect``: the database is someone else's, served as it is: it must exist already, and
+    Tiddly's own tables live apart from its tables."""
     config = Config.from_env(database_url=database_url)
     db = None
     try:
-        db = Database(config.database_url, config.statement_timeout_ms)
-        db.check_open()
+        db = Database(config.database_url, config.statement_timeout_ms, state_apart=reflect)
+        db.check_open(must_exist=reflect)
     except CannotOpen as exc:
         if db is not None:
             db.dispose()
@@ -79,14 +81,14 @@ def prepare_schema(db: Database, source: dict) -> schema.Schema:
     """Load the schema and make the database ready for it (and for Tiddly's own tables), once,
     before any worker starts; under the database's own lock, so that several processes
     starting together on one database take turns and all come up."""
+    chosen = load_schema(db, source)
     try:
         with db.schema_lock():
-            chosen = load_schema(db, source)
             if chosen.origin == "shipped":
                 _migrate_or_refuse(db)
             elif chosen.managed:
                 db.create_all(chosen.metadata)
-            db.create_all(Base.metadata, tables=internal_tables())
+            db.create_state(Base.metadata, internal_tables())
     except CannotOpen as exc:
         raise click.ClickException(str(exc)) from None
     return chosen

@@ -33,7 +33,7 @@ def serve(host: str, port: int, workers: int, threads: int, database_url: str | 
 
     check_can_listen(host, port)
     check_access_log(access_log)
-    config, db = options.open_database(database_url)
+    config, db = options.open_database(database_url, reflect=source["reflect"])
     # Once, here, so workers do not race to create tables; the workers inherit the schema.
     chosen = options.prepare_schema(db, source)
     try:
@@ -44,6 +44,9 @@ def serve(host: str, port: int, workers: int, threads: int, database_url: str | 
     count = len(chosen.registry.tables)
     click.echo(f"Tiddly: {count} table{'' if count == 1 else 's'} ({chosen.origin}) from {safe_url} "
                f"on http://{host}:{port} (gunicorn, {workers} workers x {threads} threads)", err=True)
+    if db.state_home:
+        click.echo(f"Tiddly: its own tables (API keys, login tokens, idempotency keys, its secret) are in "
+                   f"{db.state_home.place}, apart from the database's", err=True)
     click.echo(f"Tiddly: auth: {mode}", err=True)
     app_config = config.with_(create_tables=False, open_mode_allowed=open_allowed)
     run(lambda: create_app(app_config, chosen.metadata, chosen.registry), host, port, workers, threads, access_log)

@@ -28,7 +28,7 @@ _EXTENSIONS = {".csv": "csv", ".ndjson": "ndjson", ".jsonl": "ndjson"}
 
 
 def _open(database_url: str | None, source: dict, table: str):
-    config, db = open_database(database_url)
+    config, db = open_database(database_url, reflect=source["reflect"])
     registry = load_schema(db, source).registry
     if table in registry.tables and not inspect(db.engine).has_table(table):
         db.dispose()
