@@ -100,6 +100,11 @@ class State:
         """No table at all (but perhaps Alembic's, after a downgrade to base): nothing to lose."""
         return not self.has_tables and not self.other_tables
 
+    @property
+    def someone_elses(self) -> bool:
+        """Tables, and none of them Tiddly's: a database Tiddly did not make."""
+        return self.current is None and not self.has_tables and bool(self.other_tables)
+
 
 def state(engine: Engine) -> State:
     with engine.connect() as connection:

@@ -42,8 +42,7 @@ def _keys_session(database_url: str | None, reflect: bool):
 
 def _refuse_someone_elses_tables(db: Database) -> None:
     """Without --reflect the keys go beside the tables: never into a database of others' tables."""
-    state = migrate.state(db.engine)
-    if state.current is None and not state.has_tables and not state.empty:
+    if migrate.state(db.engine).someone_elses:
         raise click.ClickException(
             "this database holds tables Tiddly did not make; if you serve it with --reflect, add --reflect "
             "here too (its keys live apart from its tables); with --models, serve it once first")

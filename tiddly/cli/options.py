@@ -108,7 +108,7 @@ def _migrate_or_refuse(db: Database) -> None:
                    "run `tiddly db stamp head`", err=True)
         return
     upgrade = f"tiddly db upgrade --database-url {db.engine.url.render_as_string(hide_password=True)}"
-    if state.current is None and not state.empty:
+    if state.someone_elses:
         raise click.ClickException(
             f"the database has {state.other_tables} table{'' if state.other_tables == 1 else 's'} of its own "
             f"and none of Tiddly's: serve those with `tiddly serve --reflect`, or add Tiddly's demo tables "
