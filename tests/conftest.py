@@ -18,9 +18,12 @@ from pathlib import Path
 import pytest
 import requests
 from sqlalchemy import MetaData, create_engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.schema import DropSchema
 
 from tiddly import create_app
 from tiddly.config import Config
+from tiddly.database import StateHome
 from tiddly.models import Base
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -75,12 +78,28 @@ def db_url(request, tmp_path, prepared_servers) -> str:
     name = request.param
     if name == "sqlite":
         return f"sqlite:///{tmp_path / 'tiddly.db'}"
+    return ready_server(name, prepared_servers)
+
+
+def ready_server(name: str, prepared_servers: dict) -> str:
+    """The server database called ``name`` with the shipped schema's tables empty (and no
+    state of a --reflect gateway, kept apart from them)."""
     url = server_url(name)
     if url not in prepared_servers:
         _prepare_server(url)
         prepared_servers[url] = True
     reset_tables(url)
+    drop_state_home(url)
     return url
+
+
+def drop_state_home(url: str) -> None:
+    """Drop the schema (PostgreSQL) or database (MariaDB) where a --reflect gateway keeps its own tables."""
+    home = StateHome.beside(make_url(url))
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(DropSchema(home.schema, cascade=conn.dialect.name == "postgresql", if_exists=True))
+    engine.dispose()
 
 
 @pytest.fixture
@@ -116,19 +135,21 @@ def free_port() -> int:
 class LiveServer:
     """`tiddly serve` in a subprocess, reached over real HTTP."""
 
-    def __init__(self, database_url: str, workers: int = 2, threads: int = 4, extra_args=(), env=None,
-                 host: str = "127.0.0.1"):
+    def __init__(self, database_url: str | None, workers: int = 2, threads: int = 4, extra_args=(), env=None,
+                 wait: bool = True, cwd=ROOT, host: str = "127.0.0.1"):
+        """``database_url`` None: the server reads it from ``env``; ``wait`` False: call wait_ready()."""
         self.port = free_port()
         bare = host.strip("[]")
         self.url = f"http://[{bare}]:{self.port}" if ":" in bare else f"http://{bare}:{self.port}"
         command = [sys.executable, "-m", "tiddly", "serve", "--host", host, "--port", str(self.port),
                    "--workers", str(workers), "--threads", str(threads),
-                   "--database-url", database_url, *extra_args]
-        self.process = subprocess.Popen(command, cwd=ROOT, env={**os.environ, **(env or {})},
+                   *(("--database-url", database_url) if database_url else ()), *extra_args]
+        self.process = subprocess.Popen(command, cwd=cwd, env={**os.environ, **(env or {})},
                                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        self._wait_ready()
+        if wait:
+            self.wait_ready()
 
-    def _wait_ready(self, timeout: float = 30) -> None:
+    def wait_ready(self, timeout: float = 30) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -156,7 +177,7 @@ class LiveServer:
 def live_server_factory():
     servers = []
 
-    def start(database_url: str, **kwargs) -> LiveServer:
+    def start(database_url: str | None, **kwargs) -> LiveServer:
         server = LiveServer(database_url, **kwargs)
         servers.append(server)
         return server

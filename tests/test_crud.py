@@ -316,3 +316,26 @@ def test_generated_keys_past_32_bits_stay_addressable(client, db_url):
     assert new_id == 2147483648
     assert client.get(f"/dual/{new_id}").get_json()["data"]["text"] == "past int32"
     assert client.delete(f"/dual/{new_id}").status_code == 200
+
+
+# -- where a created row lives; a trailing slash ---------------------------------------
+
+def test_a_201_says_where_the_new_row_lives(client):
+    created = client.post("/books", json=book(1))
+    assert created.status_code == 201 and created.headers["Location"] == "/books/1"
+    assert ok(client.get(created.headers["Location"]))["data"]["title"] == "Title 1"
+    by_put = client.put("/books/7", json=book(7))
+    assert by_put.status_code == 201 and by_put.headers["Location"] == "/books/7"
+    assert "Location" not in client.put("/books/7", json={"year": 2000}).headers  # 200: updated
+    bulk = client.post("/books", json=[book(2), book(3)])
+    assert bulk.status_code == 201 and "Location" not in bulk.headers  # several rows, no one place
+    replayed = client.post("/books", json=book(4), headers={"Idempotency-Key": "k"})
+    again = client.post("/books", json=book(4), headers={"Idempotency-Key": "k"})
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert again.headers["Location"] == replayed.headers["Location"] == f"/books/{replayed.json['id']}"
+
+
+def test_a_trailing_slash_names_the_same_table(client):
+    ok(client.post("/books/", json=book(1)), 201)
+    assert ok(client.get("/books/"))["data"] == ok(client.get("/books"))["data"] != []
+    assert ok(client.open("/books/", method="FETCH", json={"count": True}))["count"] == 1

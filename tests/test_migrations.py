@@ -2,13 +2,24 @@
 from __future__ import annotations
 
 import datetime as dt
+import shlex
 import shutil
 
 import pytest
 import requests
 from click.testing import CliRunner
-from conftest import DATABASES, ROOT, _prepare_server, server_url
-from sqlalchemy import MetaData, Table, create_engine, delete, insert, inspect, select
+from conftest import DATABASES, LiveServer, _prepare_server, free_port, server_url
+from sqlalchemy import (
+    MetaData,
+    Table,
+    create_engine,
+    delete,
+    insert,
+    inspect,
+    select,
+    text,
+)
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
 from tiddly import migrate
@@ -29,6 +40,23 @@ def _wipe(url: str) -> None:
     existing.reflect(engine)
     existing.drop_all(engine)
     engine.dispose()
+
+
+@pytest.fixture
+def server_schema_wiped(prepared_servers):
+    """Wipes a server database by name; it gets the suite's usual tables back afterwards."""
+    wiped = []
+
+    def wipe(name: str) -> str:
+        url = server_url(name)
+        _wipe(url)
+        wiped.append(url)
+        return url
+
+    yield wipe
+    for url in wiped:
+        _prepare_server(url)
+        prepared_servers[url] = True
 
 
 @pytest.fixture(params=DATABASES)
@@ -91,21 +119,54 @@ def test_serve_upgrades_a_new_sqlite_file(tmp_path, live_server_factory):
     server = live_server_factory(url)
     assert requests.post(server.url + "/books", json={"title": "Dune", "author": "Herbert"}).status_code == 201
     assert migrate.current(url) == migrate.head()
-    assert "migrated the database" in server.stop()
+    assert f"created the schema at revision {migrate.head()}" in server.stop()
 
 
 @pytest.mark.parametrize("name", ["postgresql", "mysql"])
-def test_serve_refuses_a_server_database_behind_the_models(name, prepared_servers):
-    url = server_url(name)
-    _wipe(url)
+def test_two_serves_on_one_empty_server_database_both_come_up(name, server_schema_wiped):
+    url = server_schema_wiped(name)
+    servers = [LiveServer(url, workers=1, threads=2, wait=False) for _ in range(2)]
     try:
-        result = _tiddly("serve", "--database-url", url, "--port", "1", check=False)
-        assert result.exit_code != 0
-        assert "run `tiddly db upgrade --database-url <url>` first" in result.output
-        assert _table_names(url) == set()  # nothing was created
+        for server in servers:
+            server.wait_ready(timeout=90)
+        for n, server in enumerate(servers):
+            created = requests.post(server.url + "/books", json={"title": f"T{n}", "author": "A"})
+            assert created.status_code == 201, created.text
     finally:
-        _prepare_server(url)
-        prepared_servers[url] = True
+        logs = [server.stop() for server in servers]
+    assert migrate.current(url) == migrate.head()
+    assert sum("created the schema at revision" in log for log in logs) == 1, logs
+
+
+@pytest.mark.parametrize("name", ["postgresql", "mysql"])
+def test_serve_refuses_a_server_database_behind_the_models_naming_the_command(name, server_schema_wiped):
+    url = server_schema_wiped(name)
+    migrate.upgrade(url, "0001")
+    before = _table_names(url)
+    with_password = make_url(url).set(password="secret") if name == "postgresql" else make_url(url)  # trust auth
+    result = _tiddly("serve", "--database-url", with_password.render_as_string(hide_password=False),
+                     "--port", str(free_port()), check=False)
+    command = f"tiddly db upgrade --database-url {with_password.render_as_string(hide_password=True)}"
+    assert result.exit_code != 0
+    assert f"at revision 0001 but the models need {migrate.head()}; run `{command}` first" in result.output
+    assert "secret" not in result.output
+    assert _table_names(url) == before and migrate.current(url) == "0001"  # nothing was changed
+    _tiddly(*shlex.split(command)[1:])  # the command, as named, does it
+    assert migrate.current(url) == migrate.head()
+
+
+@pytest.mark.parametrize("name", DATABASES)
+def test_serve_leaves_a_database_of_someone_elses_tables_alone(name, server_schema_wiped, tmp_path):
+    url = f"sqlite:///{tmp_path / 'theirs.db'}" if name == "sqlite" else server_schema_wiped(name)
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE theirs (id INTEGER PRIMARY KEY, note VARCHAR(20))"))
+    engine.dispose()
+    result = _tiddly("serve", "--database-url", url, "--port", str(free_port()), check=False)
+    assert result.exit_code != 0
+    assert "the database has 1 table of its own and none of Tiddly's: serve those with `tiddly serve --reflect`" \
+        in result.output
+    assert _table_names(url) == {"theirs"}
 
 
 def test_0003_lets_a_reading_lack_its_pressure_and_loses_nothing_either_way(empty_url):

@@ -59,7 +59,7 @@ def test_readme_models_example_works_as_written(tmp_path):
         log = process.communicate(timeout=15)[0]
     assert outputs[0]["status"] == "success" and outputs[0]["id"] == 1, outputs
     assert outputs[1] == {"status": "success", "data": {"id": 1, "body": "hello"}}  # the pin is write-only
-    assert "1 tables" in log and (tmp_path / "notes.db").exists()
+    assert "1 table (" in log and (tmp_path / "notes.db").exists()
 
 
 def _wait_healthy(base: str, process, timeout: float = 30) -> None:

@@ -18,7 +18,6 @@ from pathlib import Path
 
 import pytest
 import requests
-
 from conftest import ROOT, free_port
 
 # Every top-level module and package Tiddly installed before it became one package.

@@ -1,14 +1,29 @@
 """`--reflect`: an existing database, built here with plain SQL, served without model code."""
 from __future__ import annotations
 
+import sqlite3
+import subprocess
+import sys
+from contextlib import closing
+
 import pytest
 import requests
-from conftest import DATABASES, server_url
+from conftest import DATABASES, drop_state_home, free_port, server_url
 from envelope import assert_error, ok
-from sqlalchemy import UniqueConstraint, create_engine, text
+from sqlalchemy import (
+    MetaData,
+    Table,
+    UniqueConstraint,
+    create_engine,
+    inspect,
+    select,
+    text,
+)
+from sqlalchemy.engine import make_url
 
 from tiddly import create_app, schema
 from tiddly.config import Config
+from tiddly.database import StateHome
 
 MY_TABLES = ("order_lines", "order", "customers", "event_log")
 AUTO_PK = {"sqlite": "INTEGER PRIMARY KEY", "postgresql": "SERIAL PRIMARY KEY",
@@ -33,6 +48,8 @@ def _ddl(dialect: str) -> list[str]:
 def existing_db(request, tmp_path) -> str:
     """A database holding the tables above (and, on a server, whatever else is there)."""
     url = f"sqlite:///{tmp_path / 'existing.db'}" if request.param == "sqlite" else server_url(request.param)
+    if request.param != "sqlite":
+        drop_state_home(url)
     engine = create_engine(url)
     with engine.begin() as conn:
         quote = conn.dialect.identifier_preparer.quote
@@ -130,3 +147,132 @@ def test_serve_reflect_with_tables_and_exclude(tmp_path, live_server_factory):
     assert created.status_code == 201, created.text
     assert requests.get(only.url + "/order").json()["code"] == "unknown_table"
     assert not (tmp_path / "tiddly.db").exists()
+
+
+def test_tables_shows_what_the_database_declares_and_the_servers_cap_apart(existing_db):
+    engine = create_engine(existing_db)
+    with engine.begin() as conn:
+        dialect = conn.dialect.name
+        conn.execute(text("DROP TABLE IF EXISTS notes"))
+        conn.execute(text(f"CREATE TABLE notes (id {AUTO_PK[dialect]}, body TEXT, title VARCHAR(40) NOT NULL)"))
+    try:
+        found = schema.reflected(engine, tables=["notes"])
+        app = create_app(Config(database_url=existing_db, max_string_length=5000), found.metadata, found.registry)
+        (notes,) = ok(app.test_client().get("/-/tables"))["data"]
+        app.extensions["tiddly"].db.dispose()
+        columns = {c["name"]: c for c in notes["columns"]}
+        assert columns["id"]["nullable"] is False and columns["id"]["required"] is False
+        assert columns["body"]["max_string_length"] == 5000 and "max_length" not in columns["body"]
+        assert columns["title"]["max_length"] == 40 and "max_string_length" not in columns["title"]
+    finally:
+        with engine.begin() as conn:
+            conn.execute(text("DROP TABLE notes"))
+        engine.dispose()
+
+
+# -- --reflect adds nothing to the database: Tiddly's own tables live apart -----------------
+
+OWN_TABLES = {"api_keys", "idempotency_keys", "login_tokens", "tiddly_secrets"}
+
+
+def _database_itself(url: str) -> dict:
+    """What the database's own schema holds, as a user would look at it."""
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        found = {"tables": set(inspect(conn).get_table_names())}
+        if conn.dialect.name == "sqlite":
+            found["journal_mode"] = conn.exec_driver_sql("PRAGMA journal_mode").scalar()
+    engine.dispose()
+    return found
+
+
+def _state_tables(url: str) -> set[str]:
+    """The tables in the home apart where a --reflect gateway keeps its own state."""
+    home = StateHome.beside(make_url(url))
+    if home.sidecar:
+        with closing(sqlite3.connect(home.sidecar)) as conn:
+            return {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        names = set(inspect(conn).get_table_names(schema=home.schema))
+    engine.dispose()
+    return names
+
+
+def test_serve_reflect_adds_nothing_to_the_database(existing_db, live_server_factory, tmp_path):
+    before = _database_itself(existing_db)
+    server = live_server_factory(existing_db, extra_args=("--reflect", "--tables", ",".join(MY_TABLES)))
+    created = requests.post(server.url + "/customers", json={"email": "ada@example.com"},
+                            headers={"Idempotency-Key": "first"})
+    replayed = requests.post(server.url + "/customers", json={"email": "ada@example.com"},
+                             headers={"Idempotency-Key": "first"})
+    assert created.status_code == 201 and replayed.headers.get("Idempotent-Replayed") == "true"
+    for total in (1, 2):
+        assert requests.post(server.url + "/order", json={"customer_id": created.json()["id"], "total": total}).ok
+    assert requests.get(server.url + "/order?limit=1").json()["next"]  # a signed cursor: the secret is stored
+
+    # A key made from the command line is the key the server asks for: they share the one place.
+    key = subprocess.run([sys.executable, "-m", "tiddly", "keys", "create", "--reflect", "--name", "k",
+                          "--scope", "read", "--database-url", existing_db],
+                         capture_output=True, text=True, timeout=60, check=True).stdout.strip()
+    assert requests.get(server.url + "/customers").status_code == 401
+    assert requests.get(server.url + "/customers", headers={"Authorization": f"Bearer {key}"}).status_code == 200
+    banner = server.stop()
+
+    assert _database_itself(existing_db) == before  # no table added, SQLite's journal mode as it was
+    assert _state_tables(existing_db) == OWN_TABLES
+    home = StateHome.beside(make_url(existing_db))
+    assert f"its own tables (API keys, login tokens, idempotency keys, its secret) are in {home.place}" in banner
+    if home.sidecar:  # beside the file: only Tiddly's own file and its writer lock, no WAL, no .writer-lock
+        assert before["journal_mode"] == "delete"
+        assert sorted(p.name for p in tmp_path.iterdir()) == \
+            ["existing.db", "existing.db-tiddly", "existing.db-tiddly.writer-lock"]
+
+
+def test_an_idempotency_key_commits_and_rolls_back_with_its_write(reflected_client, existing_db):
+    """Apart but on the same connection: the key's claim is in the write's own transaction."""
+    client = reflected_client
+    first = client.post("/customers", json={"email": "ada@example.com"}, headers={"Idempotency-Key": "k1"})
+    assert first.status_code == 201
+    failed = client.post("/customers", json={"email": "ada@example.com"}, headers={"Idempotency-Key": "k2"})
+    assert_error(failed, 409, "unique_violation")
+    engine = create_engine(existing_db)
+    keys = Table("idempotency_keys", MetaData(), autoload_with=engine, schema=StateHome.beside(engine.url).schema) \
+        if not existing_db.startswith("sqlite") else None
+    with engine.connect() as conn:
+        if keys is not None:
+            stored = set(conn.execute(select(keys.c.key)).scalars())
+        else:
+            conn.exec_driver_sql("ATTACH DATABASE ? AS tiddly", (StateHome.beside(engine.url).sidecar,))
+            stored = {key for (key,) in conn.exec_driver_sql("SELECT key FROM tiddly.idempotency_keys")}
+    engine.dispose()
+    assert stored == {"k1"}  # k2's claim rolled back with its failed insert
+    retry = client.post("/customers", json={"email": "grace@example.com"}, headers={"Idempotency-Key": "k2"})
+    assert retry.status_code == 201  # so the key is free for a new request
+
+
+def test_reflect_on_an_empty_database_says_so(tmp_path):
+    empty = tmp_path / "empty.db"
+    sqlite3.connect(empty).close()
+    result = subprocess.run([sys.executable, "-m", "tiddly", "serve", "--reflect", "--port", str(free_port()),
+                             "--database-url", f"sqlite:///{empty}"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "has no tables to serve: --reflect serves the tables a database already has" in result.stderr
+    assert "leave out --reflect to serve Tiddly's demo tables" in result.stderr
+    missing = subprocess.run([sys.executable, "-m", "tiddly", "serve", "--reflect", "--port", str(free_port()),
+                              "--database-url", f"sqlite:///{tmp_path / 'typo.db'}"],
+                             capture_output=True, text=True, timeout=60)
+    assert missing.returncode == 1 and f"no SQLite database at {tmp_path / 'typo.db'}" in missing.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.db"]  # nothing made: no sidecar, no typo.db
+
+
+def test_keys_without_reflect_refuse_a_database_of_others_tables(tmp_path):
+    url = f"sqlite:///{tmp_path / 'theirs.db'}"
+    with closing(sqlite3.connect(tmp_path / "theirs.db")) as conn:
+        conn.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)")
+    before = _database_itself(url)
+    result = subprocess.run([sys.executable, "-m", "tiddly", "keys", "create", "--name", "k", "--scope", "read",
+                             "--database-url", url], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1 and "if you serve it with --reflect, add --reflect here too" in result.stderr
+    assert _database_itself(url) == before and before["journal_mode"] == "delete"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["theirs.db"]

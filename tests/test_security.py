@@ -45,8 +45,9 @@ def keys_cli(db_url: str, *args: str):
     return CliRunner().invoke(main, ["keys", *args, "--database-url", db_url])
 
 
-def new_key(db_url: str, name: str, scope: str = "write", tables: str | None = None) -> str:
-    result = keys_cli(db_url, "create", "--name", name, "--scope", scope, *(["--tables", tables] if tables else []))
+def new_key(db_url: str, name: str, scope: str = "write", tables: str | None = None, reflect: bool = False) -> str:
+    result = keys_cli(db_url, "create", "--name", name, "--scope", scope, *(["--tables", tables] if tables else []),
+                      *(["--reflect"] if reflect else []))
     assert result.exit_code == 0, result.output
     return result.stdout.strip()
 
@@ -333,7 +334,7 @@ def test_internal_tables_are_not_exposed(client, db_url):
 
 def test_reflection_exposes_no_gateway_table_and_no_password_hash(client, db_url, engine):
     add_user(client)
-    headers = bearer(new_key(db_url, "k"))
+    headers = bearer(new_key(db_url, "k", reflect=True))  # a reflected database's keys live apart
     found = schema.reflected(engine)
     assert not set(found.registry.tables) & {t.name for t in internal_tables()}
     with pytest.raises(schema.SchemaError, match="never exposed"):

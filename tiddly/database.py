@@ -7,26 +7,33 @@ on any exception, always closes, and turns driver errors into typed ``errors``.
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import os
+import re
+import sqlite3
 import threading
 import time
 from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from sqlalchemy import case, create_engine, event, func, select, text
+from sqlalchemy import case, create_engine, event, func, inspect, select, text
 from sqlalchemy.dialects.mysql import insert as mysql_insert
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import (
+    ArgumentError,
     DataError,
     DBAPIError,
     DisconnectionError,
     IntegrityError,
+    NoSuchModuleError,
     OperationalError,
 )
 from sqlalchemy.orm import Session
+from sqlalchemy.schema import CreateSchema
 
 from tiddly.errors import (
     ApiError,
@@ -39,8 +46,95 @@ from tiddly.errors import (
 )
 
 SQLITE_BUSY_TIMEOUT_S = 30
+STATE_SCHEMA = "tiddly"  # the name Tiddly's own tables are qualified with when they live apart
+SCHEMA_LOCK_WAIT_S = 60  # how long a starting Tiddly waits for another to finish preparing the schema
 POOL_IDLE_PING_S = 5  # a pooled connection idle longer than this is pinged before use
 _WRITE_OPTION = "tiddly_write"
+# Driverless URLs, as hosting services set DATABASE_URL, get the drivers Tiddly ships.
+SHIPPED_DRIVERS = {"postgres": "postgresql+psycopg", "postgresql": "postgresql+psycopg",
+                   "mysql": "mysql+pymysql", "mariadb": "mariadb+pymysql"}
+
+
+class CannotOpen(Exception):
+    """The database URL is unusable or the database cannot be reached; the message says why."""
+
+
+def engine_url(url: str | URL) -> URL:
+    """The URL to make an engine from: parsed, with a shipped driver for a driverless form,
+    and checked that SQLAlchemy knows its kind and its driver is installed."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise CannotOpen(f"{_redacted(str(url))!r} is not a database URL; write it like "
+                         "sqlite:///file.db, postgresql://user:password@host/dbname or "
+                         "mysql://user:password@host/dbname") from None
+    parsed = parsed.set(drivername=SHIPPED_DRIVERS.get(parsed.drivername, parsed.drivername))
+    try:
+        parsed.get_dialect().import_dbapi()
+    except NoSuchModuleError:
+        raise CannotOpen(f"unknown kind of database {parsed.get_backend_name()!r} in the URL; "
+                         "Tiddly speaks sqlite, postgresql and mysql/mariadb") from None
+    except ImportError as exc:
+        raise CannotOpen(f"the URL asks for the driver {parsed.drivername!r}, whose module {exc.name!r} "
+                         "is not installed; leave the driver out (postgresql://, mysql://) to use the "
+                         "one Tiddly ships") from None
+    return parsed
+
+
+def _redacted(text: str) -> str:
+    return re.sub(r":[^:@/]*@", ":***@", text)
+
+
+def _explain(exc: DBAPIError, url: URL) -> str:
+    """One or two lines for a person: why the database at ``url`` cannot be opened."""
+    errno, args = _mysql_errno(exc.orig), getattr(exc.orig, "args", ())
+    message = str(args[1] if errno is not None and len(args) > 1 else exc.orig).strip()
+    where = f"{url.host or 'localhost'}:{url.port or ''}".rstrip(":")
+    backend = url.get_backend_name()
+    if backend == "sqlite":
+        reason = _sqlite_open_failure(url.database or "", message)
+    elif errno == 1049 or 'database "' in message and "does not exist" in message:
+        create = f"createdb {url.database}" if backend == "postgresql" else f"CREATE DATABASE {url.database}"
+        reason = f"the database {url.database!r} does not exist on {where}\ncreate it ({create}) or fix the URL"
+    elif "Connection refused" in message:
+        reason = f"nothing is listening at {where}\nis the database server running, on that host and port?"
+    else:  # the driver's own words, from the line that names the problem
+        lines = [line.strip() for line in message.splitlines() if line.strip()] or [exc.__class__.__name__]
+        reason = next((line.split("FATAL:", 1)[1].strip() for line in lines if "FATAL:" in line), lines[0])
+    return f"cannot open the database {url.render_as_string(hide_password=True)}: {reason}"
+
+
+def _sqlite_open_failure(path: str, message: str) -> str:
+    folder = Path(path).resolve().parent
+    if not folder.is_dir():
+        return f"the directory {folder} does not exist"
+    if "unable to open" in message:
+        return f"cannot create or open the file {path} (check the permissions of {folder})"
+    return message.splitlines()[0]
+
+
+@dataclass(frozen=True)
+class StateHome:
+    """Where Tiddly's own tables (API keys, login tokens, idempotency keys, its secret) live
+    when they must stay out of the database's own schema (``--reflect``): in the same
+    database server, reached on the same connection, so that one transaction spans them and
+    the database's tables (an Idempotency-Key commits with its write)."""
+    schema: str               # what statements qualify Tiddly's tables with
+    place: str                # for people: 'schema "tiddly"', 'database shop_tiddly', 'file /x/shop.db-tiddly'
+    sidecar: str | None = None  # SQLite: the file attached as ``schema``
+
+    @classmethod
+    def beside(cls, url: URL) -> "StateHome":
+        backend = url.get_backend_name()
+        if backend == "sqlite":
+            path = url.database or ""
+            sidecar = ":memory:" if path in ("", ":memory:") or path.startswith("file:") \
+                else str(Path(path).resolve()) + "-tiddly"
+            return cls(STATE_SCHEMA, f"file {sidecar}", sidecar)
+        if backend == "postgresql":
+            return cls(STATE_SCHEMA, f'schema "{STATE_SCHEMA}"')
+        name = f"{url.database}_{STATE_SCHEMA}"  # MariaDB: a database of its own, on the same server
+        return cls(name, f"database {name}")
 
 
 def make_engine(url: str, statement_timeout_ms: int = 30_000) -> Engine:
@@ -48,7 +142,16 @@ def make_engine(url: str, statement_timeout_ms: int = 30_000) -> Engine:
     return _engines(url, statement_timeout_ms)[0]
 
 
-def _engines(url: str, statement_timeout_ms: int) -> tuple[Engine, Engine]:
+def _engines(url: str, statement_timeout_ms: int, home: StateHome | None = None) -> tuple[Engine, Engine]:
+    """The engine for transactions and the engine for reads (``_engines_for``), with Tiddly's
+    own tables (those of the default schema, ``None``) sent to ``home`` when it is given."""
+    engines = _engines_for(engine_url(url), statement_timeout_ms, home)
+    if home is None:
+        return engines
+    return tuple(e.execution_options(schema_translate_map={None: home.schema}) for e in engines)
+
+
+def _engines_for(parsed: URL, statement_timeout_ms: int, home: StateHome | None) -> tuple[Engine, Engine]:
     """The engine for transactions, and the engine of read-only scopes: each statement on
     its own, outside a transaction, where the database reads the same that way.
 
@@ -56,10 +159,9 @@ def _engines(url: str, statement_timeout_ms: int) -> tuple[Engine, Engine]:
     or not, so autocommit reads the same data and saves the BEGIN and COMMIT round trips;
     SQLite then reads as PostgreSQL does. MySQL keeps the transaction: its REPEATABLE READ
     snapshot spans the statements, and switching autocommit would itself cost a round trip."""
-    parsed = make_url(url)
     backend = parsed.get_backend_name()
     if backend == "sqlite":
-        return _sqlite_engines(parsed)
+        return _sqlite_engines(parsed, home)
     if backend == "postgresql":
         # Connections rest in autocommit and a transaction switches its connection out of it
         # and back: switching cost about 250,000 instructions per checkout, and reads, the
@@ -97,12 +199,17 @@ def _ping_when_idle(engine: Engine) -> Engine:
     return engine
 
 
-def _sqlite_engines(url) -> tuple[Engine, Engine]:
+def _sqlite_engines(url, home: StateHome | None) -> tuple[Engine, Engine]:
     """Connections in the driver's autocommit mode; transactions begin with our own BEGIN.
 
     The "begin" listener sits on an engine derived from the pooled one, not on the pooled
     one: a connection-level listener puts every statement of its engine through event
-    dispatch, which cost reads (that need no BEGIN) about 200,000 instructions each."""
+    dispatch, which cost reads (that need no BEGIN) about 200,000 instructions each.
+
+    With a ``home``, the file is someone else's, and Tiddly's sidecar file is attached, once it
+    exists, so one transaction spans both (atomic across them when neither is in WAL mode).
+    Opening a file changes nothing in it: WAL is switched on when Tiddly makes its own tables
+    (``create_all``), never in a file that is someone else's."""
     pooled = create_engine(
         url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S, "check_same_thread": False}
     )
@@ -113,7 +220,8 @@ def _sqlite_engines(url) -> tuple[Engine, Engine]:
         # BEGIN is deferred and cannot take the write lock up front).
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
+        if home is not None and (home.sidecar == ":memory:" or os.path.exists(home.sidecar)):  # create_state()
+            cursor.execute(f"ATTACH DATABASE ? AS {home.schema}", (home.sidecar,))
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA case_sensitive_like=ON")
         cursor.close()
@@ -137,13 +245,14 @@ class _SqliteWriterQueue:
     load a writer sleeps long after the lock came free while another takes it again and
     again. Here the threads of a process queue on a lock and are woken the moment the
     writer before them is done, and processes take turns on an exclusive lock on a file
-    beside the database (``<database>.writer-lock``), polled every 5 ms at most. A write
-    scope opened inside another one in the same thread passes (and then waits on SQLite's
-    own lock, as before)."""
+    beside Tiddly's own database file (``<tiddly.db>.writer-lock``, or with ``--reflect``
+    ``<sidecar>.writer-lock``: never beside someone else's file), polled every 5 ms at most.
+    A write scope opened inside another one in the same thread passes (and then waits on
+    SQLite's own lock, as before)."""
 
-    def __init__(self, path: str):
+    def __init__(self, lock_path: str):
         self._threads = threading.RLock()
-        self._path = path + ".writer-lock"
+        self._path = lock_path
         self._fd: int | None = None
         self._depth = 0
 
@@ -193,6 +302,10 @@ def _quietly(end) -> None:
         pass
 
 
+# The key of the PostgreSQL advisory lock a starting Tiddly holds (advisory locks are per database).
+_SCHEMA_LOCK_KEY = int.from_bytes(b"tiddly", "big")
+
+
 def _busy() -> DatabaseUnavailable:
     return DatabaseUnavailable("the database is busy with other writes; try again")
 
@@ -204,13 +317,13 @@ _SQLITE_WRITERS_GUARD = threading.Lock()
 os.register_at_fork(after_in_child=_SQLITE_WRITERS.clear)
 
 
-def _sqlite_writer_queue(engine: Engine) -> _SqliteWriterQueue | None:
-    path = engine.url.database or ""
+def _sqlite_writer_queue(engine: Engine, home: StateHome | None) -> _SqliteWriterQueue | None:
+    path = home.sidecar if home else engine.url.database or ""
     if not path or path == ":memory:" or path.startswith("file:"):
         return None  # an in-memory database has one connection's worth of writers anyway
-    key = str(Path(path).resolve())
+    lock_path = str(Path(path).resolve()) + ".writer-lock"
     with _SQLITE_WRITERS_GUARD:
-        return _SQLITE_WRITERS.setdefault(key, _SqliteWriterQueue(key))
+        return _SQLITE_WRITERS.setdefault(lock_path, _SqliteWriterQueue(lock_path))
 
 
 def _mysql_session_setup(engine: Engine, statement_timeout_ms: int) -> None:
@@ -231,10 +344,13 @@ def _mysql_session_setup(engine: Engine, statement_timeout_ms: int) -> None:
 class Database:
     """One engine (and its pool) for the process; a fresh Session per request."""
 
-    def __init__(self, url: str, statement_timeout_ms: int = 30_000):
-        self.engine, self._read_engine = _engines(url, statement_timeout_ms)
+    def __init__(self, url: str, statement_timeout_ms: int = 30_000, state_apart: bool = False):
+        """``state_apart``: Tiddly's own tables live apart from the database's (a StateHome)."""
+        self.state_home = StateHome.beside(engine_url(url)) if state_apart else None
+        self.engine, self._read_engine = _engines(url, statement_timeout_ms, self.state_home)
         self._write_engine = self.engine.execution_options(**{_WRITE_OPTION: True})
-        self._writers = _sqlite_writer_queue(self.engine) if self.engine.dialect.name == "sqlite" else None
+        self._writers = _sqlite_writer_queue(self.engine, self.state_home) \
+            if self.engine.dialect.name == "sqlite" else None
 
     @property
     def dialect_name(self) -> str:
@@ -284,8 +400,72 @@ class Database:
             session.execute(text("CREATE TABLE tiddly_write_probe (x INTEGER)"))  # SQLite's DDL rolls back
             session.rollback()
 
+    def check_open(self, must_exist: bool = False) -> None:
+        """Connect once; a failure is ``CannotOpen``, in words a person can act on.
+        ``must_exist``: a SQLite file that is not there is not created but refused."""
+        path = self.engine.url.database or ""
+        if must_exist and self.dialect_name == "sqlite" and path not in ("", ":memory:") \
+                and not path.startswith("file:") and not os.path.exists(path):
+            raise CannotOpen(f"no SQLite database at {Path(path).resolve()}: check the path in the URL")
+        try:
+            with self.engine.connect():
+                pass
+        except DBAPIError as exc:
+            raise CannotOpen(_explain(exc, self.engine.url)) from None
+
+    @contextmanager
+    def schema_lock(self) -> Iterator[None]:
+        """Hold the database's own lock while the schema is checked and made, so processes
+        starting together on one database, on any host, take turns: PostgreSQL's advisory
+        lock, MariaDB's GET_LOCK (per database name), SQLite's writer queue (one host)."""
+        if self.dialect_name == "sqlite":
+            with self._writers.turn() if self._writers else nullcontext():
+                yield
+            return
+        if self.dialect_name == "postgresql":
+            take = text("SELECT pg_advisory_lock(:key) IS NOT NULL"), {"key": _SCHEMA_LOCK_KEY}
+            release = text("SELECT pg_advisory_unlock(:key)"), {"key": _SCHEMA_LOCK_KEY}
+        else:
+            name = f"tiddly-schema-{hashlib.sha256(str(self.engine.url.database).encode()).hexdigest()[:40]}"
+            take = text("SELECT GET_LOCK(:name, :wait) = 1"), {"name": name, "wait": SCHEMA_LOCK_WAIT_S}
+            release = text("SELECT RELEASE_LOCK(:name)"), {"name": name}
+        with self._read_engine.connect() as connection:
+            try:
+                taken = connection.execute(*take).scalar()
+            except DBAPIError:  # PostgreSQL: the statement timeout ended the wait
+                taken = False
+            if not taken:
+                raise CannotOpen("another Tiddly has been preparing this database's schema for too long; "
+                                 "try again when it is done")
+            try:
+                yield
+            finally:
+                connection.execute(*release)
+                connection.commit()
+
+    def create_state(self, metadata, tables) -> None:
+        """Create Tiddly's own ``tables`` where they live: beside the database's tables, or in
+        their home apart, made first when missing (the schema, the database, the file)."""
+        home = self.state_home
+        try:
+            if home and home.sidecar and not os.path.exists(home.sidecar) and home.sidecar != ":memory:":
+                sqlite3.connect(home.sidecar).close()
+                self.engine.dispose()  # connections opened before the file existed did not attach it
+            elif home and not home.sidecar:
+                with self._read_engine.connect() as connection:
+                    if home.schema not in inspect(connection).get_schema_names():
+                        connection.execute(CreateSchema(home.schema))
+                        connection.commit()
+        except DBAPIError as exc:
+            reason = (str(exc.orig).strip().splitlines() or ["refused"])[0]
+            raise CannotOpen(f"cannot create {home.place} for Tiddly's own tables (keys, tokens): {reason}") from None
+        self.create_all(metadata, tables)
+
     def create_all(self, metadata, tables=None) -> None:
         try:
+            if self.dialect_name == "sqlite" and not self.state_home:  # Tiddly's own file: its readers
+                with self._read_engine.connect() as connection:         # never wait for its writers
+                    connection.exec_driver_sql("PRAGMA journal_mode=WAL")
             metadata.create_all(self.engine, tables=tables)
         except DBAPIError as exc:
             raise translate_error(exc) from exc

@@ -89,17 +89,29 @@ class State:
     current: str | None      # the database's revision; None: not under migration control
     head: str
     has_tables: bool         # any shipped model's table exists
+    other_tables: int        # tables that are neither the shipped models' nor Alembic's
 
     @property
     def at_head(self) -> bool:
         return self.current == self.head
+
+    @property
+    def empty(self) -> bool:
+        """No table at all (but perhaps Alembic's, after a downgrade to base): nothing to lose."""
+        return not self.has_tables and not self.other_tables
+
+    @property
+    def someone_elses(self) -> bool:
+        """Tables, and none of them Tiddly's: a database Tiddly did not make."""
+        return self.current is None and not self.has_tables and bool(self.other_tables)
 
 
 def state(engine: Engine) -> State:
     with engine.connect() as connection:
         current = MigrationContext.configure(connection).get_current_revision()
         existing = set(inspect(connection).get_table_names())
-    return State(current, head(), bool(existing & set(Base.metadata.tables)))
+    shipped = set(Base.metadata.tables)
+    return State(current, head(), bool(existing & shipped), len(existing - shipped - {"alembic_version"}))
 
 
 def missing_tables(engine: Engine) -> set[str]:

@@ -47,7 +47,8 @@ class ColumnSpec:
     kind: str
     nullable: bool
     required: bool
-    max_length: int | None = None
+    max_length: int | None = None  # the longest string accepted: the column's own length, or the server's cap
+    length_declared: bool = True   # False: max_length is the server's max_string_length, not the column's
     int_bits: int = 32  # the range an integer column accepts: -2**(bits-1) .. 2**(bits-1)-1
 
     @property
@@ -259,8 +260,8 @@ class TableSpec:
         return values
 
     def with_string_limit(self, max_length: int) -> "TableSpec":
-        columns = {name: replace(c, max_length=max_length) if c.kind == "string" and c.max_length is None else c
-                   for name, c in self.columns.items()}
+        columns = {name: replace(c, max_length=max_length, length_declared=False)
+                   if c.kind == "string" and c.max_length is None else c for name, c in self.columns.items()}
         return replace(self, columns=columns, primary_key=tuple(columns[c.name] for c in self.primary_key))
 
     def describe(self) -> dict:
@@ -270,10 +271,17 @@ class TableSpec:
             "verbs": self.verbs,
             "columns": [
                 {"name": c.name, "type": c.kind, "nullable": c.nullable, "required": c.required,
-                 "policy": c.policy.value, **({"max_length": c.max_length} if c.max_length else {})}
+                 "policy": c.policy.value, **_length(c)}
                 for c in self.columns.values() if c.policy is not Policy.HIDDEN
             ],
         }
+
+
+def _length(col: ColumnSpec) -> dict:
+    """What the database declares (max_length) or, apart, the server's cap on a column that declares none."""
+    if not col.max_length:
+        return {}
+    return {"max_length" if col.length_declared else "max_string_length": col.max_length}
 
 
 def _from_path_text(col: ColumnSpec, raw: str):
@@ -293,10 +301,12 @@ def column_spec(column: Column) -> ColumnSpec:
     declared = column.info.get("policy")
     policy = Policy(declared) if declared else (Policy.READ_ONLY if auto_pk else Policy.NORMAL)
     has_default = column.default is not None or column.server_default is not None
+    # A key is never null, though SQLite reports its keys (INTEGER PRIMARY KEY too) nullable.
+    nullable = bool(column.nullable) and not column.primary_key
     return ColumnSpec(
         name=column.name, column=column, policy=policy, kind=_kind(column),
-        nullable=bool(column.nullable),
-        required=not column.nullable and not has_default and not auto_pk,
+        nullable=nullable,
+        required=not nullable and not has_default and not auto_pk,
         max_length=getattr(column.type, "length", None),
         int_bits=_int_bits(column, auto_pk),
     )

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
-from sqlalchemy import MetaData, UniqueConstraint
+from sqlalchemy import MetaData, UniqueConstraint, inspect
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase
 
@@ -63,11 +63,15 @@ def from_models_file(path: str | Path) -> Schema:
 def reflected(engine: Engine, tables: Iterable[str] | None = None,
               exclude: Iterable[str] = ()) -> Schema:
     """Read every table of an existing database (or the named ones) without model code."""
-    metadata = MetaData(info={"reflected": True})  # create_app never creates a reflected schema
+    # A reflected schema is never created (create_app), and Tiddly's own tables live apart from it.
+    metadata = MetaData(info={"reflected": True})
     chosen = list(tables) if tables else None
     try:
+        # The tables name their schema, the database's default one: Tiddly's own tables, which
+        # name none, are then the only ones sent to their home apart (database.StateHome).
+        default = inspect(engine).default_schema_name
         # Referenced tables are reflected too (foreign keys need them), but only chosen ones are exposed.
-        metadata.reflect(engine, only=chosen, resolve_fks=True)
+        metadata.reflect(engine, schema=default, only=chosen, resolve_fks=True)
     except Exception as exc:  # noqa: BLE001 - the CLI reports it in one sentence
         raise SchemaError(f"cannot reflect the database: {exc.__class__.__name__}: {_first_line(exc)}") from exc
     if engine.dialect.name == "sqlite":
@@ -76,10 +80,21 @@ def reflected(engine: Engine, tables: Iterable[str] | None = None,
     refused = sorted(own & set(chosen or ()))
     if refused:
         raise SchemaError(f"{', '.join(refused)}: Tiddly's own tables (keys, tokens) are never exposed")
-    names = chosen or [t for t in metadata.tables if t not in _BOOKKEEPING and t not in own]
-    names = [n for n in names if n not in set(exclude)]
+    found = [t.name for t in metadata.tables.values()
+             if t.schema == default and t.name not in _BOOKKEEPING and t.name not in own]
+    names = [n for n in chosen or found if n not in set(exclude)]
+    if not names:
+        raise SchemaError(_nothing_to_reflect(engine, bool(found)))
     _copy_shipped_policies(metadata)
     return Schema(metadata, _registry(metadata, names, set()), False, "reflected")
+
+
+def _nothing_to_reflect(engine: Engine, excluded: bool) -> str:
+    where = engine.url.render_as_string(hide_password=True)
+    if excluded:
+        return f"--exclude leaves no table of {where} to serve"
+    return (f"{where} has no tables to serve: --reflect serves the tables a database already has. "
+            "Create yours first, or leave out --reflect to serve Tiddly's demo tables there")
 
 
 def _gateway_tables() -> set[str]:

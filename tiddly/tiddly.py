@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from typing import Any, Callable
+from urllib.parse import quote
 
 from flask import Flask, Response, g, request
 from sqlalchemy.exc import DBAPIError
@@ -77,11 +78,13 @@ class Gateway:
 def create_app(config: Config | None = None, metadata=None, registry: Registry | None = None) -> Flask:
     config = config or Config.from_env()
     metadata = metadata if metadata is not None else Base.metadata
-    db = Database(config.database_url, config.statement_timeout_ms)
-    if config.create_tables and not metadata.info.get("reflected"):  # a reflected schema is never created
+    reflected = bool(metadata.info.get("reflected"))
+    # A reflected database is someone else's: it is never created, and Tiddly's own state lives apart.
+    db = Database(config.database_url, config.statement_timeout_ms, state_apart=reflected)
+    if config.create_tables and not reflected:
         db.create_all(metadata)
     if config.create_tables:  # the gateway's own state (API keys, login tokens), whatever the schema
-        db.create_all(Base.metadata, tables=internal_tables())
+        db.create_state(Base.metadata, internal_tables())
     registry = (registry or Registry.from_metadata(metadata)).with_string_limit(config.max_string_length)
     gateway = Gateway(config, db, registry)
 
@@ -95,7 +98,7 @@ def create_app(config: Config | None = None, metadata=None, registry: Registry |
     app.add_url_rule("/-/login", "login", lambda: _login(gateway), methods=["POST"])
     app.add_url_rule("/-/<path:rest>", "meta_unknown", _unknown_meta_route, methods=COLLECTION_VERBS)
     app.add_url_rule("/<table>", "collection", lambda table: _collection(gateway, table),
-                     methods=COLLECTION_VERBS)  # Flask adds OPTIONS itself
+                     methods=COLLECTION_VERBS, strict_slashes=False)  # /books/ too; Flask adds OPTIONS itself
     app.add_url_rule("/<table>/<path:pk>", "row", lambda table, pk: _row(gateway, table, pk),
                      methods=ROW_VERBS)
     app.register_error_handler(ApiError, _api_error)
@@ -222,7 +225,7 @@ def _collection(gateway: Gateway, table: str) -> Response:
     write = method not in READ_VERBS + ("HEAD",)
     key = _idempotency_key(gateway) if write else None
     with gateway.db.session(write=write) as session:
-        return _respond(gateway, session, key, lambda: handler(gateway, spec, session))
+        return _respond(gateway, session, key, spec.name, lambda: handler(gateway, spec, session))
 
 
 def _row(gateway: Gateway, table: str, raw_pk: str) -> Response:
@@ -232,7 +235,8 @@ def _row(gateway: Gateway, table: str, raw_pk: str) -> Response:
     pk = spec.pk_from_path(raw_pk)
     key = _idempotency_key(gateway) if method != "GET" else None
     with gateway.db.session(write=method != "GET") as session:
-        return _respond(gateway, session, key, lambda: _ROW_HANDLERS[method](gateway, spec, session, pk))
+        return _respond(gateway, session, key, spec.name,
+                        lambda: _ROW_HANDLERS[method](gateway, spec, session, pk))
 
 
 def _idempotency_key(gateway: Gateway) -> str | None:
@@ -254,22 +258,42 @@ def _purge_expired_keys(gateway: Gateway) -> None:
             idempotency.delete_expired(session, expired)
 
 
-def _respond(gateway: Gateway, session, key: str | None, run: Callable[[], tuple[dict, int]]) -> Response:
+def _respond(gateway: Gateway, session, key: str | None, table: str,
+             run: Callable[[], tuple[dict, int]]) -> Response:
     """Run the handler; under an Idempotency-Key, replay the key's first response instead.
 
     The key is claimed and its response stored in the write's own transaction,
     so both commit together or neither does.
     """
     if key is None:
-        return _ok(*run())
+        return _answer(table, *run())
     fingerprint = idempotency.fingerprint(request.method, request.full_path, request.get_data())
     stored = idempotency.claim(session, key, fingerprint, gateway.config.idempotency_ttl_s)
     if stored is not None:
-        return Response(stored.body, stored.status, mimetype="application/json",
-                        headers={"Idempotent-Replayed": "true"})
-    response = _ok(*run())
+        response = Response(stored.body, stored.status, mimetype="application/json",
+                            headers={"Idempotent-Replayed": "true"})
+        if stored.status == 201:
+            _locate(response, table, jsonio.loads(stored.body).get("id"))
+        return response
+    response = _answer(table, *run())
     idempotency.record(session, key, response.status_code, response.get_data())
     return response
+
+
+def _answer(table: str, payload: dict, status: int) -> Response:
+    response = _ok(payload, status)
+    if status == 201:
+        _locate(response, table, payload.get("id"))
+    return response
+
+
+def _locate(response: Response, table: str, pk) -> None:
+    """A 201 that created one row says where it lives: ``Location: /<table>/<pk>``."""
+    if pk is None:  # a bulk insert or an import: several rows
+        return
+    parts = pk if isinstance(pk, (list, tuple)) else [pk]
+    path = ",".join(quote(p.isoformat() if hasattr(p, "isoformat") else str(p), safe="") for p in parts)
+    response.headers["Location"] = f"{request.script_root}/{quote(table, safe='')}/{path}"
 
 
 def _read_body(required: bool = True) -> Any:

@@ -30,6 +30,7 @@ class _OneLineErrors(click.Group):
 
 
 @click.group(cls=_OneLineErrors)
+@click.version_option(package_name="tiddly", prog_name="tiddly")
 def main() -> None:
     """Tiddly: a REST gateway over SQL tables."""
 

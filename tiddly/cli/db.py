@@ -2,13 +2,19 @@
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
+from typing import Iterator
 
 import click
+from sqlalchemy.engine import Engine
 
 from tiddly import migrate
-from tiddly.cli.options import database_url_option, load_schema, schema_options
-from tiddly.config import Config
-from tiddly.database import Database
+from tiddly.cli.options import (
+    database_url_option,
+    load_schema,
+    open_database,
+    schema_options,
+)
 from tiddly.tiddly import create_app, openapi_document
 
 
@@ -17,8 +23,7 @@ from tiddly.tiddly import create_app, openapi_document
 @schema_options
 def openapi_command(database_url: str | None, source: dict) -> None:
     """Print the OpenAPI 3.1 document the server would serve at /-/openapi.json."""
-    config = Config.from_env(database_url=database_url)
-    db = Database(config.database_url, config.statement_timeout_ms)
+    config, db = open_database(database_url, reflect=source["reflect"])
     try:
         chosen = load_schema(db, source)
     finally:
@@ -37,8 +42,13 @@ def db_group() -> None:
     """Migrate the shipped models' tables (Alembic; history in migrations/versions)."""
 
 
-def _url(database_url: str | None) -> str:
-    return Config.from_env(database_url=database_url).database_url
+@contextmanager
+def _engine(database_url: str | None) -> Iterator[Engine]:
+    _config, db = open_database(database_url)
+    try:
+        yield db.engine
+    finally:
+        db.dispose()
 
 
 @db_group.command("upgrade")
@@ -46,8 +56,9 @@ def _url(database_url: str | None) -> str:
 @database_url_option
 def db_upgrade(revision: str, database_url: str | None) -> None:
     """Upgrade the database to REVISION (default: head)."""
-    migrate.upgrade(_url(database_url), revision)
-    click.echo(f"at {migrate.current(_url(database_url)) or 'base'}")
+    with _engine(database_url) as engine:
+        migrate.upgrade(engine, revision)
+        click.echo(f"at {migrate.current(engine) or 'base'}")
 
 
 @db_group.command("downgrade")
@@ -55,15 +66,17 @@ def db_upgrade(revision: str, database_url: str | None) -> None:
 @database_url_option
 def db_downgrade(revision: str, database_url: str | None) -> None:
     """Downgrade the database to REVISION (default: one step back; "base": no tables)."""
-    migrate.downgrade(_url(database_url), revision)
-    click.echo(f"at {migrate.current(_url(database_url)) or 'base'}")
+    with _engine(database_url) as engine:
+        migrate.downgrade(engine, revision)
+        click.echo(f"at {migrate.current(engine) or 'base'}")
 
 
 @db_group.command("current")
 @database_url_option
 def db_current(database_url: str | None) -> None:
     """Print the database's revision, and whether it is the head."""
-    current, head = migrate.current(_url(database_url)), migrate.head()
+    with _engine(database_url) as engine:
+        current, head = migrate.current(engine), migrate.head()
     click.echo(f"{current or 'base'}{' (head)' if current == head else f' (head is {head})'}")
 
 
@@ -79,7 +92,8 @@ def db_history() -> None:
 @database_url_option
 def db_stamp(revision: str, database_url: str | None) -> None:
     """Record REVISION as the database's without running migrations (for a schema made by create_all)."""
-    migrate.stamp(_url(database_url), revision)
+    with _engine(database_url) as engine:
+        migrate.stamp(engine, revision)
     click.echo(f"stamped {revision}")
 
 
@@ -90,4 +104,5 @@ def db_stamp(revision: str, database_url: str | None) -> None:
 @database_url_option
 def db_revision(message: str, autogenerate: bool, rev_id: str | None, database_url: str | None) -> None:
     """Write a new revision file into migrations/versions."""
-    click.echo(migrate.revision(_url(database_url), message, autogenerate, rev_id))
+    with _engine(database_url) as engine:
+        click.echo(migrate.revision(engine, message, autogenerate, rev_id))

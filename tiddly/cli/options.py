@@ -8,7 +8,8 @@ import click
 
 from tiddly import migrate, schema
 from tiddly.config import DEFAULT_DATABASE_URL, Config
-from tiddly.database import Database
+from tiddly.database import CannotOpen, Database
+from tiddly.models import Base, internal_tables
 
 
 def _names(raw: tuple[str, ...]) -> list[str]:
@@ -47,6 +48,23 @@ def database_url_option(command):
     )(command)
 
 
+def open_database(database_url: str | None, reflect: bool = False) -> tuple[Config, Database]:
+    """The settings and the database a command names, connected once: a bad URL or a
+    database that cannot be reached is one or two lines naming the problem, not a traceback.
+    ``reflect``: the database is someone else's, served as it is: it must exist already, and
+    Tiddly's own tables live apart from its tables."""
+    config = Config.from_env(database_url=database_url)
+    db = None
+    try:
+        db = Database(config.database_url, config.statement_timeout_ms, state_apart=reflect)
+        db.check_open(must_exist=reflect)
+    except CannotOpen as exc:
+        if db is not None:
+            db.dispose()
+        raise click.ClickException(str(exc)) from None
+    return config, db
+
+
 def load_schema(db: Database, source: dict) -> schema.Schema:
     """The schema the options name; a problem with it is a one-line CLI error."""
     try:
@@ -60,17 +78,26 @@ def load_schema(db: Database, source: dict) -> schema.Schema:
 
 
 def prepare_schema(db: Database, source: dict) -> schema.Schema:
-    """Load the schema and make the database ready for it, once, before any worker starts."""
+    """Load the schema and make the database ready for it (and for Tiddly's own tables), once,
+    before any worker starts; under the database's own lock, so that several processes
+    starting together on one database take turns and all come up."""
     chosen = load_schema(db, source)
-    if chosen.origin == "shipped":
-        _migrate_or_refuse(db)
-    elif chosen.managed:
-        db.create_all(chosen.metadata)
+    try:
+        with db.schema_lock():
+            if chosen.origin == "shipped":
+                _migrate_or_refuse(db)
+            elif chosen.managed:
+                db.create_all(chosen.metadata)
+            db.create_state(Base.metadata, internal_tables())
+    except CannotOpen as exc:
+        raise click.ClickException(str(exc)) from None
     return chosen
 
 
 def _migrate_or_refuse(db: Database) -> None:
-    """SQLite upgrades itself; a server database behind the models refuses to serve."""
+    """An empty database, or a SQLite one behind the models, is upgraded to the head; a server
+    database behind the models, or any holding tables of its own and none of Tiddly's, refuses
+    to serve, naming the command to run."""
     state = migrate.state(db.engine)
     if state.at_head:
         return
@@ -80,15 +107,21 @@ def _migrate_or_refuse(db: Database) -> None:
         click.echo("Tiddly: this schema is not under migration control; when it matches the models, "
                    "run `tiddly db stamp head`", err=True)
         return
-    if db.dialect_name == "sqlite":
+    upgrade = f"tiddly db upgrade --database-url {db.engine.url.render_as_string(hide_password=True)}"
+    if state.someone_elses:
+        raise click.ClickException(
+            f"the database has {state.other_tables} table{'' if state.other_tables == 1 else 's'} of its own "
+            f"and none of Tiddly's: serve those with `tiddly serve --reflect`, or add Tiddly's demo tables "
+            f"beside them with `{upgrade}`")
+    if db.dialect_name == "sqlite" or state.empty:
         migrate.upgrade(db.engine)
-        click.echo(f"Tiddly: migrated the database to revision {state.head}", err=True)
+        click.echo(f"Tiddly: {'created the schema at' if state.empty else 'migrated the database to'} "
+                   f"revision {state.head}", err=True)
         if migrate.missing_tables(db.engine):
             # Still serve; the test suite's migration check fails until the history catches up.
             db.create_all(schema.shipped().metadata)
             click.echo("Tiddly: the migration history lags the models; run "
                        "`tiddly db revision --autogenerate -m ...`", err=True)
         return
-    raise click.ClickException(
-        f"the database schema is at revision {state.current or 'none (no tables)'} but the models need "
-        f"{state.head}; run `tiddly db upgrade --database-url <url>` first")
+    raise click.ClickException(f"the database schema is at revision {state.current} but the models need "
+                               f"{state.head}; run `{upgrade}` first")

@@ -7,9 +7,7 @@ import socket
 import click
 
 from tiddly.cli import options
-from tiddly.config import Config
 from tiddly.database import Database
-from tiddly.models import Base, internal_tables
 from tiddly.services import auth
 from tiddly.tiddly import create_app
 
@@ -20,30 +18,41 @@ from tiddly.tiddly import create_app
 @click.option("--workers", default=2, show_default=True, type=int, help="worker processes")
 @click.option("--threads", default=4, show_default=True, type=int, help="threads per worker")
 @click.option("--insecure", is_flag=True, help="serve without API keys even on an address other machines can reach")
+@click.option("--access-log", metavar="FILE", default=None,
+              help="append a line per request to FILE (- for stderr); default: no access log")
 @options.database_url_option
 @options.schema_options
 def serve(host: str, port: int, workers: int, threads: int, database_url: str | None, source: dict,
-          insecure: bool) -> None:
+          insecure: bool, access_log: str | None) -> None:
     """Serve the gateway with gunicorn, a production WSGI server."""
-    from tiddly.cli.server import address, run  # gunicorn is imported only to serve
+    from tiddly.cli.server import (  # gunicorn is imported only to serve
+        address,
+        check_access_log,
+        check_can_listen,
+        run,
+    )
 
     host = host[1:-1] if host.startswith("[") and host.endswith("]") else host  # [::1] is ::1
-    config = Config.from_env(database_url=database_url)
-    db = Database(config.database_url, config.statement_timeout_ms)
+    check_can_listen(host, port)
+    check_access_log(access_log)
+    config, db = options.open_database(database_url, reflect=source["reflect"])
     db.check_writable()  # a read-only SQLite file or folder, or a full disk: say so now, in one line
     # Once, here, so workers do not race to create tables; the workers inherit the schema.
     chosen = options.prepare_schema(db, source)
-    db.create_all(Base.metadata, tables=internal_tables())
     try:
         open_allowed, mode = _auth_mode(db, host, insecure)
     finally:
         db.dispose()
     safe_url = db.engine.url.render_as_string(hide_password=True)
-    click.echo(f"Tiddly: {len(chosen.registry.tables)} tables ({chosen.origin}) from {safe_url} "
+    count = len(chosen.registry.tables)
+    click.echo(f"Tiddly: {count} table{'' if count == 1 else 's'} ({chosen.origin}) from {safe_url} "
                f"on http://{address(host, port)} (gunicorn, {workers} workers x {threads} threads)", err=True)
+    if db.state_home:
+        click.echo(f"Tiddly: its own tables (API keys, login tokens, idempotency keys, its secret) are in "
+                   f"{db.state_home.place}, apart from the database's", err=True)
     click.echo(f"Tiddly: auth: {mode}", err=True)
     app_config = config.with_(create_tables=False, open_mode_allowed=open_allowed)
-    run(lambda: create_app(app_config, chosen.metadata, chosen.registry), host, port, workers, threads)
+    run(lambda: create_app(app_config, chosen.metadata, chosen.registry), host, port, workers, threads, access_log)
 
 
 def _auth_mode(db: Database, host: str, insecure: bool) -> tuple[bool, str]:

@@ -14,8 +14,12 @@ import click
 from sqlalchemy import inspect
 from sqlalchemy.exc import DBAPIError
 
-from tiddly.cli.options import database_url_option, load_schema, schema_options
-from tiddly.config import Config
+from tiddly.cli.options import (
+    database_url_option,
+    load_schema,
+    open_database,
+    schema_options,
+)
 from tiddly.database import Database, translate_error
 from tiddly.errors import ApiError
 from tiddly.services import export
@@ -24,8 +28,7 @@ _EXTENSIONS = {".csv": "csv", ".ndjson": "ndjson", ".jsonl": "ndjson"}
 
 
 def _open(database_url: str | None, source: dict, table: str):
-    config = Config.from_env(database_url=database_url)
-    db = Database(config.database_url, config.statement_timeout_ms)
+    config, db = open_database(database_url, reflect=source["reflect"])
     registry = load_schema(db, source).registry
     if table in registry.tables and not inspect(db.engine).has_table(table):
         db.dispose()
