@@ -259,7 +259,7 @@ def _purge_expired_keys(gateway: Gateway) -> None:
 
 
 def _respond(gateway: Gateway, session, key: str | None, table: str,
-             run: Callable[[], tuple[dict, int]]) -> Response:
+             run: Callable[[], tuple]) -> Response:
     """Run the handler; under an Idempotency-Key, replay the key's first response instead.
 
     The key is claimed and its response stored in the write's own transaction,
@@ -280,8 +280,8 @@ def _respond(gateway: Gateway, session, key: str | None, table: str,
     return response
 
 
-def _answer(table: str, payload: dict, status: int) -> Response:
-    response = _ok(payload, status)
+def _answer(table: str, payload: dict, status: int, headers: dict | None = None) -> Response:
+    response = _ok(payload, status, headers)
     if status == 201:
         _locate(response, table, payload.get("id"))
     return response

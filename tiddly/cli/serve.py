@@ -36,9 +36,9 @@ def serve(host: str, port: int, workers: int, threads: int, database_url: str | 
     check_can_listen(host, port)
     check_access_log(access_log)
     config, db = options.open_database(database_url, reflect=source["reflect"])
-    db.check_writable()  # a read-only SQLite file or folder, or a full disk: say so now, in one line
     # Once, here, so workers do not race to create tables; the workers inherit the schema.
     chosen = options.prepare_schema(db, source)
+    db.check_writable()  # a read-only SQLite file or folder, or a full disk: say so now, in one line
     try:
         open_allowed, mode = _auth_mode(db, host, insecure)
     finally:
