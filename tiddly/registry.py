@@ -354,4 +354,14 @@ class Registry:
         return spec
 
     def describe(self) -> list[dict]:
-        return [spec.describe() for spec in self.tables.values()]
+        return [{**spec.describe(), "relations": self._relations(spec)} for spec in self.tables.values()]
+
+    def _relations(self, spec: TableSpec) -> list[dict]:
+        """The relations a client may follow: to exposed tables, on readable columns at both ends."""
+        def readable(table: TableSpec, names) -> bool:
+            return all(name in table.columns and table.columns[name].readable for name in names)
+        return [{"name": rel.name, "table": rel.target, "many": rel.many,
+                 "columns": [lo for lo, _ in rel.pairs], "references": [re for _, re in rel.pairs]}
+                for rel in spec.relations.values()
+                if rel.target in self.tables and readable(spec, [lo for lo, _ in rel.pairs])
+                and readable(self.tables[rel.target], [re for _, re in rel.pairs])]
