@@ -11,6 +11,8 @@ import csv
 import io
 import json
 import re
+import subprocess
+import sys
 
 import pytest
 import requests
@@ -376,7 +378,7 @@ def test_export_the_filtered_view_as_csv_and_ndjson(page, server):
     with page.expect_download() as download:
         page.get_by_role("button", name="Export CSV").click()
     assert download.value.suggested_filename == "books.csv"
-    rows = list(csv.reader(io.StringIO(open(download.value.path(), encoding="utf-8").read())))
+    rows = list(csv.reader(io.StringIO(download.value.path().read_text(encoding="utf-8"))))
     assert rows[0] == ["id", "title", "year"]
     expected = [1950 + i for i in range(30, 0, -1) if i % 3 != 2]
     assert [int(r[2]) for r in rows[1:]] == expected  # every page, in the view's order
@@ -385,7 +387,7 @@ def test_export_the_filtered_view_as_csv_and_ndjson(page, server):
     with page.expect_download() as download:
         page.get_by_role("button", name="Export NDJSON").click()
     assert download.value.suggested_filename == "books.ndjson"
-    lines = [json.loads(line) for line in open(download.value.path(), encoding="utf-8")]
+    lines = [json.loads(line) for line in download.value.path().read_text(encoding="utf-8").splitlines()]
     assert lines[0] == {"id": 30, "title": "Book 30", "year": 1980} and len(lines) == 20
 
 
@@ -535,6 +537,24 @@ def test_every_control_is_labelled_and_the_grid_works_from_the_keyboard(page, se
     open_ui(page, server, "#/t/books/new")
     expect(page.get_by_role("heading", name="New row in books")).to_be_visible()
     assert page.evaluate(UNLABELLED) == []
+
+
+# -- the screenshots in docs/ ------------------------------------------------------------------------------
+
+SHOTS = ["ui-grid.png", "ui-read-key.png", "ui-row.png", "ui-sign-in.png", "ui-tables.png"]
+
+
+def test_the_screenshot_script_takes_the_main_views(tmp_path):
+    require_browser()
+    done = subprocess.run([sys.executable, str(ROOT / "docs" / "screenshots.py"), "--out", str(tmp_path)],
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in tmp_path.glob("*.png")) == SHOTS
+    for name in SHOTS:
+        header = (tmp_path / name).read_bytes()[:24]
+        assert header[:8] == b"\x89PNG\r\n\x1a\n" and int.from_bytes(header[16:20], "big") == 1200  # the width
+        assert (ROOT / "docs" / name).exists()  # and the committed ones are there for the docs
+    assert "](docs/ui-grid.png)" in (ROOT / "README.md").read_text()
 
 
 # -- the shell, its headers and the routes it needs (no browser) ------------------------------------------
