@@ -49,57 +49,63 @@ def fill(base: str) -> None:
     post("/user", {"email": "ada@example.com", "password": "correct horse", "name": "Ada"})
 
 
+def shoot(browser, base: str, url: str, out: Path) -> list[Path]:
+    """Walk the page through its main views, a PNG of each."""
+    page = browser.new_page(viewport={"width": 1200, "height": 760})
+    shots = []
+
+    def shot(name, full_page=False):
+        path = out / f"ui-{name}.png"
+        page.screenshot(path=str(path), full_page=full_page)
+        shots.append(path)
+
+    page.goto(base + "/-/ui/#/")
+    page.get_by_role("cell", name="19").wait_for()
+    shot("tables")
+
+    page.goto(base + "/-/ui/#/t/books?size=10")
+    page.get_by_role("button", name="Add a filter").click()
+    page.get_by_label("Filter 1: column").select_option("year")
+    page.get_by_label("Filter 1: operator").select_option("gte")
+    page.get_by_label("Filter 1: value for year").fill("1965")
+    page.get_by_role("button", name="Apply filters").click()
+    page.get_by_role("button", name="year").click()
+    page.locator("th[aria-sort=ascending]").wait_for()
+    page.get_by_role("button", name="Count all rows").click()
+    page.locator(".page-status").filter(has_text=" of ").wait_for()
+    shot("grid")
+
+    page.goto(base + "/-/ui/#/t/books/r/4")
+    page.get_by_label("year", exact=True).fill("nineteen sixty-nine")
+    page.get_by_role("button", name="Save").click()
+    page.locator(".field-error").filter(has_text="expects").wait_for()
+    shot("row")
+
+    db = Database(url)
+    with db.session(write=True) as session:
+        reader = auth.create_key(session, "reporting", "read")
+    db.dispose()
+    page.goto(base + "/-/ui/#/t/items")
+    page.get_by_role("heading", name="Sign in").wait_for()
+    shot("sign-in")
+    page.get_by_label("API key").fill(reader)
+    page.get_by_role("button", name="Use this key").click()
+    page.locator(".page-status").filter(has_text="4 rows.").wait_for()
+    shot("read-key")  # no edit controls; the store_id links open the parent row
+    return shots
+
+
 def take(out: Path) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
-    shots = []
-    with tempfile.TemporaryDirectory() as folder, chromium() as browser:
+    with tempfile.TemporaryDirectory() as folder:
         url = f"sqlite:///{folder}/screens.db"
         server = LiveServer(url, workers=1, threads=4)
         try:
             fill(server.url)
-            page = browser.new_page(viewport={"width": 1200, "height": 760})
-
-            def shot(name, full_page=False):
-                path = out / f"ui-{name}.png"
-                page.screenshot(path=str(path), full_page=full_page)
-                shots.append(path)
-
-            page.goto(server.url + "/-/ui/#/")
-            page.get_by_role("cell", name="19").wait_for()
-            shot("tables")
-
-            page.goto(server.url + "/-/ui/#/t/books?size=10")
-            page.get_by_role("button", name="Add a filter").click()
-            page.get_by_label("Filter 1: column").select_option("year")
-            page.get_by_label("Filter 1: operator").select_option("gte")
-            page.get_by_label("Filter 1: value for year").fill("1965")
-            page.get_by_role("button", name="Apply filters").click()
-            page.get_by_role("button", name="year").click()
-            page.locator("th[aria-sort=ascending]").wait_for()
-            page.get_by_role("button", name="Count all rows").click()
-            page.locator(".page-status").filter(has_text=" of ").wait_for()
-            shot("grid")
-
-            page.goto(server.url + "/-/ui/#/t/books/r/4")
-            page.get_by_label("year", exact=True).fill("nineteen sixty-nine")
-            page.get_by_role("button", name="Save").click()
-            page.locator(".field-error").filter(has_text="expects").wait_for()
-            shot("row")
-
-            db = Database(url)
-            with db.session(write=True) as session:
-                reader = auth.create_key(session, "reporting", "read")
-            db.dispose()
-            page.goto(server.url + "/-/ui/#/t/items")
-            page.get_by_role("heading", name="Sign in").wait_for()
-            shot("sign-in")
-            page.get_by_label("API key").fill(reader)
-            page.get_by_role("button", name="Use this key").click()
-            page.locator(".page-status").filter(has_text="4 rows.").wait_for()
-            shot("read-key")  # no edit controls; the store_id links open the parent row
+            with chromium() as browser:  # closed before the server stops: no keep-alive left to wait for
+                return shoot(browser, server.url, url, out)
         finally:
             server.stop()
-    return shots
 
 
 def main() -> None:

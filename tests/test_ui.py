@@ -58,6 +58,8 @@ def page(browser):
 
 @pytest.fixture
 def server(db_url, live_server_factory):
+    """Asked for before `page`, so the browser lets go of its keep-alive connections first
+    and the server stops at once."""
     return live_server_factory(db_url, workers=1, threads=4)
 
 
@@ -122,7 +124,7 @@ def field_error(page, name: str):
 # -- browse ------------------------------------------------------------------------------
 
 @in_browser
-def test_browse_page_sort_and_count(page, server):
+def test_browse_page_sort_and_count(server, page):
     seed_books(server, 30)
     open_ui(page, server)
     books = page.get_by_role("row").filter(has=page.get_by_role("link", name="books", exact=True))
@@ -161,7 +163,7 @@ def test_browse_page_sort_and_count(page, server):
 
 
 @in_browser
-def test_filters_combine_and_columns_can_be_chosen(page, server):
+def test_filters_combine_and_columns_can_be_chosen(server, page):
     seed_books(server, 30)
     open_ui(page, server, "#/t/books")
     expect(status(page)).to_have_text("30 rows.")
@@ -202,7 +204,7 @@ def test_filters_combine_and_columns_can_be_chosen(page, server):
 # -- one row -------------------------------------------------------------------------------
 
 @in_browser
-def test_edit_insert_and_delete_a_row_with_errors_beside_their_fields(page, server):
+def test_edit_insert_and_delete_a_row_with_errors_beside_their_fields(server, page):
     seed_books(server, 3)
     open_ui(page, server, "#/t/books")
     page.get_by_role("link", name="2 (open this books row)").click()
@@ -259,7 +261,7 @@ def test_edit_insert_and_delete_a_row_with_errors_beside_their_fields(page, serv
 
 
 @in_browser
-def test_a_row_holding_markup_renders_as_text(page, server):
+def test_a_row_holding_markup_renders_as_text(server, page):
     created = api(server, "POST", "/books", json={"title": XSS_TITLE, "author": XSS_AUTHOR, "year": 2001})
     assert created.status_code == 201
     open_ui(page, server, "#/t/books")
@@ -275,7 +277,7 @@ def test_a_row_holding_markup_renders_as_text(page, server):
 # -- keys ------------------------------------------------------------------------------------
 
 @in_browser
-def test_a_read_key_sees_no_edit_controls(page, server, db_url):
+def test_a_read_key_sees_no_edit_controls(server, page, db_url):
     seed_books(server, 3)
     open_ui(page, server)
     expect(page.get_by_role("status").filter(has_text="Open mode")).to_be_visible()  # no key exists yet
@@ -318,7 +320,7 @@ def test_a_read_key_sees_no_edit_controls(page, server, db_url):
 
 
 @in_browser
-def test_a_key_limited_to_tables_lists_only_those(page, server, db_url):
+def test_a_key_limited_to_tables_lists_only_those(server, page, db_url):
     seed_books(server, 2)
     limited = new_key(db_url, "books only", "write", ["books"])
     open_ui(page, server)
@@ -333,7 +335,7 @@ def test_a_key_limited_to_tables_lists_only_those(page, server, db_url):
 
 
 @in_browser
-def test_log_in_with_email_and_password(page, server, db_url):
+def test_log_in_with_email_and_password(server, page, db_url):
     created = api(server, "POST", "/user", json={"email": "ada@example.com", "password": "correct horse"})
     assert created.status_code == 201
     new_key(db_url, "admin", "admin")  # keys on
@@ -369,7 +371,7 @@ def test_log_in_with_email_and_password(page, server, db_url):
 # -- export and import ---------------------------------------------------------------------------
 
 @in_browser
-def test_export_the_filtered_view_as_csv_and_ndjson(page, server):
+def test_export_the_filtered_view_as_csv_and_ndjson(server, page):
     seed_books(server, 30)
     where = json.dumps([["author", "in", f"{AUTHORS[0]}, {AUTHORS[1]}"]])
     open_ui(page, server, "#/t/books?" + requests.compat.urlencode({"f": where, "sort": "year", "dir": "desc",
@@ -392,7 +394,7 @@ def test_export_the_filtered_view_as_csv_and_ndjson(page, server):
 
 
 @in_browser
-def test_import_a_csv_file_with_progress(page, server, tmp_path):
+def test_import_a_csv_file_with_progress(server, page, tmp_path):
     good = tmp_path / "books.csv"
     good.write_text("title,author,year\n" + "".join(f"Imported {i},Someone,{1900 + i % 100}\n" for i in range(3000)))
     bad = tmp_path / "bad.csv"
@@ -417,7 +419,7 @@ def test_import_a_csv_file_with_progress(page, server, tmp_path):
 # -- relations -------------------------------------------------------------------------------------
 
 @in_browser
-def test_follow_a_foreign_key_to_the_parent_and_back_to_the_children(page, server):
+def test_follow_a_foreign_key_to_the_parent_and_back_to_the_children(server, page):
     assert api(server, "POST", "/stores", json=[{"name": "Corner shop"}, {"name": "Night market"}]).ok
     assert api(server, "POST", "/items", json=[{"name": "Tea", "price": 2.5, "store_id": 2},
                                                {"name": "Bread", "price": 3, "store_id": 1},
@@ -454,7 +456,7 @@ class Account(Base):
 '''
 
 
-def test_hidden_columns_never_appear_and_write_only_ones_are_never_filled(page, live_server_factory, tmp_path):
+def test_hidden_columns_never_appear_and_write_only_ones_are_never_filled(live_server_factory, page, tmp_path):
     models = tmp_path / "policy_models.py"
     models.write_text(POLICY_MODELS)
     url = f"sqlite:///{tmp_path / 'policy.db'}"
@@ -501,7 +503,7 @@ UNLABELLED = """() => {
 
 
 @in_browser
-def test_every_control_is_labelled_and_the_grid_works_from_the_keyboard(page, server):
+def test_every_control_is_labelled_and_the_grid_works_from_the_keyboard(server, page):
     seed_books(server, 30)
     open_ui(page, server, "#/t/books?size=10")
     expect(status(page)).to_contain_text("Rows 1–10.")

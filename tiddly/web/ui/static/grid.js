@@ -111,13 +111,19 @@ export async function gridView(ctx, table, params) {
     load(focusKey);
   }
 
+  let loads = 0;  // only the latest request's answer is shown
+
   async function load(focusKey) {
+    const mine = ++loads;
+    results.querySelectorAll(".pager button").forEach((button) => { button.disabled = true; });
     filterErrors.forEach((node) => replace(node));
     let page;
     try {
       page = await api.call("FETCH", api.tablePath(table.name), {...query(), limit: state.size,
                                                                    ...(memo.after ? {after: memo.after} : {})});
+      if (mine !== loads) return;
     } catch (error) {
+      if (mine !== loads) return;
       const index = state.filters.findIndex(([name]) => name === error.details.column);
       if (index >= 0) replace(filterErrors[index], error.message);
       return replace(results, ctx.failure(error));
@@ -137,19 +143,17 @@ export async function gridView(ctx, table, params) {
     if (memo.count === null && (memo.after || next)) {
       status.append(" ", el("button", {type: "button", class: "small", on: {click: count}}, "Count all rows"));
     }
-    const pageTo = (after, stack) => () => {
+    const pageTo = (after, stack, focusKey) => () => {
       Object.assign(memo, {after, stack});
-      return after;
+      load(focusKey);
     };
     const pager = el("nav", {class: "pager", "aria-label": "Pages"},
       el("button", {type: "button", "data-focus": "first", disabled: !memo.after,
-                    on: {click: () => { pageTo(null, [])(); load("next"); }}}, "First page"),
+                    on: {click: pageTo(null, [], "first")}}, "First page"),
       el("button", {type: "button", "data-focus": "previous", disabled: !memo.after,
-                    on: {click: () => { pageTo(memo.stack.at(-1), memo.stack.slice(0, -1))(); load("previous"); }}},
-        "Previous page"),
+                    on: {click: pageTo(memo.stack.at(-1), memo.stack.slice(0, -1), "previous")}}, "Previous page"),
       el("button", {type: "button", "data-focus": "next", disabled: !next,
-                    on: {click: () => { pageTo(next, [...memo.stack, memo.after])(); load("next"); }}},
-        "Next page"));
+                    on: {click: pageTo(next, [...memo.stack, memo.after], "next")}}, "Next page"));
     return [status, renderTable(rows), pager];
   }
 
