@@ -358,10 +358,15 @@ class Registry:
 
     def _relations(self, spec: TableSpec) -> list[dict]:
         """The relations a client may follow: to exposed tables, on readable columns at both ends."""
-        def readable(table: TableSpec, names) -> bool:
-            return all(name in table.columns and table.columns[name].readable for name in names)
-        return [{"name": rel.name, "table": rel.target, "many": rel.many,
-                 "columns": [lo for lo, _ in rel.pairs], "references": [re for _, re in rel.pairs]}
-                for rel in spec.relations.values()
-                if rel.target in self.tables and readable(spec, [lo for lo, _ in rel.pairs])
-                and readable(self.tables[rel.target], [re for _, re in rel.pairs])]
+        followable = []
+        for relation in spec.relations.values():
+            local, remote = [pair[0] for pair in relation.pairs], [pair[1] for pair in relation.pairs]
+            target = self.tables.get(relation.target)
+            if target is not None and _readable(spec, local) and _readable(target, remote):
+                followable.append({"name": relation.name, "table": relation.target, "many": relation.many,
+                                   "columns": local, "references": remote})
+        return followable
+
+
+def _readable(spec: TableSpec, names: list[str]) -> bool:
+    return all(name in spec.columns and spec.columns[name].readable for name in names)
