@@ -153,7 +153,8 @@ function tablesView() {
     rows.length ? el("table", {class: "grid"},
       el("caption", {}, "The tables you may use"),
       el("thead", {}, el("tr", {},
-        ["Table", "Rows", "Columns", "You may"].map((name) => el("th", {scope: "col"}, name)))),
+        [["Table"], ["Rows", "number"], ["Columns", "number"], ["You may"]]
+          .map(([name, kind]) => el("th", {scope: "col", class: kind}, name)))),
       el("tbody", {}, rows))
       : el("p", {}, "No tables are exposed to this key."),
   ];
