@@ -83,7 +83,8 @@ def test_column_policies_show_in_the_schemas(tmp_path, sqlite_url):
     assert set(insert["properties"]) == {"email", "password", "balance", "active"}
     assert insert["required"] == ["email"]
     assert "secret_hash" not in doc["components"]["schemas"]["accounts.where"]["properties"]
-    assert list(doc["paths"]) == ["/-/health", "/-/tables", "/-/openapi.json", "/accounts", "/accounts/{pk}"]
+    assert list(doc["paths"]) == ["/-/health", "/-/tables", "/-/whoami", "/-/openapi.json", "/accounts",
+                                  "/accounts/{pk}"]
 
 
 def test_reflected_document_with_awkward_names_is_valid(tmp_path):

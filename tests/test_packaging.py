@@ -96,6 +96,10 @@ def test_the_wheel_installs_one_import_name(wheel):
     # The Alembic scripts and their template ship inside the package.
     assert "tiddly/migrations/env.py" in names and "tiddly/migrations/script.py.mako" in names
     assert any(n.startswith("tiddly/migrations/versions/0001_") for n in names)
+    # The web page's template and files ship too: the page needs nothing from elsewhere.
+    ui = ROOT / "tiddly" / "web" / "ui"
+    shipped = [p.relative_to(ROOT).as_posix() for p in [*ui.glob("templates/*"), *ui.glob("static/*")]]
+    assert len(shipped) >= 8 and set(shipped) <= set(names)
 
 
 def test_none_of_the_old_module_names_import(installed, tmp_path):
@@ -113,10 +117,11 @@ def test_none_of_the_old_module_names_import(installed, tmp_path):
 
 
 def test_create_app_beside_the_users_own_modules(installed, user_dir):
-    result = _run([sys.executable, "-c", "from tiddly import create_app; app = create_app(); "
-                   "print(app.test_client().get('/-/health').status_code)"], user_dir, installed)
+    result = _run([sys.executable, "-c", "from tiddly import create_app; app = create_app(); c = app.test_client(); "
+                   "print(*(c.get(p).status_code for p in ('/-/health', '/-/ui/', '/-/ui/static/app.js')))"],
+                  user_dir, installed)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "200"
+    assert result.stdout.strip() == "200 200 200"  # the web page, from the installed wheel
 
 
 def test_python_m_tiddly_beside_the_users_own_modules(installed, user_dir):

@@ -387,4 +387,19 @@ class Registry:
         return spec
 
     def describe(self) -> list[dict]:
-        return [spec.describe() for spec in self.tables.values()]
+        return [{**spec.describe(), "relations": self._relations(spec)} for spec in self.tables.values()]
+
+    def _relations(self, spec: TableSpec) -> list[dict]:
+        """The relations a client may follow: to exposed tables, on readable columns at both ends."""
+        followable = []
+        for relation in spec.relations.values():
+            local, remote = [pair[0] for pair in relation.pairs], [pair[1] for pair in relation.pairs]
+            target = self.tables.get(relation.target)
+            if target is not None and _readable(spec, local) and _readable(target, remote):
+                followable.append({"name": relation.name, "table": relation.target, "many": relation.many,
+                                   "columns": local, "references": remote})
+        return followable
+
+
+def _readable(spec: TableSpec, names: list[str]) -> bool:
+    return all(name in spec.columns and spec.columns[name].readable for name in names)

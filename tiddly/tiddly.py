@@ -45,7 +45,7 @@ from tiddly.services import (
     upsert,
 )
 from tiddly.services.query import query_from_args
-from tiddly.web import conditional, guard
+from tiddly.web import conditional, guard, ui
 
 log = logging.getLogger("tiddly")
 
@@ -53,7 +53,7 @@ READ_VERBS = ("GET", "FETCH", "QUERY")
 COLLECTION_VERBS = ("GET", "HEAD", "POST", "PUT", "DELETE", "FETCH", "QUERY")
 ROW_VERBS = ("GET", "HEAD", "PUT", "PATCH", "DELETE")
 QUERY_OVERRIDES = ("FETCH", "QUERY")
-META_ROUTES = ("/-/health", "/-/tables", "/-/openapi.json", "/-/login")
+META_ROUTES = ("/-/health", "/-/tables", "/-/openapi.json", "/-/login", "/-/whoami", "/-/ui/")
 _HTTP_CODES = {400: "bad_json", 404: "not_found", 405: "method_not_allowed", 413: "payload_too_large",
                415: "unsupported_media_type"}
 
@@ -96,6 +96,8 @@ def create_app(config: Config | None = None, metadata=None, registry: Registry |
     app.add_url_rule("/-/tables", "tables", lambda: _ok({"data": _visible_tables(gateway).describe()}))
     app.add_url_rule("/-/openapi.json", "openapi", lambda: _openapi(gateway))
     app.add_url_rule("/-/login", "login", lambda: _login(gateway), methods=["POST"])
+    app.add_url_rule("/-/whoami", "whoami", lambda: _ok({"data": g.principal.describe()}))
+    ui.register(app)  # the web page at /-/ui/, a client of the routes above
     app.add_url_rule("/-/<path:rest>", "meta_unknown", _unknown_meta_route, methods=COLLECTION_VERBS)
     app.add_url_rule("/<table>", "collection", lambda table: _collection(gateway, table),
                      methods=COLLECTION_VERBS, strict_slashes=False)  # /books/ too; Flask adds OPTIONS itself

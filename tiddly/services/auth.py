@@ -47,6 +47,11 @@ class Principal:
     def allows(self, scope: str) -> bool:
         return SCOPES.index(self.scope) >= SCOPES.index(scope)
 
+    def describe(self) -> dict[str, Any]:
+        """What GET /-/whoami answers: who this is and what it may do (never the secret)."""
+        tables = sorted(self.tables) if self.tables is not None else None
+        return {"kind": self.kind, "name": self.name, "scope": self.scope, "tables": tables}
+
 
 OPEN = Principal("open", "open mode", "admin")
 

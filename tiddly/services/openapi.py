@@ -16,6 +16,7 @@ from typing import Any
 from tiddly.config import Config
 from tiddly.errors import ERROR_CODES, PreconditionFailed
 from tiddly.registry import ColumnSpec, Policy, Registry, TableSpec
+from tiddly.services.auth import SCOPES
 from tiddly.services.query import MAX_OFFSET, OPERATORS, QUERY_KEYS
 
 OPENAPI_VERSION = "3.1.0"
@@ -267,6 +268,13 @@ def _json_body(schema: dict, required: bool = True) -> dict:
 
 # -- paths -------------------------------------------------------------------------
 
+_WHOAMI = {"type": "object", "required": ["kind", "name", "scope", "tables"], "properties": {
+    "kind": {"enum": ["key", "login", "open"]}, "name": {"type": "string"},
+    "scope": {"enum": list(SCOPES)},
+    "tables": {"type": ["array", "null"], "items": {"type": "string"},
+               "description": "the tables the caller may use; null: every exposed table"}}}
+
+
 def _meta_paths() -> dict:
     def meta(summary, **properties):
         return {"get": {"summary": summary, "tags": ["meta"], "responses": {
@@ -275,6 +283,7 @@ def _meta_paths() -> dict:
         "/-/health": meta("the database answers", database={"type": "string"}),
         "/-/tables": meta("the exposed tables and their columns",
                           data={"type": "array", "items": {"type": "object"}}),
+        "/-/whoami": meta("who is asking: the caller's kind, name, scope and tables", data=_WHOAMI),
         "/-/openapi.json": {"get": {"summary": "this document", "tags": ["meta"], "responses": {
             "200": {"description": "OpenAPI 3.1",
                     "content": {"application/json": {"schema": {"type": "object"}}}}}}},

@@ -16,6 +16,9 @@ from tiddly.errors import Forbidden
 from tiddly.services import auth
 
 PUBLIC_PATHS = frozenset({"/-/health", "/health", "/-/login"})
+# The web page's shell and assets hold no data and must load before the person has given a key;
+# its data calls go through the API like any other client's.
+PUBLIC_BLUEPRINTS = frozenset({"ui"})
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "FETCH", "QUERY"})
 QUERY_OVERRIDES = frozenset({"FETCH", "QUERY"})
 CORS_METHODS = "GET, HEAD, POST, PUT, PATCH, DELETE, FETCH, QUERY, OPTIONS"
@@ -37,7 +40,7 @@ def install(app: Flask, gateway) -> None:
 def _before_request(gateway, login_users) -> Response | None:
     if _is_preflight():
         return _preflight(gateway.config)
-    if request.path in PUBLIC_PATHS:
+    if request.path in PUBLIC_PATHS or request.blueprint in PUBLIC_BLUEPRINTS:
         return None
     with gateway.db.lookup() as connection:
         principal = auth.authenticate(connection, request.headers.get("Authorization"),
