@@ -395,11 +395,8 @@ class Registry:
         for relation in spec.relations.values():
             local, remote = [pair[0] for pair in relation.pairs], [pair[1] for pair in relation.pairs]
             target = self.tables.get(relation.target)
-            if target is not None and _readable(spec, local) and _readable(target, remote):
+            if target is not None and all(_readable(spec, n) for n in local) \
+                    and all(_readable(target, n) for n in remote):
                 followable.append({"name": relation.name, "table": relation.target, "many": relation.many,
                                    "columns": local, "references": remote})
         return followable
-
-
-def _readable(spec: TableSpec, names: list[str]) -> bool:
-    return all(name in spec.columns and spec.columns[name].readable for name in names)
