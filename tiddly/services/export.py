@@ -188,23 +188,10 @@ def _csv_rows(spec: TableSpec, lines: Iterable[bytes]) -> Iterator[tuple[int, di
 
 
 def _from_text(col, text: str) -> Any:
-    """A CSV field as the JSON value the column's coercion expects; text that does not
-    parse stays text, so the coercion's error names the column and the value."""
+    """A CSV field as its column's value; an empty field is NULL (for a NOT NULL text column, "")."""
     if text == "":
         return "" if col.kind == "string" and not col.nullable else None
-    parse = _TEXT_PARSERS.get(col.kind)
-    if parse is None:
-        return text
-    try:
-        return parse(text)
-    except (ValueError, KeyError):
-        return text
-
-
-_TEXT_PARSERS = {
-    "integer": int, "number": float, "json": json.loads,
-    "boolean": lambda text: {"true": True, "false": False, "1": True, "0": False}[text.lower()],
-}
+    return col.parse_text(text)
 
 
 def _at_line(line: int, exc: Exception) -> Exception:
