@@ -66,16 +66,16 @@ def plan(dialect_name: str, spec: TableSpec, raw: Any, config: Config, key: byte
 
 def stream(engine: Engine, stmt, names: list[str], fmt: str) -> Iterator[bytes]:
     """The rows of ``stmt`` as CSV or NDJSON chunks, read through a server-side cursor."""
-    encode = _csv_chunk if fmt == "csv" else _ndjson_chunk
+    encode = csv_chunk if fmt == "csv" else _ndjson_chunk
     with engine.connect() as conn:
         result = conn.execution_options(stream_results=True, yield_per=STREAM_ROWS).execute(stmt)
         if fmt == "csv":
-            yield _csv_chunk(names, [names])
+            yield csv_chunk(names, [names])
         for rows in result.partitions():
             yield encode(names, rows)
 
 
-def _csv_chunk(names: list[str], rows) -> bytes:
+def csv_chunk(names: list[str], rows) -> bytes:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerows([_csv_value(v) for v in row] for row in rows)
