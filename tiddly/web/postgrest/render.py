@@ -102,8 +102,9 @@ def _tiddly_error(exc: ApiError) -> PostgrestError:
         status, code = 400, "PGRST204"
         message = f"Could not find the '{column}' column of '{exc.details.get('table', '')}' in the schema cache"
         details = exc.message
-    elif isinstance(exc, Conflict) and exc.details.get("constraint") == "not_null":
-        code = "23502"
+    elif isinstance(exc, Conflict) and exc.details.get("constraint") == "not_null" or \
+            isinstance(exc, BadValue) and exc.message.endswith("cannot be null"):
+        code = "23502"  # not_null_violation: caught by the database, or by the column's check first
     elif isinstance(exc, Unauthorized):
         headers["WWW-Authenticate"] = "Bearer"
         if not (request.headers.get("Authorization") or request.headers.get("apikey")):
