@@ -312,7 +312,7 @@ def parse_logic(op: str, text: str, negate: bool, max_depth: int, depth: int = 0
             condition = rest[1:]
         else:
             column, dot, condition = item.partition(".")
-            if not dot or not column.strip():
+            if not dot or not column.strip() or "(" in column or ")" in column:
                 raise parse_error("logic tree", text, f"expecting column.operator.value, got {item[:60]!r}")
         items.append(parse_filter(column.strip(), condition, in_logic=True))
     return Logic(op, tuple(items), negate)
