@@ -135,7 +135,7 @@ def _serve_until_healthy(args: list[str], cwd: Path, site: Path, port: int) -> s
         try:
             if requests.get(f"http://127.0.0.1:{port}/-/health", timeout=1).status_code == 200:
                 return process
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):  # a busy machine may answer late
             pass
         time.sleep(0.1)
     process.kill()

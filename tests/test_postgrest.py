@@ -112,6 +112,9 @@ def test_like_ilike_in_and_is(books):
     assert titles(table().in_("author", ["Frank Herbert", "Lem, Stanisław"]).execute()) == ["Dune"]
     assert titles(table().is_("year", None).execute()) == ["Solaris"]
     assert titles(table().is_("isbn", "null").execute()) == ["Emma"]
+    assert titles(table().filter("year", "is", "not_null").lt("year", 1900).execute()) == ["Emma", "Persuasion"]
+    assert titles(table().filter("year", "isdistinct", "1965").execute()) == ["Emma", "Persuasion", "Solaris", "Ubik"]
+    assert titles(table().filter("year", "neq(all)", "{1965,1969}").execute()) == ["Emma", "Persuasion"]
     assert titles(table().like_any_of("title", "D*,U*").execute()) == ["Dune", "Ubik"]
     assert titles(table().ilike_all_of("title", "*s*,*a*").execute()) == ["Persuasion", "Solaris"]
 

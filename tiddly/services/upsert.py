@@ -8,6 +8,8 @@ stay under the databases' limit on bound parameters. ``on`` must be exactly the
 columns of the primary key or of a unique constraint. One difference remains:
 MariaDB's ON DUPLICATE KEY reacts to a clash on *any* unique key of the table,
 where the other two report a clash on a key other than ``on`` as a 409.
+``upsert_keys`` does the same for the PostgREST dialect's ``resolution=`` and returns
+the rows' primary keys; ``ignore`` keeps an existing row as it is (DO NOTHING).
 Takes a Session, never commits.
 """
 from __future__ import annotations

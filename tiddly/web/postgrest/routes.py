@@ -186,7 +186,7 @@ def _patch(gateway, spec: TableSpec, params: Params, prefer: dict, media: Media)
     if not isinstance(payload, dict):
         raise PostgrestError(400, "PGRST102", "PATCH takes one JSON object: the columns to set")
     if params.columns is not None:
-        payload = {k: v for k, v in _columns(spec, [payload], params.columns, True)[0].items() if k in payload}
+        payload = _columns(spec, [payload], params.columns, missing_default=True)[0]
     with gateway.db.session(write=True) as session:
         if prefer.get("return") != "representation":
             count = crud.update_where(session, spec, where, payload, gateway.config)
