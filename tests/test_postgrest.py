@@ -11,11 +11,22 @@ import threading
 import httpx
 import pytest
 from postgrest import APIError, CountMethod, SyncPostgrestClient
-from sqlalchemy import create_engine
+from sqlalchemy import (
+    Column,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    create_engine,
+    delete,
+)
 from werkzeug.serving import make_server
 
 from tiddly import create_app, schema
 from tiddly.config import Config
+from tiddly.models import ApiKey, LoginToken
+from tiddly.registry import Registry
 from tiddly.services import auth
 
 BOOKS = [
@@ -47,7 +58,11 @@ class Served:
     def stop(self) -> None:
         self.server.shutdown()
         self.server.server_close()
-        self.app.extensions["tiddly"].db.dispose()
+        db = self.app.extensions["tiddly"].db
+        with db.session(write=True) as session:  # later tests on this database expect open mode
+            session.execute(delete(LoginToken))
+            session.execute(delete(ApiKey))
+        db.dispose()
 
 
 @pytest.fixture
@@ -277,6 +292,32 @@ def test_a_reflected_database_embeds_along_its_foreign_keys(db_url, shop):
             assert found.data == [{"name": "South", "items": [{"name": "fig", "stores": {"name": "South"}}]}]
     finally:
         server.stop()
+
+
+def test_two_foreign_keys_to_one_table_are_told_apart_by_hints(db_url):
+    metadata = MetaData()
+    people = Table("pgrst_people", metadata, Column("id", Integer, primary_key=True), Column("name", String(20)))
+    Table("pgrst_notes", metadata, Column("id", Integer, primary_key=True), Column("body", String(20)),
+          Column("sender_id", ForeignKey(people.c.id)), Column("receiver_id", ForeignKey(people.c.id)))
+    engine = create_engine(db_url)
+    metadata.drop_all(engine)
+    metadata.create_all(engine)
+    server = Served(Config(database_url=db_url), metadata, Registry.from_metadata(metadata))
+    try:
+        with server.client() as rest:
+            rest.from_("pgrst_people").insert([{"name": "Ann"}, {"name": "Bob"}]).execute()
+            rest.from_("pgrst_notes").insert({"body": "hi", "sender_id": 1, "receiver_id": 2}).execute()
+            note = rest.from_("pgrst_notes").select(
+                "body,from:pgrst_people!sender_id(name),to:pgrst_people!receiver_id(name)").single().execute()
+            assert note.data == {"body": "hi", "from": {"name": "Ann"}, "to": {"name": "Bob"}}
+            sent = rest.from_("pgrst_people").select("name,pgrst_notes!sender_id(body)").order("id").execute()
+            assert sent.data == [{"name": "Ann", "pgrst_notes": [{"body": "hi"}]}, {"name": "Bob", "pgrst_notes": []}]
+            ambiguous = error_of(lambda: rest.from_("pgrst_notes").select("body,pgrst_people(name)").execute())
+            assert ambiguous.code == "PGRST201" and "pgrst_people!sender_id" in ambiguous.hint
+    finally:
+        server.stop()
+        metadata.drop_all(engine)
+        engine.dispose()
 
 
 # -- writes --------------------------------------------------------------------------------

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import pytest
 from postgrest import APIError, CountMethod, SyncPostgrestClient
+from sqlalchemy import delete
 
 from tiddly.database import Database
+from tiddly.models import ApiKey
 from tiddly.services import auth
 
 
@@ -35,13 +37,17 @@ def test_postgrest_py_against_tiddly_serve(db_url, live_server_factory):
     database = Database(db_url)
     with database.session(write=True) as session:
         key = auth.create_key(session, "front-end", "write")
-    database.dispose()
-    with client(server.url) as anonymous, pytest.raises(APIError) as refused:
-        anonymous.from_("items").select("*").execute()
-    assert refused.value.code == "PGRST302"
-    for headers in ({"apikey": key}, {"apikey": key, "Authorization": f"Bearer {key}"}):
-        with client(server.url, **headers) as rest:
-            assert rest.from_("items").select("name").execute().data == [{"name": "tea"}]
-    with client(server.url, apikey="tdk_not-a-key") as wrong, pytest.raises(APIError) as unknown:
-        wrong.from_("items").select("*").execute()
-    assert unknown.value.code == "PGRST301"
+    try:
+        with client(server.url) as anonymous, pytest.raises(APIError) as refused:
+            anonymous.from_("items").select("*").execute()
+        assert refused.value.code == "PGRST302"
+        for headers in ({"apikey": key}, {"apikey": key, "Authorization": f"Bearer {key}"}):
+            with client(server.url, **headers) as rest:
+                assert rest.from_("items").select("name").execute().data == [{"name": "tea"}]
+        with client(server.url, apikey="tdk_not-a-key") as wrong, pytest.raises(APIError) as unknown:
+            wrong.from_("items").select("*").execute()
+        assert unknown.value.code == "PGRST301"
+    finally:
+        with database.session(write=True) as session:  # later tests on this database expect open mode
+            session.execute(delete(ApiKey))
+        database.dispose()

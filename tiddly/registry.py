@@ -189,11 +189,14 @@ def _short(value) -> str:
 
 @dataclass(frozen=True)
 class RelationSpec:
-    """A relationship declared on a mapped class: ``pairs`` join (local column, target column)."""
+    """A relationship: a foreign key, or one declared on a mapped class. ``pairs`` join
+    (local column, target column); ``hints`` are the names that say which foreign key it
+    follows (its columns, and its constraint's name when the schema knows it)."""
     name: str
     target: str
     many: bool
     pairs: tuple[tuple[str, str], ...]
+    hints: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -335,8 +338,9 @@ def foreign_key_relations(specs: dict[str, TableSpec]) -> dict[str, dict[str, Re
     """The relations every foreign key between exposed tables gives, both ways, named as
     PostgREST names them: after the other table (``items`` -> ``stores`` is one store,
     ``stores`` -> ``items`` many items). Works for reflected tables, which have no mappers.
-    A pair of tables joined by more than one foreign key, a table that refers to itself and
-    a name taken by a column get no derived relation: the name would not say which is meant."""
+    When two tables are joined by several foreign keys, the name alone would not say which
+    is meant: each is named ``<table>!<its foreign key column(s)>`` instead (PostgREST's
+    hint). A table that refers to itself, and a name a column already has, get none."""
     by_table = {spec.table: spec for spec in specs.values()}
     found: dict[tuple[str, str], list[RelationSpec]] = {}
     for spec in specs.values():
@@ -345,14 +349,20 @@ def foreign_key_relations(specs: dict[str, TableSpec]) -> dict[str, dict[str, Re
             if target is None or target is spec:
                 continue
             pairs = tuple((element.parent.name, element.column.name) for element in fk.elements)
+            hints = frozenset({",".join(local for local, _ in pairs), *([fk.name] if fk.name else [])})
             found.setdefault((spec.name, target.name), []).append(
-                RelationSpec(target.name, target.name, False, pairs))
+                RelationSpec(target.name, target.name, False, pairs, hints))
             found.setdefault((target.name, spec.name), []).append(
-                RelationSpec(spec.name, spec.name, True, tuple((remote, local) for local, remote in pairs)))
+                RelationSpec(spec.name, spec.name, True, tuple((remote, local) for local, remote in pairs), hints))
     relations: dict[str, dict[str, RelationSpec]] = {}
     for (source, name), candidates in found.items():
-        if len(candidates) == 1 and name not in specs[source].columns:
-            relations.setdefault(source, {})[name] = candidates[0]
+        if name in specs[source].columns:
+            continue
+        for relation in candidates:
+            if len(candidates) > 1:
+                key = ",".join(local if not relation.many else remote for local, remote in relation.pairs)
+                relation = replace(relation, name=f"{name}!{key}")
+            relations.setdefault(source, {})[relation.name] = relation
     return relations
 
 

@@ -78,7 +78,7 @@ def _table(gateway, table: str) -> Response:
     media = grammar.parse_accept(request.headers.get("Accept"))
     prefer = _prefer()
     params = grammar.parse_params(request.args.items(multi=True), gateway.config.max_where_depth)
-    _authorize_embeds(gateway.registry, spec, params.root)
+    _embeds(gateway.registry, spec, params.root)
     write = {"POST": _post, "PATCH": _patch, "PUT": _put, "DELETE": _delete}[request.method]
     return write(gateway, spec, params, prefer, media)
 
@@ -102,7 +102,7 @@ def _read(gateway, spec: TableSpec) -> Response:
     if params.columns is not None or params.on_conflict is not None:
         raise grammar.parse_error("parameter", "columns" if params.columns else "on_conflict",
                                   "'columns' and 'on_conflict' apply to writes")
-    _authorize_embeds(gateway.registry, spec, params.root)
+    _embeds(gateway.registry, spec, params.root)
     offset, limit = _page(params.root, gateway.config.max_limit)
     count = "count" in prefer
     raw = translate.query(gateway.registry, spec, params.root, limit, offset, count)
@@ -321,12 +321,17 @@ def _prefer() -> dict[str, str]:
     return known
 
 
-def _authorize_embeds(registry, spec: TableSpec, node: Node) -> None:
-    """A key limited to some tables reaches no other one through an embed (read scope)."""
+def _embeds(registry, spec: TableSpec, node: Node) -> None:
+    """Name the embeds' relations; a key limited to some tables reaches no other one through
+    an embed (read scope)."""
+    translate.resolve(registry, spec, node)
     principal = getattr(g, "principal", None)
+    if principal is not None:
+        _authorize(registry, spec, node, principal)
+
+
+def _authorize(registry, spec: TableSpec, node: Node, principal) -> None:
     for embed in node.embeds:
-        relation = spec.relations.get(embed.relation)
-        if relation is None or principal is None:
-            continue  # an unknown relation is translate.py's PGRST200
-        auth.authorize(principal, "read", relation.target)
-        _authorize_embeds(registry, registry.get(relation.target), embed.node)
+        target = spec.relations[embed.relation].target
+        auth.authorize(principal, "read", target)
+        _authorize(registry, registry.get(target), embed.node, principal)

@@ -51,8 +51,8 @@ def _raw(registry: Registry, spec: TableSpec, node: Node) -> dict:
         # Embeds alone still need one column to stand on; projection leaves it out.
         raw["select"] = names or [(spec.primary_key or spec.readable)[0].name]
     includes = {}
-    for embed in node.embeds:
-        relation = _relation(spec, embed)
+    for embed in node.embeds:  # resolved: see resolve()
+        relation = embed.relation
         if relation in includes:
             raise PostgrestError(400, "PGRST127", "Feature not implemented",
                                  f"'{relation}' is embedded twice; embed each relation once")
@@ -78,18 +78,36 @@ def _include(registry: Registry, spec: TableSpec, embed: Embed) -> dict:
     return raw
 
 
+def resolve(registry: Registry, spec: TableSpec, node: Node) -> None:
+    """Name each embed's relation in the registry (``embed.relation``), at every depth:
+    ``stores``, or ``users!sender_id`` when a hint picks one of several foreign keys.
+    A PGRST200 when there is none, a PGRST201 when the name leaves several."""
+    for embed in node.embeds:
+        embed.relation = _relation(spec, embed)
+        resolve(registry, registry.get(spec.relations[embed.relation].target), embed.node)
+
+
 def _relation(spec: TableSpec, embed: Embed) -> str:
-    relation = spec.relations.get(embed.relation)
-    if relation is None or (embed.hint is not None and
-                            embed.hint not in {name for pair in relation.pairs for name in pair}):
-        hinted = f"' using the hint '{embed.hint}" if embed.hint else ""
+    name, hint = embed.relation, embed.hint
+    named = [key for key in spec.relations if key == name or key.startswith(name + "!")]
+    if hint is not None:
+        named = [key for key in named if hint in spec.relations[key].hints
+                 or hint in {column for pair in spec.relations[key].pairs for column in pair}]
+    elif name in spec.relations:
+        named = [name]
+    if len(named) > 1:
+        raise PostgrestError(300, "PGRST201", f"Could not embed because more than one relationship was found for "
+                                              f"'{spec.name}' and '{name}'", None,
+                             f"Try changing '{name}' to one of the following: "
+                             + ", ".join(f"'{key}'" for key in named))
+    if not named:
+        hinted = f"' using the hint '{hint}" if hint else ""
         raise PostgrestError(
-            400, "PGRST200", f"Could not find a relationship between '{spec.name}' and '{embed.relation}' "
-                             "in the schema cache",
-            f"Searched for a foreign key relationship between '{spec.name}' and '{embed.relation}{hinted}' "
+            400, "PGRST200", f"Could not find a relationship between '{spec.name}' and '{name}' in the schema cache",
+            f"Searched for a foreign key relationship between '{spec.name}' and '{name}{hinted}' "
             "in the schema 'public', but no matches were found.",
             f"Relations of '{spec.name}': {', '.join(spec.relations) or 'none'}")
-    return embed.relation
+    return named[0]
 
 
 # -- filters -----------------------------------------------------------------------------
