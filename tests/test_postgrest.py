@@ -247,6 +247,8 @@ def test_embedding_both_ways_and_nested(shop):
     nested = shop.from_("items").select("name,shop:stores(name,items(name))").eq("name", "oat") \
         .order("id", foreign_table="shop.items").execute()
     assert nested.data == [{"name": "oat", "shop": {"name": "South", "items": [{"name": "oat"}, {"name": "fig"}]}}]
+    spread = shop.from_("items").select("name,...stores(store:name)").in_("name", ["tea", "oat"]).order("id").execute()
+    assert spread.data == [{"name": "tea", "store": "North"}, {"name": "oat", "store": "South"}]
     star = shop.from_("stores").select("*,items(*)").eq("name", "South").execute()
     assert set(star.data[0]) == {"id", "name", "items"} and set(star.data[0]["items"][0]) == \
         {"id", "name", "price", "store_id"}

@@ -65,7 +65,9 @@ def assert_postgrest_error(response, status: int, code: str) -> dict:
     ("select=" + "stores(" * 12 + "name" + ")" * 12, 400, "PGRST100"),
     ("select=name::text", 400, "PGRST127"),             # casts
     ("select=name->>x", 400, "PGRST127"),               # JSON paths
-    ("select=...stores(name)", 400, "PGRST127"),        # spread
+    ("select=price,...stores(name)", 200, None),        # a to-one spread
+    ("select=...s:stores(name)", 400, "PGRST100"),      # a spread has no alias
+    ("select=...stores(name),...stores(id)", 400, "PGRST127"),
     ("select=count()", 400, "PGRST123"),                # aggregates
     ("select=price.avg()", 400, "PGRST123"),
     ("select=stores!nope(name)", 400, "PGRST200"),      # a hint that names no foreign key column
@@ -161,6 +163,10 @@ def test_an_oversized_body_is_a_413(tmp_path):
     response = app.test_client().post("/rest/v1/stores", json={"name": "x" * 200})
     assert_postgrest_error(response, 413, "PGRST102")
     app.extensions["tiddly"].db.dispose()
+
+
+def test_a_to_many_spread_is_not_implemented(client):
+    assert_postgrest_error(client.get("/rest/v1/stores?select=name,...items(name)"), 400, "PGRST127")
 
 
 def test_the_dialect_can_move_or_be_switched_off(tmp_path):

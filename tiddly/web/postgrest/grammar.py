@@ -14,7 +14,7 @@ Nesting (``or`` inside ``and``, embeds inside embeds) is capped, so no input rec
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Iterable
 
 # Operators Tiddly runs; the rest of PostgREST's are read, then answered with PGRST127.
@@ -99,10 +99,11 @@ class Embed:
     inner: bool
     node: Node
     exists: bool | None = None  # from ?rel=is.null / ?rel=not.is.null
+    spread: bool = False        # ...rel(cols): its columns go into the parent row
 
     @property
     def renamed(self) -> bool:
-        return self.key != self.relation
+        return self.key != self.relation or self.spread
 
 
 @dataclass
@@ -358,8 +359,12 @@ def parse_select(text: str, max_depth: int, depth: int = 0) -> Node:
             raise parse_error("select parameter", text, "an empty item")
         if item == "*":
             node.star = True
-        elif item.startswith(".."):
-            raise not_implemented("spreading an embedded resource (...rel(...)) is not supported")
+        elif item.startswith(".."):  # ...rel(cols): the related row's columns lifted into this one
+            spread = item.lstrip(".")
+            opening = _outside_quotes(spread, "(")
+            if not spread.endswith(")") or opening <= 0 or _alias(spread[:opening])[0] is not None:
+                raise parse_error("select parameter", text, "a spread is ...relation(columns), with no alias")
+            node.embeds.append(replace(_embed(spread, text, max_depth, depth), spread=True))
         elif item.endswith(")") and _outside_quotes(item, "(") > 0:
             node.embeds.append(_embed(item, text, max_depth, depth))
         else:

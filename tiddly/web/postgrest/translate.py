@@ -84,6 +84,9 @@ def resolve(registry: Registry, spec: TableSpec, node: Node) -> None:
     A PGRST200 when there is none, a PGRST201 when the name leaves several."""
     for embed in node.embeds:
         embed.relation = _relation(spec, embed)
+        if embed.spread and spec.relations[embed.relation].many:
+            raise PostgrestError(400, "PGRST127", "Feature not implemented",
+                                 f"'{embed.relation}' is many rows: only a to-one relation spreads here")
         resolve(registry, registry.get(spec.relations[embed.relation].target), embed.node)
 
 
@@ -168,8 +171,23 @@ def _row(registry: Registry, keys: list[tuple[str, str]], embeds: list, row: dic
             many = isinstance(value, list)
             value = project(registry, target, embed.node, value if many else [value])
             value = value if many else value[0]
-        shaped[embed.key] = value
+        if embed.spread:  # the related row's keys, null when there is none
+            shaped.update(value if value is not None else dict.fromkeys(output_keys(registry, target, embed.node)))
+        else:
+            shaped[embed.key] = value
     return shaped
+
+
+def output_keys(registry: Registry, spec: TableSpec, node: Node) -> list[str]:
+    """The keys a row of ``node`` has once projected."""
+    keys = [c.name for c in spec.readable] if node.star else []
+    keys += [key for key, _column in node.fields if key not in keys]
+    for embed in node.embeds:
+        if embed.spread:
+            keys += output_keys(registry, registry.get(spec.relations[embed.relation].target), embed.node)
+        elif not _empty(embed.node):
+            keys.append(embed.key)
+    return keys
 
 
 def _empty(node: Node) -> bool:
