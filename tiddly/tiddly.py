@@ -43,7 +43,8 @@ from tiddly.services import (
     upsert,
 )
 from tiddly.services.query import query_from_args
-from tiddly.web import body, guard, postgrest
+from tiddly.web import guard, postgrest
+from tiddly.web.body import raw_body
 
 log = logging.getLogger("tiddly")
 
@@ -259,7 +260,7 @@ def _respond(gateway: Gateway, session, key: str | None, run: Callable[[], tuple
 
 
 def _read_body(required: bool = True) -> Any:
-    raw = body.raw_body()
+    raw = raw_body()
     if not raw.strip():
         if required:
             raise BadValue(f"{request.method} needs a JSON body")

@@ -17,7 +17,8 @@ from tiddly import jsonio
 from tiddly.errors import BadJson, MethodNotAllowed, NotFound
 from tiddly.registry import Policy, TableSpec
 from tiddly.services import auth, crud, pages, upsert
-from tiddly.web import body, guard
+from tiddly.web import guard
+from tiddly.web.body import raw_body
 from tiddly.web.postgrest import grammar, openapi, render, translate
 from tiddly.web.postgrest.grammar import Filter, Media, Node, Params, PostgrestError
 
@@ -295,7 +296,7 @@ def _json_body():
     if mimetype != "application/json" and not mimetype.endswith("+json"):
         raise PostgrestError(415, "PGRST102", f"Content-Type not acceptable: {mimetype or 'none'}",
                              "Send the body as application/json")
-    raw = body.raw_body()
+    raw = raw_body()
     if not raw.strip():
         raise PostgrestError(400, "PGRST102", "Empty or invalid json")
     try:
