@@ -9,7 +9,7 @@ the table in the path; embedded tables are checked here.
 from __future__ import annotations
 
 from dataclasses import replace
-from urllib.parse import unquote_plus
+from urllib.parse import quote, unquote_plus
 
 from flask import Blueprint, Flask, Response, g, request
 
@@ -249,8 +249,8 @@ def _written(gateway, session, spec: TableSpec, params: Params, prefer: dict, me
         data = pages.fetch_embedded(session, spec, raw, gateway.config, gateway.registry, keys)["data"]
         return render.rows(_shaped(gateway, spec, node, data), media, status, headers)
     if prefer.get("return") == "headers-only" and request.method == "POST" and count == 1:
-        filters = "&".join(f"{c.name}=eq.{v}" for c, v in zip(spec.primary_key, keys[0]))
-        headers["Location"] = f"/{spec.name}?{filters}"
+        filters = "&".join(f"{quote(c.name)}=eq.{quote(str(v))}" for c, v in zip(spec.primary_key, keys[0]))
+        headers["Location"] = f"/{quote(spec.name)}?{filters}"
     return Response(status=status if status == 201 else 204, headers=headers)
 
 
