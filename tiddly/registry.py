@@ -10,11 +10,12 @@ import binascii
 import datetime as dt
 import decimal
 import enum
+import json
 import math
 from dataclasses import dataclass, field, replace
 from typing import Any, Iterable
 
-from sqlalchemy import BigInteger, Column, SmallInteger, Table, and_
+from sqlalchemy import BigInteger, Column, SmallInteger, Table, and_, tuple_
 
 from tiddly.errors import (
     BadValue,
@@ -76,6 +77,18 @@ class ColumnSpec:
             got = "another value" if self.policy is Policy.WRITE_ONLY_HASHED else _short(value)
             raise BadValue(f"column '{self.name}' expects {_describe(self)}, got {got}",
                            column=self.name) from None
+
+    def parse_text(self, text: str) -> Any:
+        """The JSON value a piece of text stands for (a path key, a CSV field, a PostgREST
+        filter value), to be checked by ``coerce`` like any other. Text that does not parse
+        stays text, so the check's error names the column and the value."""
+        parse = _TEXT_PARSERS.get(self.kind)
+        if parse is None:
+            return text
+        try:
+            return parse(text)
+        except (ValueError, KeyError):
+            return text
 
     def to_stored(self, value: Any) -> Any:
         """The value as written: coerced, and hashed where the policy says so."""
@@ -157,6 +170,12 @@ _COERCERS = {
     "json": lambda _spec, value: value,
 }
 
+_BOOLEAN_TEXT = {"true": True, "false": False, "1": True, "0": False, "t": True, "f": False}
+_TEXT_PARSERS = {
+    "integer": int, "number": float, "json": json.loads,
+    "boolean": lambda text: _BOOLEAN_TEXT[text.lower()],
+}
+
 _DESCRIPTIONS = {
     "integer": "an integer", "number": "a number", "decimal": "a number or numeric string",
     "string": "a string", "boolean": "true or false", "binary": "a base64 string",
@@ -182,11 +201,14 @@ def _short(value) -> str:
 
 @dataclass(frozen=True)
 class RelationSpec:
-    """A relationship declared on a mapped class: ``pairs`` join (local column, target column)."""
+    """A relationship: a foreign key, or one declared on a mapped class. ``pairs`` join
+    (local column, target column); ``hints`` are the names that say which foreign key it
+    follows (its columns, and its constraint's name when the schema knows it)."""
     name: str
     target: str
     many: bool
     pairs: tuple[tuple[str, str], ...]
+    hints: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -225,7 +247,7 @@ class TableSpec:
         parts = raw.split(",") if len(self.primary_key) > 1 else [raw]
         if len(parts) != len(self.primary_key):
             raise BadValue(f"table '{self.name}' has a primary key of {len(self.primary_key)} columns")
-        return tuple(_from_path_text(col, part) for col, part in zip(self.primary_key, parts))
+        return tuple(col.coerce(col.parse_text(part)) for col, part in zip(self.primary_key, parts))
 
     def pk_from_body(self, obj: dict) -> tuple | None:
         if not all(col.name in obj for col in self.primary_key):
@@ -238,6 +260,12 @@ class TableSpec:
 
     def pk_clause(self, pk: tuple):
         return and_(*(col.column == value for col, value in zip(self.primary_key, pk)))
+
+    def pk_in(self, keys: list[tuple]):
+        """The rows with one of these primary keys."""
+        if len(self.primary_key) == 1:
+            return self.primary_key[0].column.in_([key[0] for key in keys])
+        return tuple_(*(c.column for c in self.primary_key)).in_(keys)
 
     # -- bodies ------------------------------------------------------------
     def values_for_write(self, obj: Any, *, insert: bool, allow_pk: bool = False) -> dict[str, Any]:
@@ -284,16 +312,6 @@ def _length(col: ColumnSpec) -> dict:
     return {"max_length" if col.length_declared else "max_string_length": col.max_length}
 
 
-def _from_path_text(col: ColumnSpec, raw: str):
-    if col.kind == "integer":
-        try:
-            return col.coerce(int(raw))
-        except ValueError:
-            raise BadValue(f"primary key '{col.name}' expects an integer, got {_short(raw)}",
-                           column=col.name) from None
-    return col.coerce(raw)
-
-
 # -- building specs from SQLAlchemy tables -------------------------------------
 
 def column_spec(column: Column) -> ColumnSpec:
@@ -336,7 +354,10 @@ def table_spec(table: Table, read_only: bool = False) -> TableSpec:
 
 
 def _readable_join(spec: TableSpec, target: TableSpec, pairs) -> bool:
-    return all(_readable(spec, local.name) and _readable(target, remote.name) for local, remote in pairs)
+    """Both ends of a join are readable columns: a relation on a hidden or write-only column
+    would reveal it through the rows it pairs, so no door (include, nested insert, an embed)
+    may follow one."""
+    return all(_readable(spec, local) and _readable(target, remote) for local, remote in pairs)
 
 
 def _readable(spec: TableSpec, name: str) -> bool:
@@ -344,27 +365,65 @@ def _readable(spec: TableSpec, name: str) -> bool:
     return column is not None and column.readable
 
 
+def foreign_key_relations(specs: dict[str, TableSpec]) -> dict[str, dict[str, RelationSpec]]:
+    """The relations every foreign key between exposed tables gives, both ways, named as
+    PostgREST names them: after the other table (``items`` -> ``stores`` is one store,
+    ``stores`` -> ``items`` many items). Works for reflected tables, which have no mappers.
+    When two tables are joined by several foreign keys, the name alone would not say which
+    is meant: each is named ``<table>!<its foreign key column(s)>`` instead (PostgREST's
+    hint). A table that refers to itself, and a name a column already has, get none."""
+    by_table = {spec.table: spec for spec in specs.values()}
+    found: dict[tuple[str, str], list[RelationSpec]] = {}
+    for spec in specs.values():
+        for fk in spec.table.foreign_key_constraints:
+            target = by_table.get(fk.referred_table)
+            if target is None or target is spec:
+                continue
+            pairs = tuple((element.parent.name, element.column.name) for element in fk.elements)
+            if not _readable_join(spec, target, pairs):
+                continue
+            hints = frozenset({",".join(local for local, _ in pairs), *([fk.name] if fk.name else [])})
+            found.setdefault((spec.name, target.name), []).append(
+                RelationSpec(target.name, target.name, False, pairs, hints))
+            found.setdefault((target.name, spec.name), []).append(
+                RelationSpec(spec.name, spec.name, True, tuple((remote, local) for local, remote in pairs), hints))
+    relations: dict[str, dict[str, RelationSpec]] = {}
+    for (source, name), candidates in found.items():
+        if name in specs[source].columns:
+            continue
+        for relation in candidates:
+            if len(candidates) > 1:
+                key = ",".join(local if not relation.many else remote for local, remote in relation.pairs)
+                relation = replace(relation, name=f"{name}!{key}")
+            relations.setdefault(source, {})[relation.name] = relation
+    return relations
+
+
 class Registry:
     """The exposed tables, by name."""
 
     def __init__(self, specs: Iterable[TableSpec]):
         self.tables = {spec.name: spec for spec in specs}
+        derived = foreign_key_relations(self.tables)
+        for spec in self.tables.values():
+            spec.relations = {**derived.get(spec.name, {}), **spec.relations}
 
     def add_relations(self, mappers: Iterable) -> "Registry":
-        """Let ``include`` (and nested inserts) follow the relationships of these ORM mappers: plain
-        foreign keys between exposed tables, on readable columns. A relationship that joins on
-        a hidden or write-only column is left out: the rows it pairs would reveal that column."""
+        """Let ``include`` also follow the relationships of these ORM mappers (plain foreign keys
+        between exposed tables, on readable columns: see ``_readable_join``), under their own
+        names; a mapper's name wins over a derived one."""
         for mapper in mappers:
             spec = self.tables.get(mapper.local_table.name)
             if spec is None or spec.table is not mapper.local_table:
                 continue
-            spec.relations = {
+            spec.relations = {**spec.relations, **{
                 rel.key: RelationSpec(rel.key, rel.mapper.local_table.name, bool(rel.uselist),
                                       tuple((lo.name, re.name) for lo, re in rel.local_remote_pairs))
                 for rel in mapper.relationships
                 if rel.secondary is None and rel.mapper.local_table.name in self.tables
-                and _readable_join(spec, self.tables[rel.mapper.local_table.name], rel.local_remote_pairs)
-            }
+                and _readable_join(spec, self.tables[rel.mapper.local_table.name],
+                                   [(lo.name, re.name) for lo, re in rel.local_remote_pairs])
+            }}
         return self
 
     @classmethod

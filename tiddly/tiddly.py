@@ -26,7 +26,6 @@ from tiddly.errors import (
     BadValue,
     MethodNotAllowed,
     NotFound,
-    PayloadTooLarge,
     UnsupportedMediaType,
 )
 from tiddly.models import Base, Patient, PatientReading, internal_tables
@@ -45,7 +44,8 @@ from tiddly.services import (
     upsert,
 )
 from tiddly.services.query import query_from_args
-from tiddly.web import conditional, guard, ui
+from tiddly.web import conditional, guard, postgrest, ui
+from tiddly.web.body import raw_body
 
 log = logging.getLogger("tiddly")
 
@@ -108,6 +108,7 @@ def create_app(config: Config | None = None, metadata=None, registry: Registry |
     app.register_error_handler(Exception, _unexpected_error)
     guard.install(app, gateway)  # API keys, login tokens, open mode, CORS: see guard.py
     cpap.register(app, gateway)  # the original CPAP server's routes, for its clients
+    postgrest.install(app, gateway)  # PostgREST's grammar at config.postgrest_path (web/postgrest)
     return app
 
 
@@ -299,12 +300,7 @@ def _locate(response: Response, table: str, pk) -> None:
 
 
 def _read_body(required: bool = True) -> Any:
-    raw = request.get_data(cache=False)
-    limit = request.max_content_length
-    # A body without Content-Length (chunked) is cut at the limit by werkzeug, silently: refuse it.
-    if request.content_length is None and limit is not None and len(raw) >= limit \
-            and request.environ["wsgi.input"].read(1):
-        raise PayloadTooLarge(f"the request body is larger than {limit} bytes")
+    raw = raw_body()
     if not raw.strip():
         if required:
             raise BadValue(f"{request.method} needs a JSON body")
