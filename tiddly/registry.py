@@ -449,13 +449,15 @@ class Registry:
         return [{**spec.describe(), "relations": self._relations(spec)} for spec in self.tables.values()]
 
     def _relations(self, spec: TableSpec) -> list[dict]:
-        """The relations a client may follow: to exposed tables, on readable columns at both ends."""
-        followable = []
+        """The relations a client may follow, to exposed tables, each join once: under the name
+        its mapped class gives it when it has one (``store``), else the table's (``stores``)."""
+        joins: dict[tuple, RelationSpec] = {}
         for relation in spec.relations.values():
-            local, remote = [pair[0] for pair in relation.pairs], [pair[1] for pair in relation.pairs]
-            target = self.tables.get(relation.target)
-            if target is not None and all(_readable(spec, n) for n in local) \
-                    and all(_readable(target, n) for n in remote):
-                followable.append({"name": relation.name, "table": relation.target, "many": relation.many,
-                                   "columns": local, "references": remote})
-        return followable
+            if relation.target not in self.tables:
+                continue
+            key = (relation.target, relation.pairs)
+            if key not in joins or (joins[key].hints and not relation.hints):  # a derived one has hints
+                joins[key] = relation
+        return [{"name": r.name, "table": r.target, "many": r.many,
+                 "columns": [local for local, _ in r.pairs], "references": [remote for _, remote in r.pairs]}
+                for r in joins.values()]

@@ -27,6 +27,7 @@ from tiddly.errors import (
     MissingColumn,
     NotFound,
     PayloadTooLarge,
+    PreconditionFailed,
     ReadOnlyColumn,
     StatementTimeout,
     Unauthorized,
@@ -68,6 +69,7 @@ CODES: dict[type, tuple[int, str]] = {
     IdempotencyKeyReused: (409, "PGRST100"),
     Conflict: (400, "23514"),             # check_violation; a NOT NULL one is 23502
     PayloadTooLarge: (413, "PGRST102"),
+    PreconditionFailed: (412, "PGRST100"),  # PostgREST has no If-Match; the dialect never raises it
     UnsupportedMediaType: (415, "PGRST102"),
     DatabaseUnavailable: (503, "PGRST001"),
     StatementTimeout: (504, "57014"),     # query_canceled
