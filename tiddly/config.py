@@ -26,6 +26,7 @@ class Config:
     cors_origins: str = ""            # comma-separated origins browsers may call from ("*": any); none by default
     open_mode_allowed: bool = True    # serve without a key while none exists; `tiddly serve` allows it on loopback only
     login_token_ttl_s: int = 3600     # lifetime of a token from POST /-/login
+    postgrest_path: str = "/rest/v1"  # where the PostgREST dialect answers; "" turns it off
 
     @classmethod
     def from_env(cls, environ=None, **overrides) -> "Config":

@@ -10,11 +10,12 @@ import binascii
 import datetime as dt
 import decimal
 import enum
+import json
 import math
 from dataclasses import dataclass, field, replace
 from typing import Any, Iterable
 
-from sqlalchemy import BigInteger, Column, SmallInteger, Table, and_
+from sqlalchemy import BigInteger, Column, SmallInteger, Table, and_, tuple_
 
 from tiddly.errors import (
     BadValue,
@@ -75,6 +76,18 @@ class ColumnSpec:
             got = "another value" if self.policy is Policy.WRITE_ONLY_HASHED else _short(value)
             raise BadValue(f"column '{self.name}' expects {_describe(self)}, got {got}",
                            column=self.name) from None
+
+    def parse_text(self, text: str) -> Any:
+        """The JSON value a piece of text stands for (a path key, a CSV field, a PostgREST
+        filter value), to be checked by ``coerce`` like any other. Text that does not parse
+        stays text, so the check's error names the column and the value."""
+        parse = _TEXT_PARSERS.get(self.kind)
+        if parse is None:
+            return text
+        try:
+            return parse(text)
+        except (ValueError, KeyError):
+            return text
 
     def to_stored(self, value: Any) -> Any:
         """The value as written: coerced, and hashed where the policy says so."""
@@ -145,6 +158,12 @@ _COERCERS = {
     "json": lambda _spec, value: value,
 }
 
+_BOOLEAN_TEXT = {"true": True, "false": False, "1": True, "0": False, "t": True, "f": False}
+_TEXT_PARSERS = {
+    "integer": int, "number": float, "json": json.loads,
+    "boolean": lambda text: _BOOLEAN_TEXT[text.lower()],
+}
+
 _DESCRIPTIONS = {
     "integer": "an integer", "number": "a number", "decimal": "a number or numeric string",
     "string": "a string", "boolean": "true or false", "binary": "a base64 string",
@@ -213,7 +232,7 @@ class TableSpec:
         parts = raw.split(",") if len(self.primary_key) > 1 else [raw]
         if len(parts) != len(self.primary_key):
             raise BadValue(f"table '{self.name}' has a primary key of {len(self.primary_key)} columns")
-        return tuple(_from_path_text(col, part) for col, part in zip(self.primary_key, parts))
+        return tuple(col.coerce(col.parse_text(part)) for col, part in zip(self.primary_key, parts))
 
     def pk_from_body(self, obj: dict) -> tuple | None:
         if not all(col.name in obj for col in self.primary_key):
@@ -226,6 +245,12 @@ class TableSpec:
 
     def pk_clause(self, pk: tuple):
         return and_(*(col.column == value for col, value in zip(self.primary_key, pk)))
+
+    def pk_in(self, keys: list[tuple]):
+        """The rows with one of these primary keys."""
+        if len(self.primary_key) == 1:
+            return self.primary_key[0].column.in_([key[0] for key in keys])
+        return tuple_(*(c.column for c in self.primary_key)).in_(keys)
 
     # -- bodies ------------------------------------------------------------
     def values_for_write(self, obj: Any, *, insert: bool, allow_pk: bool = False) -> dict[str, Any]:
@@ -265,14 +290,6 @@ class TableSpec:
         }
 
 
-def _from_path_text(col: ColumnSpec, raw: str):
-    if col.kind == "integer":
-        try:
-            return col.coerce(int(raw))
-        except ValueError:
-            raise BadValue(f"primary key '{col.name}' expects an integer, got {_short(raw)}",
-                           column=col.name) from None
-    return col.coerce(raw)
 
 
 # -- building specs from SQLAlchemy tables -------------------------------------
@@ -314,24 +331,53 @@ def table_spec(table: Table, read_only: bool = False) -> TableSpec:
                      read_only=read_only or bool(table.info.get("read_only")))
 
 
+def foreign_key_relations(specs: dict[str, TableSpec]) -> dict[str, dict[str, RelationSpec]]:
+    """The relations every foreign key between exposed tables gives, both ways, named as
+    PostgREST names them: after the other table (``items`` -> ``stores`` is one store,
+    ``stores`` -> ``items`` many items). Works for reflected tables, which have no mappers.
+    A pair of tables joined by more than one foreign key, a table that refers to itself and
+    a name taken by a column get no derived relation: the name would not say which is meant."""
+    by_table = {spec.table: spec for spec in specs.values()}
+    found: dict[tuple[str, str], list[RelationSpec]] = {}
+    for spec in specs.values():
+        for fk in spec.table.foreign_key_constraints:
+            target = by_table.get(fk.referred_table)
+            if target is None or target is spec:
+                continue
+            pairs = tuple((element.parent.name, element.column.name) for element in fk.elements)
+            found.setdefault((spec.name, target.name), []).append(
+                RelationSpec(target.name, target.name, False, pairs))
+            found.setdefault((target.name, spec.name), []).append(
+                RelationSpec(spec.name, spec.name, True, tuple((remote, local) for local, remote in pairs)))
+    relations: dict[str, dict[str, RelationSpec]] = {}
+    for (source, name), candidates in found.items():
+        if len(candidates) == 1 and name not in specs[source].columns:
+            relations.setdefault(source, {})[name] = candidates[0]
+    return relations
+
+
 class Registry:
     """The exposed tables, by name."""
 
     def __init__(self, specs: Iterable[TableSpec]):
         self.tables = {spec.name: spec for spec in specs}
+        derived = foreign_key_relations(self.tables)
+        for spec in self.tables.values():
+            spec.relations = {**derived.get(spec.name, {}), **spec.relations}
 
     def add_relations(self, mappers: Iterable) -> "Registry":
-        """Let ``include`` follow the relationships of these ORM mappers (plain foreign keys only)."""
+        """Let ``include`` also follow the relationships of these ORM mappers (plain foreign keys
+        only), under their own names; a mapper's name wins over a derived one."""
         for mapper in mappers:
             spec = self.tables.get(mapper.local_table.name)
             if spec is None or spec.table is not mapper.local_table:
                 continue
-            spec.relations = {
+            spec.relations = {**spec.relations, **{
                 rel.key: RelationSpec(rel.key, rel.mapper.local_table.name, bool(rel.uselist),
                                       tuple((lo.name, re.name) for lo, re in rel.local_remote_pairs))
                 for rel in mapper.relationships
                 if rel.secondary is None and rel.mapper.local_table.name in self.tables
-            }
+            }}
         return self
 
     @classmethod

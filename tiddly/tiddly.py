@@ -25,7 +25,6 @@ from tiddly.errors import (
     BadValue,
     MethodNotAllowed,
     NotFound,
-    PayloadTooLarge,
     UnsupportedMediaType,
 )
 from tiddly.models import Base, Patient, internal_tables
@@ -44,7 +43,7 @@ from tiddly.services import (
     upsert,
 )
 from tiddly.services.query import query_from_args
-from tiddly.web import guard
+from tiddly.web import body, guard, postgrest
 
 log = logging.getLogger("tiddly")
 
@@ -103,6 +102,7 @@ def create_app(config: Config | None = None, metadata=None, registry: Registry |
     app.register_error_handler(Exception, _unexpected_error)
     guard.install(app, gateway)  # API keys, login tokens, open mode, CORS: see guard.py
     cpap.register(app, gateway)  # the original CPAP server's routes, for its clients
+    postgrest.install(app, gateway)  # PostgREST's grammar at config.postgrest_path (web/postgrest)
     return app
 
 
@@ -259,12 +259,7 @@ def _respond(gateway: Gateway, session, key: str | None, run: Callable[[], tuple
 
 
 def _read_body(required: bool = True) -> Any:
-    raw = request.get_data(cache=False)
-    limit = request.max_content_length
-    # A body without Content-Length (chunked) is cut at the limit by werkzeug, silently: refuse it.
-    if request.content_length is None and limit is not None and len(raw) >= limit \
-            and request.environ["wsgi.input"].read(1):
-        raise PayloadTooLarge(f"the request body is larger than {limit} bytes")
+    raw = body.raw_body()
     if not raw.strip():
         if required:
             raise BadValue(f"{request.method} needs a JSON body")

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import bindparam, delete, insert, select, update
+from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -125,6 +125,55 @@ def delete_where(session: Session, spec: TableSpec, where: Any, config: Config) 
         raise BadQuery("deleting by filter needs a non-empty 'where'; to delete one row use its primary key")
     result = session.execute(delete(spec.table).where(compile_where(spec, where, config)))
     return result.rowcount
+
+
+# -- writes by filter, returning the rows' keys (the PostgREST dialect's PATCH and DELETE) ----------
+
+KEYS_PER_WRITE = 1000  # keys per UPDATE/DELETE ... WHERE key IN (...): IN lists stay short
+
+
+def update_where(session: Session, spec: TableSpec, where: Any, obj: Any, config: Config) -> int:
+    """Set ``obj``'s fields on every row ``where`` matches; returns how many rows matched."""
+    values = spec.values_for_write(obj, insert=False)
+    condition = compile_where(spec, _filter(where, "updating"), config)
+    if not values:
+        return session.execute(select(func.count()).select_from(spec.table).where(condition)).scalar_one()
+    return session.execute(update(spec.table).where(condition).values(values)).rowcount
+
+
+def locked_keys(session: Session, spec: TableSpec, where: Any, config: Config) -> list[tuple]:
+    """The primary keys of the rows ``where`` matches, locked until the transaction ends, so a
+    write by these keys changes exactly the rows the filter found (portable: MariaDB has no
+    UPDATE ... RETURNING)."""
+    condition = compile_where(spec, _filter(where, "writing"), config)
+    stmt = select(*(c.column for c in spec.primary_key)).where(condition).with_for_update()
+    return [tuple(row) for row in session.execute(stmt)]
+
+
+def update_keys(session: Session, spec: TableSpec, keys: list[tuple], obj: Any) -> list[tuple]:
+    """Set ``obj``'s fields on the rows with these primary keys; returns their keys after the update."""
+    values = spec.values_for_write(obj, insert=False)
+    if values:
+        for chunk in _chunks(keys):
+            session.execute(update(spec.table).where(spec.pk_in(chunk)).values(values))
+    position = {c.name: i for i, c in enumerate(spec.primary_key)}
+    changed = {position[name]: value for name, value in values.items() if name in position}
+    return [tuple(changed.get(i, v) for i, v in enumerate(key)) for key in keys] if changed else keys
+
+
+def delete_keys(session: Session, spec: TableSpec, keys: list[tuple]) -> int:
+    """Delete the rows with these primary keys; returns how many went."""
+    return sum(session.execute(delete(spec.table).where(spec.pk_in(chunk))).rowcount for chunk in _chunks(keys))
+
+
+def _filter(where: Any, doing: str) -> dict:
+    if not isinstance(where, dict) or not where:
+        raise BadQuery(f"{doing} by filter needs a non-empty 'where'; to change one row use its primary key")
+    return where
+
+
+def _chunks(keys: list[tuple]) -> list[list[tuple]]:
+    return [keys[start:start + KEYS_PER_WRITE] for start in range(0, len(keys), KEYS_PER_WRITE)]
 
 
 # -- helpers -------------------------------------------------------------------

@@ -66,16 +66,16 @@ def plan(dialect_name: str, spec: TableSpec, raw: Any, config: Config, key: byte
 
 def stream(engine: Engine, stmt, names: list[str], fmt: str) -> Iterator[bytes]:
     """The rows of ``stmt`` as CSV or NDJSON chunks, read through a server-side cursor."""
-    encode = _csv_chunk if fmt == "csv" else _ndjson_chunk
+    encode = csv_chunk if fmt == "csv" else _ndjson_chunk
     with engine.connect() as conn:
         result = conn.execution_options(stream_results=True, yield_per=STREAM_ROWS).execute(stmt)
         if fmt == "csv":
-            yield _csv_chunk(names, [names])
+            yield csv_chunk(names, [names])
         for rows in result.partitions():
             yield encode(names, rows)
 
 
-def _csv_chunk(names: list[str], rows) -> bytes:
+def csv_chunk(names: list[str], rows) -> bytes:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerows([_csv_value(v) for v in row] for row in rows)
@@ -188,23 +188,10 @@ def _csv_rows(spec: TableSpec, lines: Iterable[bytes]) -> Iterator[tuple[int, di
 
 
 def _from_text(col, text: str) -> Any:
-    """A CSV field as the JSON value the column's coercion expects; text that does not
-    parse stays text, so the coercion's error names the column and the value."""
+    """A CSV field as its column's value; an empty field is NULL (for a NOT NULL text column, "")."""
     if text == "":
         return "" if col.kind == "string" and not col.nullable else None
-    parse = _TEXT_PARSERS.get(col.kind)
-    if parse is None:
-        return text
-    try:
-        return parse(text)
-    except (ValueError, KeyError):
-        return text
-
-
-_TEXT_PARSERS = {
-    "integer": int, "number": float, "json": json.loads,
-    "boolean": lambda text: {"true": True, "false": False, "1": True, "0": False}[text.lower()],
-}
+    return col.parse_text(text)
 
 
 def _at_line(line: int, exc: Exception) -> Exception:

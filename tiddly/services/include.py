@@ -1,16 +1,22 @@
 """Related rows for a page (``"include"``): one query per relationship, whatever the page size.
 
 ``"include": ["items"]`` or ``{"items": {"where": ..., "orderby": ..., "select": ..., "limit": 5}}``
-follows a relationship declared on the table's mapped class (``RelationSpec``).
+follows a relationship of the table (``RelationSpec``: a foreign key, or a mapper's relationship).
 One-to-many embeds a list per parent; ``limit`` is per parent (ROW_NUMBER() OVER
 (PARTITION BY the foreign key)). Many-to-one embeds one object or null.
+
+Embedding (the PostgREST dialect) reads a few more keys, ``EMBED_KEYS``: ``include``
+inside an include (nested, still one query per relationship and level), a per-parent
+``offset``, ``"exists": true|false`` (only the parents that have, or have no, matching
+related rows: a correlated EXISTS in the parents' where) and ``"select": []`` (filter
+by the relation without loading it). Tiddly's own query language keeps to ``INCLUDE_KEYS``.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from typing import Any
 
-from sqlalchemy import func, select, tuple_
+from sqlalchemy import and_, exists, func, not_, select, tuple_
 from sqlalchemy.orm import Session
 
 from tiddly.config import Config
@@ -19,6 +25,7 @@ from tiddly.registry import ColumnSpec, Registry, RelationSpec, TableSpec
 from tiddly.services.query import Query, _order_clauses, build_select, parse_query
 
 INCLUDE_KEYS = ("where", "orderby", "select", "limit")
+EMBED_KEYS = INCLUDE_KEYS + ("offset", "include", "exists")
 _RANK = "tiddly_rank"
 
 
@@ -28,13 +35,18 @@ class Include:
     target: TableSpec
     query: Query
     limit: int | None  # per parent; None: every related row
+    offset: int = 0    # per parent
+    children: tuple["Include", ...] = ()
+    exists: bool | None = None  # only parents with (True) or without (False) a matching related row
+    loaded: bool = True         # False: the include only filters the parents (``"select": []``)
 
     @property
     def name(self) -> str:
         return self.relation.name
 
 
-def parse_includes(registry: Registry, spec: TableSpec, raw: Any, config: Config) -> tuple[Include, ...]:
+def parse_includes(registry: Registry, spec: TableSpec, raw: Any, config: Config,
+                   keys: tuple[str, ...] = INCLUDE_KEYS) -> tuple[Include, ...]:
     if raw is None:
         return ()
     if isinstance(raw, str):
@@ -43,10 +55,11 @@ def parse_includes(registry: Registry, spec: TableSpec, raw: Any, config: Config
         raw = {name: {} for name in raw}
     if not isinstance(raw, dict) or not raw:
         raise BadQuery("'include' takes a list of relationship names or an object of name -> options")
-    return tuple(_include(registry, spec, name, options, config) for name, options in raw.items())
+    return tuple(_include(registry, spec, name, options, config, keys) for name, options in raw.items())
 
 
-def _include(registry: Registry, spec: TableSpec, name: str, options: Any, config: Config) -> Include:
+def _include(registry: Registry, spec: TableSpec, name: str, options: Any, config: Config,
+             keys: tuple[str, ...]) -> Include:
     relation = spec.relations.get(name)
     if relation is None:
         known = ", ".join(spec.relations) or "none"
@@ -55,19 +68,42 @@ def _include(registry: Registry, spec: TableSpec, name: str, options: Any, confi
     options = {} if options is None or options is True else options
     if not isinstance(options, dict):
         raise BadQuery(f"the options of include '{name}' must be an object")
-    unknown = [key for key in options if key not in INCLUDE_KEYS]
+    unknown = [key for key in options if key not in keys]
     if unknown:
-        raise BadQuery(f"unknown key {unknown[0]!r} in include '{name}'; known: {', '.join(INCLUDE_KEYS)}")
-    if "limit" in options and not relation.many:
-        raise BadQuery(f"'{name}' is one related row: 'limit' applies to one-to-many includes only")
+        raise BadQuery(f"unknown key {unknown[0]!r} in include '{name}'; known: {', '.join(keys)}")
+    if ("limit" in options or "offset" in options) and not relation.many:
+        raise BadQuery(f"'{name}' is one related row: 'limit' and 'offset' apply to one-to-many includes only")
     target = registry.get(relation.target)
-    query = parse_query(target, options, config)
-    return Include(relation, target, query, query.limit if "limit" in options else None)
+    loaded = not (keys == EMBED_KEYS and options.get("select") == [])
+    query = parse_query(target, {k: v for k, v in options.items()
+                                 if k not in ("include", "exists") and (loaded or k != "select")}, config)
+    found = options.get("exists")
+    if found is not None and (not isinstance(found, bool) or relation.target == spec.name):
+        raise BadQuery(f"'exists' in include '{name}' takes true or false, and not on a table's relation to itself")
+    children = parse_includes(registry, target, options.get("include"), config, keys)
+    return Include(relation, target, query, query.limit if "limit" in options else None, query.offset,
+                   children, found, loaded)
 
 
 def parent_columns(spec: TableSpec, includes: tuple[Include, ...]) -> list[ColumnSpec]:
     """The parent columns the includes join on (fetched even when not selected)."""
-    return [spec.columns[local] for inc in includes for local, _ in inc.relation.pairs]
+    return [spec.columns[local] for inc in includes if inc.loaded for local, _ in inc.relation.pairs]
+
+
+def exists_clauses(spec: TableSpec, includes: tuple[Include, ...]) -> list:
+    """The parents' conditions for includes with ``exists``: a correlated EXISTS (or NOT EXISTS)
+    on the related table, with the include's where and its own children's conditions."""
+    clauses = []
+    for inc in includes:
+        if inc.exists is None:
+            continue
+        joined = [inc.target.columns[remote].column == spec.columns[local].column
+                  for local, remote in inc.relation.pairs]
+        # Correlated with the parent alone: a table met again further down is its own FROM there.
+        found = exists().where(*joined, inc.query.where, *exists_clauses(inc.target, inc.children)) \
+            .correlate(spec.table)
+        clauses.append(found if inc.exists else not_(found))
+    return clauses
 
 
 def load(session: Session, inc: Include, parents: list[dict]) -> list:
@@ -84,18 +120,26 @@ def load(session: Session, inc: Include, parents: list[dict]) -> list:
 def _fetch(session: Session, inc: Include, keys: set[tuple]) -> dict[tuple, list[dict]]:
     remotes = [inc.target.columns[remote] for _, remote in inc.relation.pairs]
     selected = [c.name for c in inc.query.columns]
-    columns = inc.query.columns + tuple(c for c in remotes if c.name not in selected)
+    columns = {c.name: c for c in inc.query.columns + tuple(remotes) + tuple(
+        parent_columns(inc.target, inc.children))}
     if len(remotes) == 1:
         matches = remotes[0].column.in_([key[0] for key in keys])
     else:
         matches = tuple_(*(c.column for c in remotes)).in_(list(keys))
-    stmt = build_select(inc.target, replace(inc.query, columns=columns, limit=None, offset=0)).where(matches)
-    if inc.limit is not None:
-        stmt = _top_per_parent(stmt, inc, remotes, columns)
+    where = and_(inc.query.where, matches, *exists_clauses(inc.target, inc.children))
+    query = replace(inc.query, columns=tuple(columns.values()), where=where, limit=None, offset=0)
+    stmt = build_select(inc.target, query)
+    if inc.limit is not None or inc.offset:
+        stmt = _top_per_parent(stmt, inc, remotes, columns.values())
+    rows = [dict(row) for row in session.execute(stmt).mappings()]
+    shown = [child for child in inc.children if child.loaded]
+    for child in shown:
+        for row, related in zip(rows, load(session, child, rows)):
+            row[child.name] = related
+    names = selected + [child.name for child in shown]
     found: dict[tuple, list[dict]] = {}
-    for row in session.execute(stmt).mappings():
-        key = tuple(row[c.name] for c in remotes)
-        found.setdefault(key, []).append({name: row[name] for name in selected})
+    for row in rows:
+        found.setdefault(tuple(row[c.name] for c in remotes), []).append({name: row[name] for name in names})
     return found
 
 
@@ -103,8 +147,10 @@ def _top_per_parent(stmt, inc: Include, remotes: list[ColumnSpec], columns) -> A
     rank = func.row_number().over(partition_by=[c.column for c in remotes],
                                   order_by=_order_clauses(inc.query.order)).label(_RANK)
     ranked = stmt.add_columns(rank).order_by(None).subquery()
-    return (select(*(ranked.c[c.name] for c in columns))
-            .where(ranked.c[_RANK] <= inc.limit).order_by(ranked.c[_RANK]))
+    window = [ranked.c[_RANK] > inc.offset]
+    if inc.limit is not None:
+        window.append(ranked.c[_RANK] <= inc.offset + inc.limit)
+    return select(*(ranked.c[c.name] for c in columns)).where(*window).order_by(ranked.c[_RANK])
 
 
 def requested_names(raw_query: Any) -> list[str]:

@@ -17,6 +17,8 @@ from tiddly.registry import Registry, TableSpec
 from tiddly.services import aggregate, cursor, include
 from tiddly.services.query import Query, build_count, build_select, parse_query
 
+KEYS_PER_READ = 1000  # rows read back by primary key per statement: IN lists stay short
+
 
 def fetch_page(session: Session, spec: TableSpec, raw: Any, config: Config,
                registry: Registry, key: bytes) -> dict:
@@ -28,12 +30,41 @@ def fetch_page(session: Session, spec: TableSpec, raw: Any, config: Config,
     print_ = cursor.fingerprint(spec.name, raw.get("where"), query.order)
     page = _resume(session.get_bind().dialect.name, query, raw, key, print_)
     rows = _rows(session, spec, page, include.parent_columns(spec, includes))
-    result: dict[str, Any] = {"data": _shape(session, query, includes, rows)}
-    if query.count:
-        result["count"] = session.execute(build_count(spec, query)).scalar_one()
+    result = _result(session, spec, query, includes, rows)
     if query.limit and len(rows) == query.limit:
         last = rows[-1]
         result["next"] = cursor.encode(key, [last[t.column.name] for t in query.order], print_)
+    return result
+
+
+def fetch_embedded(session: Session, spec: TableSpec, raw: dict, config: Config, registry: Registry,
+                   keys: list[tuple] | None = None) -> dict:
+    """A page by limit and offset (no cursor), its includes read with the embedding keys
+    (include.EMBED_KEYS): the PostgREST dialect's reads. With ``keys``, the rows with those
+    primary keys, in that order (what a write hands back), read in chunks."""
+    query = parse_query(spec, raw, config)
+    includes = include.parse_includes(registry, spec, raw.get("include"), config, include.EMBED_KEYS)
+    query = replace(query, where=and_(query.where, *include.exists_clauses(spec, includes)))
+    if keys is None:
+        return _result(session, spec, query, includes,
+                       _rows(session, spec, query, include.parent_columns(spec, includes)))
+    data = []
+    for start in range(0, len(keys), KEYS_PER_READ):
+        chunk = keys[start:start + KEYS_PER_READ]
+        chosen = replace(query, where=and_(query.where, spec.pk_in(chunk)), limit=None, offset=0)
+        rows = {_key(spec, row): row for row in _rows(session, spec, chosen, include.parent_columns(spec, includes))}
+        data += _shape(session, query, includes, [rows[key] for key in chunk if key in rows])
+    return {"data": data}
+
+
+def _key(spec: TableSpec, row: dict) -> tuple:
+    return tuple(row[c.name] for c in spec.primary_key)
+
+
+def _result(session: Session, spec: TableSpec, query: Query, includes, rows: list[dict]) -> dict:
+    result: dict[str, Any] = {"data": _shape(session, query, includes, rows)}
+    if query.count:
+        result["count"] = session.execute(build_count(spec, query)).scalar_one()
     return result
 
 
@@ -68,6 +99,8 @@ def _shape(session: Session, query: Query, includes, rows: list[dict]) -> list[d
     names = [c.name for c in query.columns]
     data = [{name: row[name] for name in names} for row in rows]
     for inc in includes:
+        if not inc.loaded:
+            continue
         for item, related in zip(data, include.load(session, inc, rows)):
             item[inc.name] = related
     return data

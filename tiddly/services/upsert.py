@@ -58,6 +58,32 @@ def upsert_on(session: Session, spec: TableSpec, raw_on: str, body: Any, config:
     items = [body] if single else body
     if not isinstance(items, list) or not items:
         raise BadValue(f"PUT /{spec.name}?on=... takes a row object or a non-empty array of rows")
+    rows = _write(session, spec, on, items, config, ignore=False)
+    stored = _read_back(session, spec, on, rows)
+    if single:
+        return {"id": spec.pk_json(stored[0][c.name] for c in spec.primary_key), "data": stored[0]}
+    return {"data": stored, "count": len(stored)}
+
+
+def upsert_keys(session: Session, spec: TableSpec, raw_on: str, items: list, config: Config,
+                ignore: bool = False) -> list[tuple]:
+    """Upsert ``items`` (``ignore``: keep an existing row as it is) and return the primary
+    keys of the rows they name, in their order."""
+    on = parse_on(spec, raw_on)
+    if not items:
+        raise BadValue("an upsert needs at least one row")
+    rows = _write(session, spec, on, items, config, ignore)
+    keys = [tuple(row[c.name] for c in on) for row in rows]
+    pk = [c.column for c in spec.primary_key]
+    found = {}
+    for start in range(0, len(keys), 1000):
+        stmt = select(*(c.column for c in on), *pk).where(_in(on, keys[start:start + 1000]))
+        found.update({tuple(row[:len(on)]): tuple(row[len(on):]) for row in session.execute(stmt)})
+    return [found[key] for key in keys]
+
+
+def _write(session: Session, spec: TableSpec, on: tuple[ColumnSpec, ...], items: list, config: Config,
+           ignore: bool) -> list[dict]:
     if len(items) > config.max_bulk_rows:
         raise BadQuery(f"an upsert takes at most {config.max_bulk_rows} rows, got {len(items)}")
     rows = _checked_rows(spec, on, items)
@@ -67,11 +93,8 @@ def upsert_on(session: Session, spec: TableSpec, raw_on: str, body: Any, config:
     for group in _groups(rows):
         per_statement = max(1, MAX_PARAMETERS // len(group[0]))
         for start in range(0, len(group), per_statement):
-            session.execute(_statement(insert, spec, on, group[start:start + per_statement]))
-    stored = _read_back(session, spec, on, rows)
-    if single:
-        return {"id": spec.pk_json(stored[0][c.name] for c in spec.primary_key), "data": stored[0]}
-    return {"data": stored, "count": len(stored)}
+            session.execute(_statement(insert, spec, on, group[start:start + per_statement], ignore))
+    return rows
 
 
 def _checked_rows(spec: TableSpec, on: tuple[ColumnSpec, ...], items: list) -> list[dict]:
@@ -102,10 +125,10 @@ def _groups(rows: list[dict]) -> list[list[dict]]:
     return list(groups.values())
 
 
-def _statement(insert, spec: TableSpec, on: tuple[ColumnSpec, ...], rows: list[dict]):
+def _statement(insert, spec: TableSpec, on: tuple[ColumnSpec, ...], rows: list[dict], ignore: bool):
     stmt = insert(spec.table).values(rows)
     on_names = [c.name for c in on]
-    changed = [name for name in rows[0] if name not in on_names]
+    changed = [] if ignore else [name for name in rows[0] if name not in on_names]
     if insert is mysql.insert:
         # Setting a key column to itself is MariaDB's "do nothing" on a duplicate.
         return stmt.on_duplicate_key_update({name: stmt.inserted[name] for name in changed or on_names[:1]})

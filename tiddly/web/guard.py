@@ -9,6 +9,8 @@ request: the CORS headers for an allowed origin. The rules themselves live in
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from flask import Flask, Response, g, request
 
 from tiddly.config import Config
@@ -28,6 +30,19 @@ CORS_MAX_AGE_S = 600
 ROUTE_ACCESS: dict[str, tuple[str, str | None]] = {}
 
 
+@dataclass(frozen=True)
+class Dialect:
+    """What a dialect mounted as a blueprint (web/postgrest) adds to the guard: the header its
+    clients may send the key in when there is no Authorization, and the request and response
+    headers browsers must be allowed to send and read."""
+    key_header: str
+    request_headers: str
+    exposed_headers: str
+
+
+DIALECTS: dict[str, Dialect] = {}  # blueprint name -> Dialect
+
+
 def install(app: Flask, gateway) -> None:
     login_users = _login_users(gateway)
     app.before_request(lambda: _before_request(gateway, login_users))
@@ -40,12 +55,19 @@ def _before_request(gateway, login_users) -> Response | None:
     if request.path in PUBLIC_PATHS:
         return None
     with gateway.db.lookup() as connection:
-        principal = auth.authenticate(connection, request.headers.get("Authorization"),
+        principal = auth.authenticate(connection, _authorization(),
                                       gateway.config.open_mode_allowed, login_users)
     g.principal = principal
     scope, table = _access()
     auth.authorize(principal, scope, table)
     return None
+
+
+def _authorization() -> str | None:
+    header = request.headers.get("Authorization")
+    dialect = DIALECTS.get(request.blueprint) if header is None else None
+    key = request.headers.get(dialect.key_header) if dialect is not None else None
+    return f"Bearer {key}" if key else header
 
 
 def _login_users(gateway):
@@ -80,9 +102,10 @@ def _preflight(config: Config) -> Response:
     origin = request.headers["Origin"]
     if not _origin_allowed(config, origin):
         raise Forbidden("this origin may not call the gateway from a browser (see TIDDLY_CORS_ORIGINS)")
+    dialect = DIALECTS.get(request.blueprint)
     return Response(status=204, headers={
         "Access-Control-Allow-Methods": CORS_METHODS,
-        "Access-Control-Allow-Headers": CORS_REQUEST_HEADERS,
+        "Access-Control-Allow-Headers": CORS_REQUEST_HEADERS + (dialect.request_headers if dialect else ""),
         "Access-Control-Max-Age": str(CORS_MAX_AGE_S),
     })
 
@@ -91,7 +114,9 @@ def _add_cors_headers(config: Config, response: Response) -> Response:
     origin = request.headers.get("Origin")
     if _origin_allowed(config, origin):
         response.headers["Access-Control-Allow-Origin"] = origin
-        response.headers["Access-Control-Expose-Headers"] = CORS_EXPOSED_HEADERS
+        dialect = DIALECTS.get(request.blueprint)
+        response.headers["Access-Control-Expose-Headers"] = CORS_EXPOSED_HEADERS + (
+            dialect.exposed_headers if dialect else "")
     if config.cors_origin_list:
         response.vary.add("Origin")
     return response

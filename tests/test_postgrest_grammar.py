@@ -1,0 +1,239 @@
+"""The PostgREST dialect's parser on its own: every malformed or unsupported piece of a query
+string or header is a 4xx in PostgREST's shape (never a 500), and reading it costs no
+database work when it is refused. Also the pure pieces: splitting, quoting, Prefer, Range, Accept.
+"""
+from __future__ import annotations
+
+from urllib.parse import quote
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tiddly import create_app
+from tiddly.config import Config
+from tiddly.web.postgrest import grammar
+from tiddly.web.postgrest.grammar import PostgrestError
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory):
+    app = create_app(Config(database_url=f"sqlite:///{tmp_path_factory.mktemp('db') / 'tiddly.db'}"))
+    client = app.test_client()
+    client.post("/rest/v1/stores", json=[{"name": "North"}, {"name": "South"}])
+    client.post("/rest/v1/items", json=[{"name": "tea", "price": 3.5, "store_id": 1}])
+    yield client
+    app.extensions["tiddly"].db.dispose()
+
+
+def assert_postgrest_error(response, status: int, code: str) -> dict:
+    body = response.get_json()
+    assert (response.status_code, body and body.get("code")) == (status, code), response.get_data(as_text=True)
+    assert set(body) == {"code", "message", "details", "hint"}
+    return body
+
+
+@pytest.mark.parametrize("query, status, code", [
+    ("price=eq", 400, "PGRST100"),                      # no value
+    ("price=3", 400, "PGRST100"),                       # no operator
+    ("price=equals.3", 400, "PGRST100"),                # unknown operator
+    ("price=not.not.eq.3", 400, "PGRST100"),
+    ("price=in.1,2", 400, "PGRST100"),                  # in takes (...)
+    ("price=in.(1,2", 400, "PGRST100"),
+    ("name=is.maybe", 400, "PGRST100"),
+    ("name=eq(some).{a}", 400, "PGRST100"),             # modifiers are any / all
+    ("name=in(any).{a}", 400, "PGRST100"),
+    ("name=eq(any).a,b", 400, "PGRST100"),              # any takes {...}
+    ("or=price.eq.1", 400, "PGRST100"),                 # or takes (...)
+    ("or=(price.eq.1", 400, "PGRST100"),
+    ("or=()", 400, "PGRST100"),
+    ("or=(price)", 400, "PGRST100"),
+    ("or=(price.eq.1,xor(price.eq.2))", 400, "PGRST100"),
+    ('or=("price.eq.1)', 400, "PGRST100"),              # an unclosed quote
+    ("and=" + "and(" * 12 + "price.eq.1" + ")" * 12, 400, "PGRST100"),  # nests too deep
+    ("order=price.up", 400, "PGRST100"),
+    ("order=price.desc.nullsfirst.asc", 400, "PGRST100"),
+    ("order=,", 400, "PGRST100"),
+    ("limit=ten", 400, "PGRST100"),
+    ("offset=1.5", 400, "PGRST100"),
+    ("limit=-1", 416, "PGRST103"),
+    ("offset=-3", 416, "PGRST103"),
+    ("select=", 200, None),                             # empty select: every column, as PostgREST
+    ("select=name,,price", 400, "PGRST100"),
+    ("select=stores(name", 400, "PGRST100"),
+    ('select="name', 400, "PGRST100"),
+    ("select=" + "stores(" * 12 + "name" + ")" * 12, 400, "PGRST100"),
+    ("select=name::text", 400, "PGRST127"),             # casts
+    ("select=name->>x", 400, "PGRST127"),               # JSON paths
+    ("select=...stores(name)", 400, "PGRST127"),        # spread
+    ("select=count()", 400, "PGRST123"),                # aggregates
+    ("select=price.avg()", 400, "PGRST123"),
+    ("select=stores!nope(name)", 400, "PGRST200"),      # a hint that names no foreign key column
+    ("select=stores!store_id(name)", 200, None),        # one that does
+    ("select=stores!inner!left!x!y(name)", 400, "PGRST100"),
+    ("select=a:stores(name),b:stores(id)", 400, "PGRST127"),
+    ("name=fts.tea", 400, "PGRST127"),
+    ("name=plfts(english).tea", 400, "PGRST127"),
+    ("name=match.^t", 400, "PGRST127"),
+    ("price=cs.{1}", 400, "PGRST127"),
+    ("order=stores(name)", 400, "PGRST127"),
+    ("stores.name=eq.North", 400, "PGRST108"),          # not embedded
+    ("select=name,stores(name)&stores=eq.1", 400, "PGRST120"),
+    ("price=like.3*", 400, "22P02"),                    # like needs a text column
+    ("name=is.true", 400, "22P02"),                     # true/false need a boolean column
+    ("price=gt.abc", 400, "22P02"),
+    ("price=gt.nan", 400, "22P02"),
+    ("id=eq.99999999999999999999", 400, "22P02"),
+    ("id=in.(1,x)", 400, "22P02"),
+    ("nope=eq.1", 400, "42703"),
+    ("select=nope", 400, "42703"),
+    ("order=nope", 400, "42703"),
+    ("or=(nope.eq.1)", 400, "42703"),
+    ("columns=name", 400, "PGRST100"),                  # a write's parameter on a read
+    ("on_conflict=name", 400, "PGRST100"),
+    ("price=in.(" + ",".join(["1"] * 1001) + ")", 400, "PGRST100"),  # in lists are capped
+    ("limit=5000", 200, None),                          # capped at max_limit, as db-max-rows caps it
+])
+def test_a_bad_query_string_is_a_postgrest_4xx(client, query, status, code):
+    response = client.get(f"/rest/v1/items?{query}")
+    if code is None:
+        assert response.status_code == status, response.get_data(as_text=True)
+    else:
+        assert_postgrest_error(response, status, code)
+
+
+@pytest.mark.parametrize("headers, status, code", [
+    ({"Accept": "application/xml"}, 406, "PGRST107"),
+    ({"Accept": "text/html;q=1, application/json;q=0"}, 406, "PGRST107"),
+    ({"Accept-Profile": "other"}, 406, "PGRST106"),
+    ({"Range": "5-2"}, 416, "PGRST103"),
+    ({"Prefer": "handling=strict, count=sometimes"}, 400, "PGRST122"),
+    ({"Prefer": "count=sometimes"}, 200, None),         # lenient: an unknown preference is not applied
+    ({"Range": "bytes=0-1"}, 200, None),                # not a row range: ignored, as in PostgREST
+    ({"Accept": "text/html, application/vnd.pgrst.object+json"}, 406, "PGRST116"),  # two rows, one asked for
+])
+def test_bad_headers(client, headers, status, code):
+    response = client.get("/rest/v1/stores", headers=headers)
+    if code is None:
+        assert response.status_code == status
+    else:
+        assert_postgrest_error(response, status, code)
+
+
+@pytest.mark.parametrize("method, path, body, headers, status, code", [
+    ("POST", "/rest/v1/stores", None, {}, 415, "PGRST102"),
+    ("POST", "/rest/v1/stores", b"", {"Content-Type": "application/json"}, 400, "PGRST102"),
+    ("POST", "/rest/v1/stores", b"[1, 2]", {"Content-Type": "application/json"}, 400, "PGRST102"),
+    ("POST", "/rest/v1/stores", b'"x"', {"Content-Type": "application/json"}, 400, "PGRST102"),
+    ("POST", "/rest/v1/stores", b"[" * 600 + b"]" * 600, {"Content-Type": "application/json"}, 400, "PGRST102"),
+    ("POST", "/rest/v1/stores", b'{"name": "x"}', {"Content-Type": "text/csv"}, 415, "PGRST102"),
+    ("POST", "/rest/v1/stores?name=eq.x", b'{"name": "x"}', {"Content-Type": "application/json"}, 400, "PGRST100"),
+    ("POST", "/rest/v1/stores?order=id", b'{"name": "x"}', {"Content-Type": "application/json"}, 400, "PGRST127"),
+    ("POST", "/rest/v1/stores", b'{"name": "x"}', {"Content-Type": "application/json", "Content-Profile": "x"},
+     406, "PGRST106"),
+    ("POST", "/rest/v1/stores", b'{"name": "x"}', {"Content-Type": "application/json", "Idempotency-Key": "k"},
+     400, "PGRST100"),
+    ("POST", "/rest/v1/stores?on_conflict=name", b'{"name": "x"}',
+     {"Content-Type": "application/json", "Prefer": "resolution=merge-duplicates"}, 400, "PGRST100"),
+    ("PATCH", "/rest/v1/stores", b'{"name": "x"}', {"Content-Type": "application/json"}, 400, "21000"),
+    ("PATCH", "/rest/v1/stores?id=eq.1", b'[{"name": "x"}]', {"Content-Type": "application/json"}, 400, "PGRST102"),
+    ("PATCH", "/rest/v1/stores?id=eq.1&limit=1", b'{"name": "x"}', {"Content-Type": "application/json"},
+     400, "PGRST127"),
+    ("PATCH", "/rest/v1/stores?id=eq.1", b'{"id": 5}', {"Content-Type": "application/json"}, 403, "42501"),
+    ("DELETE", "/rest/v1/stores", None, {}, 400, "21000"),
+    ("DELETE", "/rest/v1/stores?items.id=eq.1&select=items(id)", None, {}, 400, "21000"),
+    ("PUT", "/rest/v1/stores?id=eq.1&limit=1", b'{"id": 1, "name": "x"}', {"Content-Type": "application/json"},
+     400, "PGRST114"),
+    ("PUT", "/rest/v1/stores?id=gt.1", b'{"id": 1, "name": "x"}', {"Content-Type": "application/json"},
+     405, "PGRST105"),
+    ("DELETE", "/rest/v1/patient_readings?id=eq.1", None, {}, 405, "PGRST117"),
+    ("GET", "/rest/v1/stores/1", None, {}, 404, "PGRST125"),
+    ("POST", "/rest/v1/rpc/f", b"{}", {"Content-Type": "application/json"}, 404, "PGRST202"),
+])
+def test_bad_writes(client, method, path, body, headers, status, code):
+    response = client.open(path, method=method, data=body, headers=headers)
+    assert_postgrest_error(response, status, code)
+    assert [s["name"] for s in client.get("/rest/v1/stores?order=id").get_json()] == ["North", "South"]
+
+
+def test_an_oversized_body_is_a_413(tmp_path):
+    app = create_app(Config(database_url=f"sqlite:///{tmp_path / 'tiddly.db'}", max_body_bytes=100))
+    response = app.test_client().post("/rest/v1/stores", json={"name": "x" * 200})
+    assert_postgrest_error(response, 413, "PGRST102")
+    app.extensions["tiddly"].db.dispose()
+
+
+def test_the_dialect_can_move_or_be_switched_off(tmp_path):
+    url = f"sqlite:///{tmp_path / 'tiddly.db'}"
+    moved = create_app(Config(database_url=url, postgrest_path="/api/"))
+    assert moved.test_client().get("/api/stores").status_code == 200
+    assert moved.test_client().get("/rest/v1/stores").status_code == 404
+    off = create_app(Config(database_url=url, postgrest_path=""))
+    assert off.test_client().get("/rest/v1/stores").get_json()["code"] == "unknown_table"  # Tiddly's /<table>/<pk>
+    for bad in ("api", "/-/api", "/-"):
+        with pytest.raises(ValueError):
+            create_app(Config(database_url=url, postgrest_path=bad))
+    for app in (moved, off):
+        app.extensions["tiddly"].db.dispose()
+
+
+# -- the pure readers -----------------------------------------------------------------------
+
+def test_split_respects_quotes_parentheses_and_braces():
+    assert grammar.split('a,"b,\\"c",d(e,f),{g,h}') == ["a", '"b,\\"c"', "d(e,f)", "{g,h}"]
+    assert grammar.split("a.b.c", ".") == ["a", "b", "c"]
+    assert grammar.unquote(' "x \\" y" ') == 'x " y'
+    for bad in ('"abc', "(a", "a)", "a}"):
+        with pytest.raises(PostgrestError):
+            grammar.split(bad + ",(")
+
+
+def test_prefer_range_and_accept():
+    known, other = grammar.parse_prefer(["return=representation, count=exact", "missing=default,tx=commit",
+                                         "max-affected=5,resolution=merge-duplicates, handling=strict"])
+    assert known == {"return": "representation", "count": "exact", "missing": "default", "max-affected": "5",
+                     "resolution": "merge-duplicates", "handling": "strict"}
+    assert other == ["tx=commit"]
+    assert grammar.parse_range("0-9") == (0, 9) and grammar.parse_range("10-") == (10, None)
+    assert grammar.parse_range("x") is None and grammar.parse_range(None) is None
+    assert grammar.parse_accept(None).kind == "json"
+    assert grammar.parse_accept("application/vnd.pgrst.object+json;nulls=stripped") == grammar.Media("object", True)
+    assert grammar.parse_accept("text/html, text/csv;q=0.5").kind == "csv"
+
+
+def test_order_terms_become_tiddlys_orderby():
+    assert grammar.parse_order('a.desc.nullslast,"b c",d.nullsfirst') == \
+        ['"a" desc nulls last', '"b c" asc', '"d" asc nulls first']
+
+
+def test_select_reads_aliases_hints_and_inner():
+    node = grammar.parse_select("*,n:name,s:stores!store_id!inner(id,items())", 8)
+    assert node.star and node.fields == [("n", "name")]
+    (embed,) = node.embeds
+    assert (embed.key, embed.relation, embed.hint, embed.inner) == ("s", "stores", "store_id", True)
+    assert embed.node.fields == [("id", "id")] and embed.node.embeds[0].node.fields == []
+
+
+# -- never a 500 ------------------------------------------------------------------------------
+
+PIECES = st.sampled_from([
+    "select", "order", "limit", "offset", "or", "and", "not", "id", "name", "price", "store_id", "stores",
+    "items", "eq", "neq", "in", "is", "like", "ilike", "fts", "any", "all", "null", "true", "asc", "desc",
+    "nullsfirst", "*", ".", ",", "(", ")", "{", "}", '"', "\\", ":", "::", "!", "inner", "->", "-1", "1",
+    "1.5", "%", "'", "\x00", "💥", " ",
+])
+TEXT = st.lists(PIECES | st.text(max_size=3), max_size=12).map("".join)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(pairs=st.lists(st.tuples(TEXT, TEXT), max_size=4), prefer=TEXT, range_=TEXT, accept=TEXT)
+def test_no_query_string_or_header_is_a_500(client, pairs, prefer, range_, accept):
+    query = "&".join(f"{quote(k.encode('utf-8', 'surrogatepass'))}={quote(v.encode('utf-8', 'surrogatepass'))}"
+                     for k, v in pairs)
+    headers = {"Prefer": prefer, "Range": range_, "Accept": accept}
+    for table in ("items", "stores"):
+        response = client.get(f"/rest/v1/{table}?{query}", headers={k: v for k, v in headers.items()
+                                                                     if v.isprintable() and v.isascii()})
+        assert response.status_code < 500, (query, response.get_data(as_text=True))
+        if response.status_code >= 400:
+            assert set(response.get_json()) == {"code", "message", "details", "hint"}

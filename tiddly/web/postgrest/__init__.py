@@ -1,0 +1,10 @@
+"""PostgREST's grammar over Tiddly's services, at ``/rest/v1`` (``TIDDLY_POSTGREST_PATH``).
+
+grammar.py reads the query string and headers, translate.py turns them into Tiddly's
+own query object and write calls, render.py answers in PostgREST's shape, routes.py
+mounts it all as a blueprint; openapi.py describes it (Swagger 2.0, as PostgREST's
+root does). What is supported and what is not: docs/postgrest.md.
+"""
+from tiddly.web.postgrest.routes import install
+
+__all__ = ["install"]
