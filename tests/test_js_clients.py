@@ -117,9 +117,12 @@ def select_aliases(answer):
     assert rows(answer) == [{"name": "Dune", "published": 1965}]
 
 
-@scenario(supabase("books").select("title").neq("author", "Jane Austen").order("title"))
-def filter_neq(answer):
+@scenario(supabase("books").select("title").neq("author", "Jane Austen").order("title"),
+          supabase("books").select("title").neq("year", 1965).order("title"),
+          supabase("books").select("title").not_("year", "eq", 1965).order("title"))
+def filter_neq(answer, null_is_not_unequal, not_eq):
     assert column(answer) == ["Beowulf", "Dune", "Hyperion", "Tales, Old and New", "The Hobbit"]
+    assert column(null_is_not_unequal) == column(not_eq) == ["Emma", "Hyperion", "Persuasion", "The Hobbit"]
 
 
 @scenario(supabase("books").select("title").gte("year", 1815).lt("year", 1900).order("year"),
@@ -166,8 +169,10 @@ def filter_not(not_null, not_eq_not_in):
 
 
 @scenario(supabase("books").select("title").or_("year.lt.1816,author.eq.Dan Simmons").order("title"),
-          supabase("books").select("title").or_("year.is.null,and(year.gt.1900,year.lt.1950)").order("title"))
-def filter_or(flat, nested_and):
+          supabase("books").select("title").or_("year.is.null,and(year.gt.1900,year.lt.1950)").order("title"),
+          supabase("books").select("title").or_("title.ilike.*dune*,author.ilike.*SIMMONS").order("title"))
+def filter_or(flat, nested_and, ilike):
+    assert column(ilike) == ["Dune", "Hyperion"]
     assert column(flat) == ["Emma", "Hyperion"]
     assert column(nested_and) == ["Beowulf", "Tales, Old and New", "The Hobbit"]
 
@@ -189,6 +194,15 @@ def order_puts_nulls_where_postgresql_does(desc, asc):
     assert column(asc)[-2:] == ["Beowulf", "Tales, Old and New"]
 
 
+@scenario(supabase("books").select("title").match({"author": "Jane Austen", "year": 1815}),
+          supabase("books").select("title").filter("year", "in", "(1815,1817)").order("title"),
+          supabase("books").select("author").eq("title", "Tales, Old and New"))
+def filter_match_filter_and_unquoted_eq(matched, raw_filter, comma_value):
+    assert column(matched) == ["Emma"]
+    assert column(raw_filter) == ["Emma", "Persuasion"]
+    assert rows(comma_value) == [{"author": "Unknown"}]
+
+
 @scenario(supabase("books").select("title").order("title").range(1, 3),
           supabase("books").select("title").order("title").limit(2))
 def range_and_limit(page, limited):
@@ -201,6 +215,13 @@ def range_and_limit(page, limited):
 def count_exact(partial_page, whole):
     assert (partial_page.count, len(rows(partial_page, status=206))) == (len(BOOKS), 3)
     assert (whole.count, len(rows(whole))) == (2, 2)
+
+
+@scenario(supabase("books").select("title").order("title").range(100, 109),
+          supabase("books").select("title", {"count": "exact"}).order("title").range(100, 109))
+def range_past_the_end(uncounted, counted):
+    assert rows(uncounted) == []
+    assert "only 7 rows" in failed(counted, 416, "PGRST103")["details"]
 
 
 @scenario(supabase("books").select("*", {"count": "exact", "head": True}).is_("year", None),
@@ -242,9 +263,20 @@ def embed_with_filter_order_limit(answer):
     assert rows(answer) == [{"name": "Market Hall", "items": [{"name": "olive oil", "price": 9.0}]}]
 
 
+@scenario(supabase("stores").select("name, items(name)").eq("name", "Corner Shop")
+          .order("name", {"referencedTable": "items"}).range(1, 2, {"referencedTable": "items"}),
+          supabase("stores").select("name, items(name)").eq("name", "Corner Shop")
+          .or_("name.eq.apple,price.gt.5", {"referencedTable": "items"}).order("name", {"referencedTable": "items"}))
+def embed_range_and_or(ranged, either):
+    assert rows(ranged) == [{"name": "Corner Shop", "items": [{"name": "bread"}, {"name": "cheese"}]}]
+    assert rows(either) == [{"name": "Corner Shop", "items": [{"name": "apple"}, {"name": "cheese"}]}]
+
+
 @scenario(supabase("stores").select("name, items!inner(name)").eq("items.name", "bread"),
-          supabase("stores").select("name, items(name)").eq("items.name", "bread").order("name"))
-def embed_inner_filters_the_parents(inner, plain):
+          supabase("stores").select("name, items(name)").eq("items.name", "bread").order("name"),
+          supabase("items").select("name, stores!inner(name)").eq("stores.name", "Market Hall").order("name"))
+def embed_inner_filters_the_parents(inner, plain, by_their_store):
+    assert column(by_their_store, "name") == ["apple", "fish", "olive oil"]
     assert rows(inner) == [{"name": "Corner Shop", "items": [{"name": "bread"}]}]
     assert rows(plain) == [{"name": "Corner Shop", "items": [{"name": "bread"}]},
                            {"name": "Empty Shelf", "items": []}, {"name": "Market Hall", "items": []}]
@@ -336,14 +368,27 @@ def upsert_on_conflict(inserted, merged, merged_array, read):
                           {"email": "upsert@example.com", "name": "Again"}]
 
 
+@scenario(supabase("user").upsert({"id": 1, "email": "login@example.com", "name": "Renamed"}).select("id, name"),
+          supabase("user").select("id, name").eq("email", "login@example.com"))
+def upsert_by_primary_key(merged, read):
+    """The seeded login user has id 1: upsert's default conflict target is the primary key."""
+    assert merged.error is None and merged.status in (200, 201), (merged.status, merged.error)
+    assert merged.data == rows(read) == [{"id": 1, "name": "Renamed"}]
+
+
 @scenario(supabase("user").insert({"email": "ignore@example.com", "name": "Kept"}),
           supabase("user").upsert({"email": "ignore@example.com", "name": "Ignored"},
                                   {"onConflict": "email", "ignoreDuplicates": True}).select("name"),
-          supabase("user").select("name").eq("email", "ignore@example.com"))
-def upsert_ignore_duplicates(inserted, ignored, read):
+          supabase("user").upsert([{"email": "ignore@example.com", "name": "Ignored"},
+                                   {"email": "ignore2@example.com", "name": "Added"}],
+                                  {"onConflict": "email", "ignoreDuplicates": True}).select("name"),
+          supabase("user").select("name").like("email", "ignore*").order("email"))
+def upsert_ignore_duplicates(inserted, ignored, mixed, read):
+    """Only the rows inserted come back; an ignored one is not returned (ON CONFLICT DO NOTHING)."""
     assert inserted.status == 201
     assert ignored.error is None and ignored.status in (200, 201) and ignored.data == []
-    assert rows(read) == [{"name": "Kept"}]
+    assert rows(mixed, status=201) == [{"name": "Added"}]
+    assert rows(read) == [{"name": "Added"}, {"name": "Kept"}]
 
 
 @scenario(supabase("dual").insert({"text": "update me"}),
@@ -388,6 +433,41 @@ def unique_violation_is_23505(first, second):
 @scenario(supabase("items").insert({"name": "ghost", "price": 1.0, "store_id": 999999}))
 def foreign_key_violation_is_23503(answer):
     failed(answer, 409, "23503")
+
+
+ODD_TEXT = "Brontë & co. + 100% \"quoted\" a=b?c#d/é 🚀"
+
+
+@scenario(supabase("dual").insert({"text": ODD_TEXT}),
+          supabase("dual").select("text").eq("text", ODD_TEXT),
+          supabase("dual").select("text").in_("text", [ODD_TEXT, "x"]),
+          supabase("dual").select("text").like("text", "Brontë & co. + 100*"))
+def values_with_reserved_and_unicode_characters(inserted, equal, listed, pattern):
+    assert inserted.status == 201
+    assert rows(equal) == rows(listed) == rows(pattern) == [{"text": ODD_TEXT}]
+
+
+@scenario(supabase("dual").insert([{"text": "max a"}, {"text": "max b"}]),
+          supabase("dual").update({"text": "max c"}).like("text", "max*").maxAffected(1),
+          supabase("dual").delete().like("text", "max*").maxAffected(1),
+          supabase("dual").update({"text": "max c"}).eq("text", "max a").maxAffected(1).select("text"),
+          supabase("dual").select("text").like("text", "max*").order("text"))
+def max_affected(inserted, too_many_updated, too_many_deleted, one, read):
+    failed(too_many_updated, 400, "PGRST124")
+    failed(too_many_deleted, 400, "PGRST124")
+    assert rows(one) == [{"text": "max c"}]
+    assert column(read, "text") == ["max b", "max c"]
+
+
+@scenario(supabase("dual").insert({"no_such_column": 1}),
+          supabase("books").insert({"title": "Typo", "author": "Nobody", "year": "nineteen"}),
+          supabase("books").insert({"author": "Nobody"}),
+          supabase("books").select("title").eq("year", "nineteen"))
+def bad_writes_and_filters(unknown_column, bad_number, missing_not_null, bad_filter):
+    failed(unknown_column, 400, "PGRST204")
+    failed(bad_number, 400, "22P02")
+    failed(missing_not_null, 400, "23502")
+    failed(bad_filter, 400, "22P02")
 
 
 @scenario(supabase("no_such_table").select("*"))
@@ -558,8 +638,8 @@ def test_client(answers, name):
         check(*[SimpleNamespace(**{k: v for k, v in answer.items() if k != "requests"}) for answer in outcome])
     except (AssertionError, TypeError, KeyError, ValueError) as failure:  # or data not shaped as asserted
         exchanges = "\n".join(_exchanges(answer["requests"]) for answer in outcome)
-        raise AssertionError(f"{type(failure).__name__}: {failure}\n\n"
-                             f"what the clients sent and Tiddly answered:\n{exchanges}") from None
+        what = failure if isinstance(failure, AssertionError) else f"{type(failure).__name__}: {failure}"
+        raise AssertionError(f"{what}\n\nwhat the clients sent and Tiddly answered:\n{exchanges}") from None
 
 
 def _exchanges(requests_sent: list) -> str:
