@@ -311,6 +311,7 @@ def csv_output(answer):
     assert isinstance(text, str)
     assert list(csv.reader(io.StringIO(text))) == [
         ["title", "year"], ["Dune", "1965"], ["Emma", "1815"], ["Tales, Old and New", ""]]
+    assert not text.endswith("\n"), "PostgREST joins the lines with \\n and ends without one"
 
 
 # -- writes -------------------------------------------------------------------------
@@ -416,8 +417,8 @@ def delete_eq(inserted, minimal, returned, read):
           supabase("dual").delete(),
           supabase("dual").select("text").in_("text", ["survivor", "clobbered"]))
 def unfiltered_update_and_delete_are_refused(inserted, update, delete, read):
-    failed(update, 400)
-    failed(delete, 400)
+    failed(update, 400, "21000")  # as PostgREST with pg-safeupdate (Supabase's setup) answers
+    failed(delete, 400, "21000")
     assert rows(read) == [{"text": "survivor"}]
 
 
@@ -470,9 +471,13 @@ def bad_writes_and_filters(unknown_column, bad_number, missing_not_null, bad_fil
     failed(bad_filter, 400, "22P02")
 
 
-@scenario(supabase("no_such_table").select("*"))
-def unknown_table_is_pgrst205(answer):
-    failed(answer, 404, "PGRST205")
+@scenario(supabase("no_such_table").select("*"),
+          Js("supabase", "write").schema("no_such_schema").from_("books").select("title"),
+          Js("supabase", "write").rpc("no_such_function", {"a": 1}))
+def unknown_table_schema_and_function(table, schema, function):
+    failed(table, 404, "PGRST205")
+    failed(schema, 406, "PGRST106")
+    failed(function, 404, "PGRST202")
 
 
 # -- keys: createClient(url, key) and bare postgrest-js --------------------------------
@@ -482,8 +487,8 @@ def unknown_table_is_pgrst205(answer):
           supabase("dual", key="wrong").insert({"text": "wrong key"}))
 def create_client_with_a_key_and_with_a_wrong_one(good, wrong_read, wrong_write):
     assert rows(good) == [{"title": "Dune"}]
-    failed(wrong_read, 401)
-    failed(wrong_write, 401)
+    failed(wrong_read, 401, "PGRST301")
+    failed(wrong_write, 401, "PGRST301")
 
 
 @scenario(supabase("dual", key="read").insert({"text": "read key wrote"}),
@@ -491,9 +496,9 @@ def create_client_with_a_key_and_with_a_wrong_one(good, wrong_read, wrong_write)
           supabase("dual", key="read").delete().eq("id", 1),
           supabase("dual").select("text").eq("text", "read key wrote"))
 def read_key_cannot_write(insert, update, delete, read):
-    failed(insert, 403)
-    failed(update, 403)
-    failed(delete, 403)
+    failed(insert, 403, "42501")
+    failed(update, 403, "42501")
+    failed(delete, 403, "42501")
     assert rows(read) == []
 
 
@@ -503,9 +508,9 @@ def read_key_cannot_write(insert, update, delete, read):
           supabase("items", key="items_only").select("name, stores(name)").eq("name", "fish"))
 def key_limited_to_a_table(own_table, other_table, own_items, embedded_other):
     assert rows(own_table) == [{"title": "Dune"}]
-    failed(other_table, 403)
+    failed(other_table, 403, "42501")
     assert rows(own_items) == [{"name": "fish"}]
-    failed(embedded_other, 403)
+    failed(embedded_other, 403, "42501")
 
 
 @scenario(supabase("books", key="token").select("title").eq("year", 1965),
@@ -524,8 +529,8 @@ def login_token_used_as_the_key(create_client, bearer, write):
 def bare_postgrest_js_with_headers(both, apikey_only, bearer_only, no_key, wrong_key):
     assert column(both) == ["Dune", "Hyperion", "The Hobbit"]
     assert rows(apikey_only) == rows(bearer_only) == [{"title": "Dune"}]
-    failed(no_key, 401)
-    failed(wrong_key, 401)
+    failed(no_key, 401, "PGRST302")
+    failed(wrong_key, 401, "PGRST301")
 
 
 @scenario(postgrest("dual").insert({"text": "bare insert"}).select("text"),
