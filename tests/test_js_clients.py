@@ -226,8 +226,10 @@ def range_past_the_end(uncounted, counted):
 
 @scenario(supabase("books").select("*", {"count": "exact", "head": True}).is_("year", None),
           supabase("books").select("*", {"count": "exact", "head": True}),
-          supabase("books").select("*", {"count": "estimated", "head": True}))
-def count_head(nulls, everything, estimated):
+          supabase("books").select("*", {"count": "estimated", "head": True}),
+          supabase("books").select("*", {"count": "exact", "head": True}).eq("title", "No such book"))
+def count_head(nulls, everything, estimated, nothing):
+    assert (nothing.status, nothing.count) == (200, 0)
     assert (nulls.status, nulls.data, nulls.error, nulls.count) == (200, None, None, 2)
     assert (everything.status, everything.count) == (200, len(BOOKS))
     assert estimated.status == 200 and isinstance(estimated.count, int)
