@@ -11,9 +11,10 @@ import threading
 import httpx
 import pytest
 from postgrest import APIError, CountMethod, SyncPostgrestClient
+from sqlalchemy import create_engine
 from werkzeug.serving import make_server
 
-from tiddly import create_app
+from tiddly import create_app, schema
 from tiddly.config import Config
 from tiddly.services import auth
 
@@ -29,8 +30,8 @@ BOOKS = [
 class Served:
     """An app on a real HTTP server in this process, and its URL."""
 
-    def __init__(self, config: Config):
-        self.app = create_app(config)
+    def __init__(self, config: Config, metadata=None, registry=None):
+        self.app = create_app(config, metadata, registry)
         self.server = make_server("127.0.0.1", 0, self.app, threaded=True)
         self.url = f"http://127.0.0.1:{self.server.port}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -259,6 +260,20 @@ def test_filtering_parents_by_their_related_rows(shop):
     assert having.data == [{"name": "North"}, {"name": "South"}]
     to_one = shop.from_("items").select("name,stores!inner(name)").eq("stores.name", "South").order("id").execute()
     assert [i["name"] for i in to_one.data] == ["oat", "fig"]
+
+
+def test_a_reflected_database_embeds_along_its_foreign_keys(db_url, shop):
+    engine = create_engine(db_url)
+    reflected = schema.reflected(engine, ["stores", "items"])
+    engine.dispose()
+    server = Served(Config(database_url=db_url), reflected.metadata, reflected.registry)
+    try:
+        with server.client() as rest:
+            found = rest.from_("stores").select("name,items!inner(name,stores(name))").eq("items.name", "fig") \
+                .execute()
+            assert found.data == [{"name": "South", "items": [{"name": "fig", "stores": {"name": "South"}}]}]
+    finally:
+        server.stop()
 
 
 # -- writes --------------------------------------------------------------------------------

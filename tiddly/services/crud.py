@@ -146,7 +146,8 @@ def locked_keys(session: Session, spec: TableSpec, where: Any, config: Config) -
     write by these keys changes exactly the rows the filter found (portable: MariaDB has no
     UPDATE ... RETURNING)."""
     condition = compile_where(spec, _filter(where, "writing"), config)
-    stmt = select(*(c.column for c in spec.primary_key)).where(condition).with_for_update()
+    keys = [c.column for c in spec.primary_key]
+    stmt = select(*keys).where(condition).order_by(*keys).with_for_update()  # in key order: locks and answers
     return [tuple(row) for row in session.execute(stmt)]
 
 

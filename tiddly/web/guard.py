@@ -39,6 +39,10 @@ class Dialect:
     request_headers: str
     exposed_headers: str
 
+    @property
+    def environ_key(self) -> str:
+        return "HTTP_" + self.key_header.upper().replace("-", "_")
+
 
 DIALECTS: dict[str, Dialect] = {}  # blueprint name -> Dialect
 
@@ -64,9 +68,10 @@ def _before_request(gateway, login_users) -> Response | None:
 
 
 def _authorization() -> str | None:
+    """The Authorization header, or a dialect's key header (PostgREST's apikey) as a bearer key."""
     header = request.headers.get("Authorization")
     dialect = DIALECTS.get(request.blueprint) if header is None else None
-    key = request.headers.get(dialect.key_header) if dialect is not None else None
+    key = request.environ.get(dialect.environ_key) if dialect is not None else None
     return f"Bearer {key}" if key else header
 
 

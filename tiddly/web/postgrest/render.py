@@ -121,11 +121,15 @@ def rows(data: list[dict], media: Media, status: int, headers: dict[str, str]) -
     if media.kind == "object":
         if len(data) != 1:
             raise singular_error(len(data))
-        return Response(jsonio.dumps(_stripped(data[0], media)), status, content_type=OBJECT_TYPE,
-                        headers=headers)
-    if media.kind == "csv":
-        return Response(csv(data), status, content_type=CSV_TYPE, headers=headers)
-    return Response(jsonio.dumps(_stripped(data, media)), status, content_type=JSON_TYPE, headers=headers)
+        response = Response(jsonio.dumps(_stripped(data[0], media)), status, content_type=OBJECT_TYPE)
+    elif media.kind == "csv":
+        response = Response(csv(data), status, content_type=CSV_TYPE)
+    else:
+        response = Response(jsonio.dumps(_stripped(data, media) if media.strip_nulls else data), status,
+                            content_type=JSON_TYPE)
+    for name, value in headers.items():  # one by one: cheaper than Response(headers=...) on every GET
+        response.headers[name] = value
+    return response
 
 
 def singular_error(count: int) -> PostgrestError:

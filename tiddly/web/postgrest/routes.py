@@ -9,6 +9,7 @@ the table in the path; embedded tables are checked here.
 from __future__ import annotations
 
 from dataclasses import replace
+from urllib.parse import unquote_plus
 
 from flask import Blueprint, Flask, Response, g, request
 
@@ -49,7 +50,7 @@ def install(app: Flask, gateway) -> None:
 
 
 def _root(gateway) -> Response:
-    _profile("Accept-Profile")
+    _profile(request.headers.get("Accept-Profile"))
     document = openapi.document(gateway.registry, gateway.config.postgrest_path.rstrip("/"))
     return Response(jsonio.dumps(document), content_type="application/openapi+json; charset=utf-8")
 
@@ -70,7 +71,7 @@ def _table(gateway, table: str) -> Response:
     if request.method not in spec.verbs:
         raise MethodNotAllowed(f"{request.method} is not allowed on {table}: the table is read-only",
                                allow=["GET", "HEAD", "OPTIONS"])
-    _profile("Content-Profile")
+    _profile(request.headers.get("Content-Profile"))
     if "Idempotency-Key" in request.headers:
         raise PostgrestError(400, "PGRST100", "Idempotency-Key is not read here",
                              "Idempotency keys belong to Tiddly's own API (docs/API.md), not to the PostgREST dialect")
@@ -85,9 +86,10 @@ def _table(gateway, table: str) -> Response:
 # -- reads -------------------------------------------------------------------------------
 
 def _read(gateway, spec: TableSpec) -> Response:
-    _profile("Accept-Profile")
-    media = grammar.parse_accept(request.headers.get("Accept"))
-    key = _by_key(spec) if media.kind != "csv" else None
+    environ = request.environ  # plain dict lookups: this path is the one GET by key takes
+    _profile(environ.get("HTTP_ACCEPT_PROFILE"))
+    media = grammar.parse_accept(environ.get("HTTP_ACCEPT"))
+    key = _by_key(spec, environ) if media.kind != "csv" else None
     if key is not None:  # ?id=eq.5 and nothing else: the statement by key that GET /<table>/<pk> uses
         with gateway.db.session() as session:
             try:
@@ -121,18 +123,18 @@ def _read(gateway, spec: TableSpec) -> Response:
     return render.rows(data, media, status, headers)
 
 
-def _by_key(spec: TableSpec) -> tuple | None:
-    """The primary key of ``?<pk>=eq.<value>`` when the request is exactly that, else None."""
-    args = request.args
-    if len(spec.primary_key) != len(args) or "Prefer" in request.headers or "Range" in request.headers:
+def _by_key(spec: TableSpec, environ: dict) -> tuple | None:
+    """The key of ``?<pk>=eq.<value>`` when the request is exactly that, on a one-column
+    primary key; else None. Read off the raw query string: no MultiDict to build."""
+    query = environ.get("QUERY_STRING", "")
+    if len(spec.primary_key) != 1 or "&" in query or "HTTP_PREFER" in environ or "HTTP_RANGE" in environ:
         return None
-    key = []
-    for col in spec.primary_key:
-        texts = args.getlist(col.name)
-        if len(texts) != 1 or not texts[0].startswith("eq.") or not col.readable:
-            return None
-        key.append(col.coerce(col.parse_text(texts[0][3:])))
-    return tuple(key)
+    col = spec.primary_key[0]
+    name, _, value = query.partition("=")
+    if name != col.name or not value.startswith("eq.") or not col.readable:
+        return None
+    text = unquote_plus(value[3:]) if "%" in value or "+" in value else value[3:]
+    return (col.coerce(col.parse_text(text)),)
 
 
 def _page(root: Node, max_limit: int) -> tuple[int, int]:
@@ -304,8 +306,8 @@ def _json_body():
 
 # -- headers and access -------------------------------------------------------------------
 
-def _profile(header: str) -> None:
-    name = request.headers.get(header)
+def _profile(name: str | None) -> None:
+    """Accept-Profile (reads) or Content-Profile (writes): the one schema there is, or a 406."""
     if name is not None and name != SCHEMA:
         raise PostgrestError(406, "PGRST106", f"Invalid schema: {name[:60]}",
                              hint=f"Only the following schemas are exposed: {SCHEMA}")
