@@ -31,13 +31,17 @@ SERVER_URL_VARS = {"postgresql": "TIDDLY_TEST_POSTGRESQL_URL", "mysql": "TIDDLY_
 DATABASES = ["sqlite", "postgresql", "mysql"]
 
 
+def cannot_run(message: str, suite: str) -> None:
+    """Skip what cannot run here; under CI (CI=true) fail instead: CI must run every suite."""
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        pytest.fail(f"{message}: CI must run the {suite} suite, not skip it")
+    pytest.skip(message)
+
+
 def server_url(name: str) -> str:
     url = os.environ.get(SERVER_URL_VARS[name])
     if not url:
-        message = f"{SERVER_URL_VARS[name]} is not set"
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail(f"{message}: CI must run the {name} suite, not skip it")
-        pytest.skip(message)
+        cannot_run(f"{SERVER_URL_VARS[name]} is not set", name)
     return url
 
 
@@ -72,12 +76,11 @@ def reset_tables(url: str, metadata=Base.metadata) -> None:
     engine.dispose()
 
 
-@pytest.fixture(params=DATABASES)
-def db_url(request, tmp_path, prepared_servers) -> str:
-    """A clean database with the shipped schema's tables empty: one per test."""
-    name = request.param
+def clean_database(name: str, directory: Path, prepared_servers: dict) -> str:
+    """The URL of a clean database ``name`` with the shipped schema's tables empty
+    (SQLite: a new file in ``directory``)."""
     if name == "sqlite":
-        return f"sqlite:///{tmp_path / 'tiddly.db'}"
+        return f"sqlite:///{directory / 'tiddly.db'}"
     return ready_server(name, prepared_servers)
 
 
@@ -100,6 +103,12 @@ def drop_state_home(url: str) -> None:
     with engine.begin() as conn:
         conn.execute(DropSchema(home.schema, cascade=conn.dialect.name == "postgresql", if_exists=True))
     engine.dispose()
+
+
+@pytest.fixture(params=DATABASES)
+def db_url(request, tmp_path, prepared_servers) -> str:
+    """A clean database with the shipped schema's tables empty: one per test."""
+    return clean_database(request.param, tmp_path, prepared_servers)
 
 
 @pytest.fixture
