@@ -7,6 +7,7 @@ Each test serves a fresh app on a real WSGI server in a thread (werkzeug's, thre
 from __future__ import annotations
 
 import threading
+from contextlib import contextmanager
 
 import httpx
 import pytest
@@ -63,6 +64,21 @@ class Served:
             session.execute(delete(LoginToken))
             session.execute(delete(ApiKey))
         db.dispose()
+
+
+@contextmanager
+def serving(db_url: str, metadata: MetaData):
+    """``metadata``'s tables, made afresh in the test database and served; dropped afterwards."""
+    engine = create_engine(db_url)
+    metadata.drop_all(engine)
+    metadata.create_all(engine)
+    server = Served(Config(database_url=db_url), metadata, Registry.from_metadata(metadata))
+    try:
+        yield server
+    finally:
+        server.stop()
+        metadata.drop_all(engine)
+        engine.dispose()
 
 
 @pytest.fixture
@@ -301,25 +317,16 @@ def test_two_foreign_keys_to_one_table_are_told_apart_by_hints(db_url):
     people = Table("pgrst_people", metadata, Column("id", Integer, primary_key=True), Column("name", String(20)))
     Table("pgrst_notes", metadata, Column("id", Integer, primary_key=True), Column("body", String(20)),
           Column("sender_id", ForeignKey(people.c.id)), Column("receiver_id", ForeignKey(people.c.id)))
-    engine = create_engine(db_url)
-    metadata.drop_all(engine)
-    metadata.create_all(engine)
-    server = Served(Config(database_url=db_url), metadata, Registry.from_metadata(metadata))
-    try:
-        with server.client() as rest:
-            rest.from_("pgrst_people").insert([{"name": "Ann"}, {"name": "Bob"}]).execute()
-            rest.from_("pgrst_notes").insert({"body": "hi", "sender_id": 1, "receiver_id": 2}).execute()
-            note = rest.from_("pgrst_notes").select(
-                "body,from:pgrst_people!sender_id(name),to:pgrst_people!receiver_id(name)").single().execute()
-            assert note.data == {"body": "hi", "from": {"name": "Ann"}, "to": {"name": "Bob"}}
-            sent = rest.from_("pgrst_people").select("name,pgrst_notes!sender_id(body)").order("id").execute()
-            assert sent.data == [{"name": "Ann", "pgrst_notes": [{"body": "hi"}]}, {"name": "Bob", "pgrst_notes": []}]
-            ambiguous = error_of(lambda: rest.from_("pgrst_notes").select("body,pgrst_people(name)").execute())
-            assert ambiguous.code == "PGRST201" and "pgrst_people!sender_id" in ambiguous.hint
-    finally:
-        server.stop()
-        metadata.drop_all(engine)
-        engine.dispose()
+    with serving(db_url, metadata) as server, server.client() as rest:
+        rest.from_("pgrst_people").insert([{"name": "Ann"}, {"name": "Bob"}]).execute()
+        rest.from_("pgrst_notes").insert({"body": "hi", "sender_id": 1, "receiver_id": 2}).execute()
+        note = rest.from_("pgrst_notes").select(
+            "body,from:pgrst_people!sender_id(name),to:pgrst_people!receiver_id(name)").single().execute()
+        assert note.data == {"body": "hi", "from": {"name": "Ann"}, "to": {"name": "Bob"}}
+        sent = rest.from_("pgrst_people").select("name,pgrst_notes!sender_id(body)").order("id").execute()
+        assert sent.data == [{"name": "Ann", "pgrst_notes": [{"body": "hi"}]}, {"name": "Bob", "pgrst_notes": []}]
+        ambiguous = error_of(lambda: rest.from_("pgrst_notes").select("body,pgrst_people(name)").execute())
+        assert ambiguous.code == "PGRST201" and "pgrst_people!sender_id" in ambiguous.hint
 
 
 # -- writes --------------------------------------------------------------------------------
@@ -497,13 +504,50 @@ def test_keys_as_apikey_or_bearer(served, shop):
     assert response.status_code == 401 and response.headers["WWW-Authenticate"] == "Bearer"
 
 
-def test_a_table_limited_key_reaches_no_other_table_through_an_embed(served, shop):
-    key = served.key("stores only", "read", ["stores"])
-    with served.client(apikey=key) as client:
-        assert len(client.from_("stores").select("name").execute().data) == 3
-        for call in (lambda: client.from_("stores").select("name,items(name)").execute(),
-                     lambda: client.from_("items").select("*").execute()):
-            assert error_of(call).code == "42501"
+@pytest.fixture
+def vault(db_url):
+    """Notes with a hidden column, their authors, and a vault of pins per note; served."""
+    metadata = MetaData()
+    authors = Table("pgrst_authors", metadata, Column("id", Integer, primary_key=True), Column("name", String(20)))
+    notes = Table("pgrst_notes", metadata, Column("id", Integer, primary_key=True), Column("body", String(20)),
+                  Column("secret", String(20), info={"policy": "hidden"}),
+                  Column("author_id", ForeignKey(authors.c.id)))
+    Table("pgrst_vault", metadata, Column("id", Integer, primary_key=True), Column("pin", String(20)),
+          Column("note_id", ForeignKey(notes.c.id)))
+    with serving(db_url, metadata) as server:
+        with server.client() as rest:
+            rest.from_("pgrst_authors").insert({"name": "Ann"}).execute()
+            rest.from_("pgrst_notes").insert({"body": "hi", "author_id": 1}).execute()
+        yield server
+
+
+# Requests naming {} (a table, or a column of pgrst_notes), by method, path and JSON body.
+NAMING = [("GET", "/{}", None), ("GET", "/pgrst_notes?select=body,{}(*)", None),
+          ("GET", "/pgrst_notes?select=body,{}!inner(id)&order={}(id)", None), ("GET", "/pgrst_notes?select={}", None),
+          ("GET", "/pgrst_notes?{}=eq.1", None), ("GET", "/pgrst_notes?or=({}.eq.1,body.eq.x)", None),
+          ("GET", "/pgrst_notes?order={}.desc", None), ("POST", "/pgrst_notes", {"body": "x", "{}": "1"}),
+          ("POST", "/pgrst_notes?columns=body,{}", {"body": "x"}), ("PATCH", "/pgrst_notes?id=eq.1", {"{}": "1"})]
+
+
+def test_a_table_limited_key_learns_nothing_of_other_tables_or_hidden_columns(vault):
+    """To a key limited to pgrst_notes, another table and a hidden column answer exactly as ones
+    that do not exist, through every door of the dialect: the root, embeds, filters, order, writes."""
+    key = vault.key("notes only", "write", ["pgrst_notes"])
+    with httpx.Client(base_url=vault.url + "/rest/v1", headers={"apikey": key}) as http:
+        def answer(method: str, path: str, body: dict | None, name: str) -> tuple[int, str]:
+            body = {k.replace("{}", name): v for k, v in body.items()} if body else None
+            response = http.request(method, path.replace("{}", name), json=body)
+            return response.status_code, response.text.replace(name, "<name>")
+
+        assert http.get("/pgrst_notes?select=body,author_id").json() == [{"body": "hi", "author_id": 1}]
+        root = http.get("/").text
+        assert not any(unseen in root for unseen in ("pgrst_authors", "pgrst_vault", "secret", "pin"))
+        for unseen, absent in [("pgrst_authors", "pgrst_nothing"), ("pgrst_vault", "pgrst_nothing"),
+                               ("secret", "nothing")]:
+            for method, path, body in NAMING:
+                status, text = answer(method, path, body, unseen)
+                assert status >= 400 and (status, text) == answer(method, path, body, absent), (method, path, text)
+        assert http.get("/pgrst_notes?select=body").json() == [{"body": "hi"}]  # no write went through
 
 
 def test_login_tokens_work_like_keys(served, rest):
