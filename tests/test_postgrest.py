@@ -365,15 +365,42 @@ def test_missing_default_and_columns(served, rest):
     assert unknown.status_code == 400 and unknown.json()["code"] == "PGRST204"
 
 
+def test_a_csv_body_is_rows_all_or_nothing(served, rest):
+    """POST with Content-Type: text/csv, as PostgREST reads it: NULL is null, an empty field the
+    empty string; one bad line and nothing is written; columns= and upserts apply as to JSON."""
+    def post(path: str, body: str, prefer: str = "return=representation") -> httpx.Response:
+        return httpx.post(f"{served.url}/rest/v1/{path}", content=body.encode(),
+                          headers={"Content-Type": "text/csv", "Prefer": prefer})
+
+    created = post("books?select=title,author,year,isbn",
+                   'title,author,year,isbn\nDune,Frank Herbert,1965,NULL\n"Tales, ""Old""",,NULL,\n')
+    assert created.status_code == 201
+    assert created.json() == [{"title": "Dune", "author": "Frank Herbert", "year": 1965, "isbn": None},
+                              {"title": 'Tales, "Old"', "author": "", "year": None, "isbn": ""}]
+    for body, code in (("title,author\nA,B\nC\n", "22P02"), ("title,author,year\nA,B,soon\n", "22P02"),
+                       ("title,nope\nA,B\n", "PGRST204"), ("id,title,author\n7,A,B\n", "42501")):
+        refused = post("books", body)
+        assert refused.status_code in (400, 403) and refused.json()["code"] == code, refused.text
+    only = post("books?columns=title,author&select=title,year", "title,author,year\nEmma,Jane Austen,1815\n")
+    assert only.json() == [{"title": "Emma", "year": None}]
+    merged = post("books?on_conflict=isbn&select=title,isbn", "isbn,title,author\n,Ubik,Philip K. Dick\n",
+                  "resolution=merge-duplicates, return=representation")
+    assert merged.json() == [{"title": "Ubik", "isbn": ""}]  # the empty isbn of "Tales" was the key
+    assert sorted(titles(rest.from_("books").select("title").execute())) == ["Dune", "Emma", "Ubik"]
+
+
 def test_upsert_merge_and_ignore_duplicates(rest):
     rest.from_("user").insert({"email": "ann@example.com", "name": "Ann"}).execute()
     merged = rest.from_("user").upsert([{"email": "ann@example.com", "name": "Ann B."},
                                         {"email": "bob@example.com", "name": "Bob"}], on_conflict="email").execute()
     assert [(u["email"], u["name"]) for u in merged.data] == [("ann@example.com", "Ann B."), ("bob@example.com", "Bob")]
-    rest.from_("user").upsert({"email": "ann@example.com", "name": "ignored"}, on_conflict="email",
-                              ignore_duplicates=True).execute()
+    ignored = rest.from_("user").upsert([{"email": "ann@example.com", "name": "ignored"},
+                                         {"email": "cy@example.com", "name": "Cy"}], on_conflict="email",
+                                        ignore_duplicates=True).execute()
+    assert [(u["email"], u["name"]) for u in ignored.data] == [("cy@example.com", "Cy")]  # only what it inserted
     stored = rest.from_("user").select("email,name").order("id").execute().data
-    assert stored == [{"email": "ann@example.com", "name": "Ann B."}, {"email": "bob@example.com", "name": "Bob"}]
+    assert stored == [{"email": "ann@example.com", "name": "Ann B."}, {"email": "bob@example.com", "name": "Bob"},
+                      {"email": "cy@example.com", "name": "Cy"}]
     bob = rest.from_("user").select("id").eq("email", "bob@example.com").single().execute().data["id"]
     by_key = rest.from_("user").upsert({"id": bob, "email": "bob@example.com", "name": "Robert"}).execute()
     assert by_key.data == [{"id": bob, "email": "bob@example.com", "name": "Robert"}]

@@ -163,11 +163,33 @@ def test_bad_headers(client, headers, status, code):
     ("DELETE", "/rest/v1/patient_readings?id=eq.1", None, {}, 405, "PGRST117"),
     ("GET", "/rest/v1/stores/1", None, {}, 404, "PGRST125"),
     ("POST", "/rest/v1/rpc/f", b"{}", {"Content-Type": "application/json"}, 404, "PGRST202"),
+    ("PATCH", "/rest/v1/rpc/f", b"{}", {"Content-Type": "application/json"}, 405, "PGRST101"),
+    ("FETCH", "/rest/v1/stores", b'{"where": {"id": 1}}', {"Content-Type": "application/json"}, 405, "PGRST117"),
+    ("QUERY", "/rest/v1/stores", b'{}', {"Content-Type": "application/json"}, 405, "PGRST117"),
+    ("PROPFIND", "/rest/v1/stores", None, {}, 405, "PGRST117"),
+    ("PUT", "/rest/v1/", b'{"name": "x"}', {"Content-Type": "application/json"}, 405, "PGRST117"),
+    ("DELETE", "/rest/v1", None, {}, 405, "PGRST117"),
+    ("FETCH", "/rest/v1/stores/1", None, {}, 404, "PGRST125"),
 ])
 def test_bad_writes(client, method, path, body, headers, status, code):
     response = client.open(path, method=method, data=body, headers=headers)
     assert_postgrest_error(response, status, code)
     assert [s["name"] for s in client.get("/rest/v1/stores?order=id").get_json()] == ["North", "South"]
+
+
+def test_every_verb_under_the_path_is_the_dialects(client):
+    """OPTIONS lists what a path serves, a 405 says it too; none falls through to Tiddly's own
+    routes (PUT /rest/v1/ was Tiddly's PUT /rest/<key>)."""
+    table_verbs = "OPTIONS, GET, HEAD, POST, PATCH, PUT, DELETE"
+    for path, allow in (("/rest/v1/stores", table_verbs), ("/rest/v1/", "OPTIONS, GET, HEAD"),
+                        ("/rest/v1/rpc/f", "OPTIONS, GET, HEAD, POST"),
+                        ("/rest/v1/patient_readings", "OPTIONS, GET, HEAD")):
+        answer = client.options(path)
+        assert (answer.status_code, answer.headers["Allow"]) == (200, allow), path
+    refused = client.open("/rest/v1/stores", method="QUERY")
+    assert refused.headers["Allow"] == table_verbs
+    assert assert_postgrest_error(client.delete("/rest/v1/patient_readings?id=eq.1"), 405, "PGRST117")["details"] \
+        == "the table 'patient_readings' is read-only"
 
 
 def test_an_oversized_body_is_a_413(tmp_path):
