@@ -84,11 +84,11 @@ def _unknown(rest: str) -> Response:
 
 def _table(gateway, table: str) -> Response:
     spec = gateway.registry.get(table)
+    if request.method in ("GET", "HEAD"):
+        return _read(gateway, spec)
     allowed = [verb for verb in METHODS if verb in ("GET", "HEAD") or verb in spec.verbs]
     if (options := _options(allowed, f"the table '{table}' is read-only" if allowed == ROOT_METHODS else None)):
         return options
-    if request.method in ("GET", "HEAD"):
-        return _read(gateway, spec)
     _profile(request.headers.get("Content-Profile"))
     if "Idempotency-Key" in request.headers:
         raise PostgrestError(400, "PGRST100", "Idempotency-Key is not read here",
