@@ -1,10 +1,12 @@
-"""The PostgREST dialect's routes: ``GET/HEAD/POST/PATCH/PUT/DELETE <path>/<table>`` and ``GET <path>/``.
+"""The PostgREST dialect's routes: ``GET/HEAD/POST/PATCH/PUT/DELETE <path>/<table>`` and ``GET <path>/``
+(any other verb under ``<path>`` is a 405 in PostgREST's words; OPTIONS lists the verbs).
 
 A request is read by grammar.py, turned into Tiddly's own query object and write
 calls by translate.py, answered by the same services as Tiddly's own API (pages,
-crud, upsert) in one session, and rendered by render.py. The guard (web/guard.py)
-has already found the caller (``Authorization: Bearer`` or ``apikey``) and checked
-the table in the path; embedded tables are checked here.
+crud, upsert, export's CSV reader) in one session, and rendered by render.py. The
+guard (web/guard.py) has already found the caller (``Authorization: Bearer`` or
+``apikey``) and checked the table in the path; embeds follow only relations to the
+tables the caller may see (``guard.visible_tables``).
 """
 from __future__ import annotations
 
@@ -87,7 +89,7 @@ def _table(gateway, table: str) -> Response:
     if request.method in ("GET", "HEAD"):
         return _read(gateway, spec)
     allowed = [verb for verb in METHODS if verb in ("GET", "HEAD") or verb in spec.verbs]
-    if (options := _options(allowed, f"the table '{table}' is read-only" if allowed == ROOT_METHODS else None)):
+    if (options := _options(allowed, None if "POST" in allowed else f"the table '{table}' is read-only")):
         return options
     _profile(request.headers.get("Content-Profile"))
     if "Idempotency-Key" in request.headers:
