@@ -626,4 +626,7 @@ def test_the_root_answers_a_valid_swagger_document(served):
     assert set(document["definitions"]["user"]["properties"]) == {"id", "email", "password", "name"}
     assert "password" not in {p["name"] for k, p in document["parameters"].items() if k.startswith("rowFilter.user.")}
     assert "post" not in document["paths"]["/patients"] and "post" in document["paths"]["/items"]
+    assert "text/csv" in document["paths"]["/items"]["post"]["consumes"]
+    assert {"order", "limit"} <= {p["$ref"].rsplit("/", 1)[1] for p in document["paths"]["/items"]["delete"]
+                                  ["parameters"]}
     assert httpx.get(served.url + "/rest/v1").json()["swagger"] == "2.0"
