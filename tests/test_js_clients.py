@@ -284,6 +284,19 @@ def embed_inner_filters_the_parents(inner, plain, by_their_store):
                            {"name": "Empty Shelf", "items": []}, {"name": "Market Hall", "items": []}]
 
 
+@scenario(supabase("items").select("name, stores(name)").order("stores(name)", {"ascending": False}).order("name"),
+          supabase("items").select("name, store:stores(name)").order("store(name)").order("price", {"ascending": False}),
+          supabase("stores").select("name, items(name)").order("items(name)"),
+          supabase("items").select("name").order("stores(name)"))
+def order_by_a_to_one_embedded_column(by_store_desc, by_alias, to_many, not_embedded):
+    assert [(row["stores"]["name"], row["name"]) for row in rows(by_store_desc)] == [
+        ("Market Hall", "apple"), ("Market Hall", "fish"), ("Market Hall", "olive oil"),
+        ("Corner Shop", "apple"), ("Corner Shop", "bread"), ("Corner Shop", "cheese")]
+    assert column(by_alias, "name") == ["cheese", "bread", "apple", "fish", "olive oil", "apple"]
+    assert "many-to-one" in failed(to_many, 400, "PGRST118")["details"]
+    failed(not_embedded, 400, "PGRST108")
+
+
 # -- single, maybeSingle, csv ---------------------------------------------------------
 
 @scenario(supabase("books").select("title").eq("year", 1965).single(),
@@ -424,6 +437,48 @@ def unfiltered_update_and_delete_are_refused(inserted, update, delete, read):
     assert rows(read) == [{"text": "survivor"}]
 
 
+@scenario(supabase("dual").insert([{"text": "limit a"}, {"text": "limit b"}, {"text": "limit c"}]),
+          supabase("dual").update({"text": "limit z"}).like("text", "limit*").order("text", {"ascending": False})
+          .limit(1).select("text"),
+          supabase("dual").delete().like("text", "limit*").order("text").limit(2),
+          supabase("dual").delete().like("text", "limit*").order("text").range(1, 1).select("text"),
+          supabase("dual").select("text").like("text", "limit*"))
+def limited_update_and_delete(inserted, updated, deleted, none_at_offset, read):
+    """limit (and offset) on PATCH and DELETE change only those of the filtered rows, in order."""
+    assert rows(updated) == [{"text": "limit z"}]
+    assert (deleted.status, deleted.error) == (204, None)
+    assert rows(none_at_offset) == []
+    assert column(read, "text") == ["limit z"]
+
+
+@scenario(supabase("dual").insert([{"text": "single a"}, {"text": "single b"}]),
+          supabase("dual").update({"text": "single c"}).like("text", "single*").select("text").single(),
+          supabase("dual").delete().eq("text", "single a").select("text").single(),
+          supabase("dual").delete().eq("text", "no such row").select("text").single(),
+          supabase("dual").select("text").like("text", "single*").order("text"))
+def single_on_writes_rolls_back_unless_one_row(inserted, two, one, none, read):
+    """Accept: application/vnd.pgrst.object+json on a write: exactly one row, or a 406 and nothing written."""
+    assert "2 rows" in failed(two, 406, "PGRST116")["details"]
+    assert rows(one) == {"text": "single a"}
+    failed(none, 406, "PGRST116")
+    assert column(read, "text") == ["single b"]
+
+
+@scenario(supabase("dual").insert({"text": "counted"}, {"count": "exact"}),
+          supabase("dual").update({"text": "counted too"}, {"count": "exact"}).eq("text", "counted"),
+          supabase("dual").delete({"count": "exact"}).eq("text", "counted too").select("text"),
+          Js("supabase", "write").schema("nope").from_("dual").insert({"text": "other schema"}),
+          supabase("books").select("title").in_("id", []),
+          supabase("books").select("title").not_("id", "in", "()").order("title"))
+def counts_on_writes_content_profile_and_empty_in(inserted, updated, deleted, other_schema, none, every):
+    assert (inserted.status, inserted.count) == (201, 1)
+    assert (updated.status, updated.count) == (204, 1)
+    assert (rows(deleted), deleted.count) == ([{"text": "counted too"}], 1)
+    failed(other_schema, 406, "PGRST106")
+    assert rows(none) == []
+    assert column(every) == ALL_TITLES
+
+
 # -- errors the app branches on ----------------------------------------------------------
 
 @scenario(supabase("user").insert({"email": "unique@example.com"}),
@@ -482,6 +537,30 @@ def unknown_table_schema_and_function(table, schema, function):
     failed(function, 404, "PGRST202")
 
 
+@scenario(Js("supabase", "write").rpc("count_books"),
+          Js("supabase", "write").rpc("count_books", {"since": 1900}, {"get": True}),
+          Js("postgrest", "write").rpc("count_books", {}, {"count": "exact"}),
+          supabase("books").select("title").textSearch("title", "dune"),
+          supabase("books").select("title").textSearch("title", "'dune' & 'arrakis'",
+                                                       {"type": "websearch", "config": "english"}),
+          supabase("books").select("title").contains("title", ["Dune"]),
+          supabase("books").select("title").containedBy("author", "Frank"),
+          supabase("books").select("title").overlaps("title", ["a", "b"]),
+          supabase("books").select("title").filter("title", "imatch", "^d"),
+          supabase("books").select("title").explain(),
+          supabase("books").select("title").geojson())
+def what_is_not_supported_is_a_clean_postgrest_error(rpc_post, rpc_get, rpc_counted, fts, wfts, contains,
+                                                     contained, overlaps, regex, explain, geojson):
+    """The client surfaces each as an error it can read: RPC a 404, the rest a 400 or 406 naming it."""
+    for rpc in (rpc_post, rpc_get, rpc_counted):
+        assert "count_books" in failed(rpc, 404, "PGRST202")["message"]
+    for refused, operator in ((fts, "fts"), (wfts, "wfts"), (contains, "cs"), (contained, "cd"),
+                              (overlaps, "ov"), (regex, "imatch")):
+        assert f"'{operator}'" in failed(refused, 400, "PGRST127")["details"]
+    failed(explain, 406, "PGRST107")
+    failed(geojson, 406, "PGRST107")
+
+
 # -- keys: createClient(url, key) and bare postgrest-js --------------------------------
 
 @scenario(supabase("books", key="read").select("title").eq("year", 1965),
@@ -507,12 +586,15 @@ def read_key_cannot_write(insert, update, delete, read):
 @scenario(supabase("books", key="books_only").select("title").eq("year", 1965),
           supabase("stores", key="books_only").select("name"),
           supabase("items", key="items_only").select("name").eq("name", "fish"),
-          supabase("items", key="items_only").select("name, stores(name)").eq("name", "fish"))
-def key_limited_to_a_table(own_table, other_table, own_items, embedded_other):
+          supabase("items", key="items_only").select("name, stores(name)").eq("name", "fish"),
+          supabase("items", key="items_only").select("name, shops(name)").eq("name", "fish"))
+def key_limited_to_a_table(own_table, other_table, own_items, embedded_other, embedded_nothing):
+    """A relation to a table the key may not use is answered as one that does not exist."""
     assert rows(own_table) == [{"title": "Dune"}]
     failed(other_table, 403, "42501")
     assert rows(own_items) == [{"name": "fish"}]
-    failed(embedded_other, 403, "42501")
+    hidden, absent = failed(embedded_other, 400, "PGRST200"), failed(embedded_nothing, 400, "PGRST200")
+    assert hidden["hint"] == absent["hint"] == "Relations of 'items': none"
 
 
 @scenario(supabase("books", key="token").select("title").eq("year", 1965),

@@ -7,6 +7,7 @@ Each test serves a fresh app on a real WSGI server in a thread (werkzeug's, thre
 from __future__ import annotations
 
 import threading
+from contextlib import contextmanager
 
 import httpx
 import pytest
@@ -63,6 +64,21 @@ class Served:
             session.execute(delete(LoginToken))
             session.execute(delete(ApiKey))
         db.dispose()
+
+
+@contextmanager
+def serving(db_url: str, metadata: MetaData):
+    """``metadata``'s tables, made afresh in the test database and served; dropped afterwards."""
+    engine = create_engine(db_url)
+    metadata.drop_all(engine)
+    metadata.create_all(engine)
+    server = Served(Config(database_url=db_url), metadata, Registry.from_metadata(metadata))
+    try:
+        yield server
+    finally:
+        server.stop()
+        metadata.drop_all(engine)
+        engine.dispose()
 
 
 @pytest.fixture
@@ -301,25 +317,16 @@ def test_two_foreign_keys_to_one_table_are_told_apart_by_hints(db_url):
     people = Table("pgrst_people", metadata, Column("id", Integer, primary_key=True), Column("name", String(20)))
     Table("pgrst_notes", metadata, Column("id", Integer, primary_key=True), Column("body", String(20)),
           Column("sender_id", ForeignKey(people.c.id)), Column("receiver_id", ForeignKey(people.c.id)))
-    engine = create_engine(db_url)
-    metadata.drop_all(engine)
-    metadata.create_all(engine)
-    server = Served(Config(database_url=db_url), metadata, Registry.from_metadata(metadata))
-    try:
-        with server.client() as rest:
-            rest.from_("pgrst_people").insert([{"name": "Ann"}, {"name": "Bob"}]).execute()
-            rest.from_("pgrst_notes").insert({"body": "hi", "sender_id": 1, "receiver_id": 2}).execute()
-            note = rest.from_("pgrst_notes").select(
-                "body,from:pgrst_people!sender_id(name),to:pgrst_people!receiver_id(name)").single().execute()
-            assert note.data == {"body": "hi", "from": {"name": "Ann"}, "to": {"name": "Bob"}}
-            sent = rest.from_("pgrst_people").select("name,pgrst_notes!sender_id(body)").order("id").execute()
-            assert sent.data == [{"name": "Ann", "pgrst_notes": [{"body": "hi"}]}, {"name": "Bob", "pgrst_notes": []}]
-            ambiguous = error_of(lambda: rest.from_("pgrst_notes").select("body,pgrst_people(name)").execute())
-            assert ambiguous.code == "PGRST201" and "pgrst_people!sender_id" in ambiguous.hint
-    finally:
-        server.stop()
-        metadata.drop_all(engine)
-        engine.dispose()
+    with serving(db_url, metadata) as server, server.client() as rest:
+        rest.from_("pgrst_people").insert([{"name": "Ann"}, {"name": "Bob"}]).execute()
+        rest.from_("pgrst_notes").insert({"body": "hi", "sender_id": 1, "receiver_id": 2}).execute()
+        note = rest.from_("pgrst_notes").select(
+            "body,from:pgrst_people!sender_id(name),to:pgrst_people!receiver_id(name)").single().execute()
+        assert note.data == {"body": "hi", "from": {"name": "Ann"}, "to": {"name": "Bob"}}
+        sent = rest.from_("pgrst_people").select("name,pgrst_notes!sender_id(body)").order("id").execute()
+        assert sent.data == [{"name": "Ann", "pgrst_notes": [{"body": "hi"}]}, {"name": "Bob", "pgrst_notes": []}]
+        ambiguous = error_of(lambda: rest.from_("pgrst_notes").select("body,pgrst_people(name)").execute())
+        assert ambiguous.code == "PGRST201" and "pgrst_people!sender_id" in ambiguous.hint
 
 
 # -- writes --------------------------------------------------------------------------------
@@ -358,15 +365,42 @@ def test_missing_default_and_columns(served, rest):
     assert unknown.status_code == 400 and unknown.json()["code"] == "PGRST204"
 
 
+def test_a_csv_body_is_rows_all_or_nothing(served, rest):
+    """POST with Content-Type: text/csv, as PostgREST reads it: NULL is null, an empty field the
+    empty string; one bad line and nothing is written; columns= and upserts apply as to JSON."""
+    def post(path: str, body: str, prefer: str = "return=representation") -> httpx.Response:
+        return httpx.post(f"{served.url}/rest/v1/{path}", content=body.encode(),
+                          headers={"Content-Type": "text/csv", "Prefer": prefer})
+
+    created = post("books?select=title,author,year,isbn",
+                   'title,author,year,isbn\nDune,Frank Herbert,1965,NULL\n"Tales, ""Old""",,NULL,\n')
+    assert created.status_code == 201
+    assert created.json() == [{"title": "Dune", "author": "Frank Herbert", "year": 1965, "isbn": None},
+                              {"title": 'Tales, "Old"', "author": "", "year": None, "isbn": ""}]
+    for body, code in (("title,author\nA,B\nC\n", "22P02"), ("title,author,year\nA,B,soon\n", "22P02"),
+                       ("title,nope\nA,B\n", "PGRST204"), ("id,title,author\n7,A,B\n", "42501")):
+        refused = post("books", body)
+        assert refused.status_code in (400, 403) and refused.json()["code"] == code, refused.text
+    only = post("books?columns=title,author&select=title,year", "title,author,year\nEmma,Jane Austen,1815\n")
+    assert only.json() == [{"title": "Emma", "year": None}]
+    merged = post("books?on_conflict=isbn&select=title,isbn", "isbn,title,author\n,Ubik,Philip K. Dick\n",
+                  "resolution=merge-duplicates, return=representation")
+    assert merged.json() == [{"title": "Ubik", "isbn": ""}]  # the empty isbn of "Tales" was the key
+    assert sorted(titles(rest.from_("books").select("title").execute())) == ["Dune", "Emma", "Ubik"]
+
+
 def test_upsert_merge_and_ignore_duplicates(rest):
     rest.from_("user").insert({"email": "ann@example.com", "name": "Ann"}).execute()
     merged = rest.from_("user").upsert([{"email": "ann@example.com", "name": "Ann B."},
                                         {"email": "bob@example.com", "name": "Bob"}], on_conflict="email").execute()
     assert [(u["email"], u["name"]) for u in merged.data] == [("ann@example.com", "Ann B."), ("bob@example.com", "Bob")]
-    rest.from_("user").upsert({"email": "ann@example.com", "name": "ignored"}, on_conflict="email",
-                              ignore_duplicates=True).execute()
+    ignored = rest.from_("user").upsert([{"email": "ann@example.com", "name": "ignored"},
+                                         {"email": "cy@example.com", "name": "Cy"}], on_conflict="email",
+                                        ignore_duplicates=True).execute()
+    assert [(u["email"], u["name"]) for u in ignored.data] == [("cy@example.com", "Cy")]  # only what it inserted
     stored = rest.from_("user").select("email,name").order("id").execute().data
-    assert stored == [{"email": "ann@example.com", "name": "Ann B."}, {"email": "bob@example.com", "name": "Bob"}]
+    assert stored == [{"email": "ann@example.com", "name": "Ann B."}, {"email": "bob@example.com", "name": "Bob"},
+                      {"email": "cy@example.com", "name": "Cy"}]
     bob = rest.from_("user").select("id").eq("email", "bob@example.com").single().execute().data["id"]
     by_key = rest.from_("user").upsert({"id": bob, "email": "bob@example.com", "name": "Robert"}).execute()
     assert by_key.data == [{"id": bob, "email": "bob@example.com", "name": "Robert"}]
@@ -497,13 +531,50 @@ def test_keys_as_apikey_or_bearer(served, shop):
     assert response.status_code == 401 and response.headers["WWW-Authenticate"] == "Bearer"
 
 
-def test_a_table_limited_key_reaches_no_other_table_through_an_embed(served, shop):
-    key = served.key("stores only", "read", ["stores"])
-    with served.client(apikey=key) as client:
-        assert len(client.from_("stores").select("name").execute().data) == 3
-        for call in (lambda: client.from_("stores").select("name,items(name)").execute(),
-                     lambda: client.from_("items").select("*").execute()):
-            assert error_of(call).code == "42501"
+@pytest.fixture
+def vault(db_url):
+    """Notes with a hidden column, their authors, and a vault of pins per note; served."""
+    metadata = MetaData()
+    authors = Table("pgrst_authors", metadata, Column("id", Integer, primary_key=True), Column("name", String(20)))
+    notes = Table("pgrst_notes", metadata, Column("id", Integer, primary_key=True), Column("body", String(20)),
+                  Column("secret", String(20), info={"policy": "hidden"}),
+                  Column("author_id", ForeignKey(authors.c.id)))
+    Table("pgrst_vault", metadata, Column("id", Integer, primary_key=True), Column("pin", String(20)),
+          Column("note_id", ForeignKey(notes.c.id)))
+    with serving(db_url, metadata) as server:
+        with server.client() as rest:
+            rest.from_("pgrst_authors").insert({"name": "Ann"}).execute()
+            rest.from_("pgrst_notes").insert({"body": "hi", "author_id": 1}).execute()
+        yield server
+
+
+# Requests naming {} (a table, or a column of pgrst_notes), by method, path and JSON body.
+NAMING = [("GET", "/{}", None), ("GET", "/pgrst_notes?select=body,{}(*)", None),
+          ("GET", "/pgrst_notes?select=body,{}!inner(id)&order={}(id)", None), ("GET", "/pgrst_notes?select={}", None),
+          ("GET", "/pgrst_notes?{}=eq.1", None), ("GET", "/pgrst_notes?or=({}.eq.1,body.eq.x)", None),
+          ("GET", "/pgrst_notes?order={}.desc", None), ("POST", "/pgrst_notes", {"body": "x", "{}": "1"}),
+          ("POST", "/pgrst_notes?columns=body,{}", {"body": "x"}), ("PATCH", "/pgrst_notes?id=eq.1", {"{}": "1"})]
+
+
+def test_a_table_limited_key_learns_nothing_of_other_tables_or_hidden_columns(vault):
+    """To a key limited to pgrst_notes, another table and a hidden column answer exactly as ones
+    that do not exist, through every door of the dialect: the root, embeds, filters, order, writes."""
+    key = vault.key("notes only", "write", ["pgrst_notes"])
+    with httpx.Client(base_url=vault.url + "/rest/v1", headers={"apikey": key}) as http:
+        def answer(method: str, path: str, body: dict | None, name: str) -> tuple[int, str]:
+            body = {k.replace("{}", name): v for k, v in body.items()} if body else None
+            response = http.request(method, path.replace("{}", name), json=body)
+            return response.status_code, response.text.replace(name, "<name>")
+
+        assert http.get("/pgrst_notes?select=body,author_id").json() == [{"body": "hi", "author_id": 1}]
+        root = http.get("/").text
+        assert not any(unseen in root for unseen in ("pgrst_authors", "pgrst_vault", "secret", "pin"))
+        for unseen, absent in [("pgrst_authors", "pgrst_nothing"), ("pgrst_vault", "pgrst_nothing"),
+                               ("secret", "nothing")]:
+            for method, path, body in NAMING:
+                status, text = answer(method, path, body, unseen)
+                assert status >= 400 and (status, text) == answer(method, path, body, absent), (method, path, text)
+        assert http.get("/pgrst_notes?select=body").json() == [{"body": "hi"}]  # no write went through
 
 
 def test_login_tokens_work_like_keys(served, rest):
@@ -555,4 +626,7 @@ def test_the_root_answers_a_valid_swagger_document(served):
     assert set(document["definitions"]["user"]["properties"]) == {"id", "email", "password", "name"}
     assert "password" not in {p["name"] for k, p in document["parameters"].items() if k.startswith("rowFilter.user.")}
     assert "post" not in document["paths"]["/patients"] and "post" in document["paths"]["/items"]
+    assert "text/csv" in document["paths"]["/items"]["post"]["consumes"]
+    assert {"order", "limit"} <= {p["$ref"].rsplit("/", 1)[1] for p in document["paths"]["/items"]["delete"]
+                                  ["parameters"]}
     assert httpx.get(served.url + "/rest/v1").json()["swagger"] == "2.0"

@@ -3,7 +3,8 @@ on a fresh database (every database), its Python example runs too, and its table
 codes is generated from render.CODES (refresh it with `python tests/test_postgrest_docs.py`).
 
 The page follows docs/API.md's conventions (see tests/test_docs.py), except that an answer
-may have no body (no block after its `→` line) or a CSV one (a ```csv block).
+may have no body (no block after its `→` line) or a CSV one (a ```csv block, whose last
+line the server ends without a newline).
 """
 from __future__ import annotations
 
@@ -57,7 +58,9 @@ def check(example: dict, base: str, tmp_path: Path) -> list[str]:
             problems.append(f"{where}: documented {example['status']}")
         elif example["kind"] == "json" and not matches(json.loads(example["body"]), json.loads(text or "null")):
             problems.append(f"{where}: documented {example['body']!r}")
-        elif example["kind"] != "json" and text != example["body"]:
+        elif example["kind"] == "csv" and text != example["body"].removesuffix("\n"):  # a fence ends in one
+            problems.append(f"{where}: documented {example['body']!r} (with no newline after the last line)")
+        elif example["kind"] is None and text != example["body"]:
             problems.append(f"{where}: documented {example['body']!r}")
         for name, value in example["headers"].items():
             if headers.get(name.lower()) != value:

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from tiddly import create_app
 from tiddly.config import Config
-from tiddly.web.postgrest import grammar
+from tiddly.web.postgrest import grammar, translate
 from tiddly.web.postgrest.grammar import PostgrestError
 
 
@@ -78,7 +78,14 @@ def assert_postgrest_error(response, status: int, code: str) -> dict:
     ("name=plfts(english).tea", 400, "PGRST127"),
     ("name=match.^t", 400, "PGRST127"),
     ("price=cs.{1}", 400, "PGRST127"),
-    ("order=stores(name)", 400, "PGRST127"),
+    ("order=stores(name)", 400, "PGRST108"),            # a related order names an embed
+    ("select=name,stores(name)&order=stores(name).desc,name", 200, None),
+    ("select=name,s:stores(name)&order=s(name).nullsfirst", 200, None),  # by its alias
+    ("select=name,stores(name)&order=stores(nope)", 400, "42703"),
+    ("select=name,stores(name)&order=stores(name", 400, "PGRST100"),
+    ("select=name,stores(name)&order=stores(na(me))", 400, "PGRST100"),
+    ("select=name,stores(name)&order=stores(name)x", 400, "PGRST100"),
+    ("select=name,stores(name)&order=(name)", 400, "PGRST100"),
     ("stores.name=eq.North", 400, "PGRST108"),          # not embedded
     ("select=name,stores(name)&stores=eq.1", 400, "PGRST120"),
     ("price=like.3*", 400, "22P02"),                    # like needs a text column
@@ -128,7 +135,11 @@ def test_bad_headers(client, headers, status, code):
     ("POST", "/rest/v1/stores", b"[1, 2]", {"Content-Type": "application/json"}, 400, "PGRST102"),
     ("POST", "/rest/v1/stores", b'"x"', {"Content-Type": "application/json"}, 400, "PGRST102"),
     ("POST", "/rest/v1/stores", b"[" * 600 + b"]" * 600, {"Content-Type": "application/json"}, 400, "PGRST102"),
-    ("POST", "/rest/v1/stores", b'{"name": "x"}', {"Content-Type": "text/csv"}, 415, "PGRST102"),
+    ("PATCH", "/rest/v1/stores?id=eq.1", b'name\nx\n', {"Content-Type": "text/csv"}, 415, "PGRST102"),
+    ("POST", "/rest/v1/stores", b'{"name": "x"}', {"Content-Type": "text/csv"}, 400, "PGRST204"),
+    ("POST", "/rest/v1/stores", b'name\nx\ny,z\n', {"Content-Type": "text/csv"}, 400, "22P02"),
+    ("POST", "/rest/v1/stores", b'name\nx\n\xff\n', {"Content-Type": "text/csv"}, 400, "22P02"),
+    ("POST", "/rest/v1/stores", b'id,name\n7,x\n', {"Content-Type": "text/csv"}, 403, "42501"),
     ("POST", "/rest/v1/stores?name=eq.x", b'{"name": "x"}', {"Content-Type": "application/json"}, 400, "PGRST100"),
     ("POST", "/rest/v1/stores?order=id", b'{"name": "x"}', {"Content-Type": "application/json"}, 400, "PGRST127"),
     ("POST", "/rest/v1/stores", b'{"name": "x"}', {"Content-Type": "application/json", "Content-Profile": "x"},
@@ -139,8 +150,9 @@ def test_bad_headers(client, headers, status, code):
      {"Content-Type": "application/json", "Prefer": "resolution=merge-duplicates"}, 400, "PGRST100"),
     ("PATCH", "/rest/v1/stores", b'{"name": "x"}', {"Content-Type": "application/json"}, 400, "21000"),
     ("PATCH", "/rest/v1/stores?id=eq.1", b'[{"name": "x"}]', {"Content-Type": "application/json"}, 400, "PGRST102"),
-    ("PATCH", "/rest/v1/stores?id=eq.1&limit=1", b'{"name": "x"}', {"Content-Type": "application/json"},
-     400, "PGRST127"),
+    ("PATCH", "/rest/v1/items?id=eq.1&select=id,stores(id)&order=stores(id)&limit=1", b'{"name": "x"}',
+     {"Content-Type": "application/json"}, 400, "PGRST127"),
+    ("DELETE", "/rest/v1/stores?id=gt.0&limit=-1", None, {}, 416, "PGRST103"),
     ("PATCH", "/rest/v1/stores?id=eq.1", b'{"id": 5}', {"Content-Type": "application/json"}, 403, "42501"),
     ("DELETE", "/rest/v1/stores", None, {}, 400, "21000"),
     ("DELETE", "/rest/v1/stores?items.id=eq.1&select=items(id)", None, {}, 400, "21000"),
@@ -151,11 +163,33 @@ def test_bad_headers(client, headers, status, code):
     ("DELETE", "/rest/v1/patient_readings?id=eq.1", None, {}, 405, "PGRST117"),
     ("GET", "/rest/v1/stores/1", None, {}, 404, "PGRST125"),
     ("POST", "/rest/v1/rpc/f", b"{}", {"Content-Type": "application/json"}, 404, "PGRST202"),
+    ("PATCH", "/rest/v1/rpc/f", b"{}", {"Content-Type": "application/json"}, 405, "PGRST101"),
+    ("FETCH", "/rest/v1/stores", b'{"where": {"id": 1}}', {"Content-Type": "application/json"}, 405, "PGRST117"),
+    ("QUERY", "/rest/v1/stores", b'{}', {"Content-Type": "application/json"}, 405, "PGRST117"),
+    ("PROPFIND", "/rest/v1/stores", None, {}, 405, "PGRST117"),
+    ("PUT", "/rest/v1/", b'{"name": "x"}', {"Content-Type": "application/json"}, 405, "PGRST117"),
+    ("DELETE", "/rest/v1", None, {}, 405, "PGRST117"),
+    ("FETCH", "/rest/v1/stores/1", None, {}, 404, "PGRST125"),
 ])
 def test_bad_writes(client, method, path, body, headers, status, code):
     response = client.open(path, method=method, data=body, headers=headers)
     assert_postgrest_error(response, status, code)
     assert [s["name"] for s in client.get("/rest/v1/stores?order=id").get_json()] == ["North", "South"]
+
+
+def test_every_verb_under_the_path_is_the_dialects(client):
+    """OPTIONS lists what a path serves, a 405 says it too; none falls through to Tiddly's own
+    routes (PUT /rest/v1/ was Tiddly's PUT /rest/<key>)."""
+    table_verbs = "OPTIONS, GET, HEAD, POST, PATCH, PUT, DELETE"
+    for path, allow in (("/rest/v1/stores", table_verbs), ("/rest/v1/", "OPTIONS, GET, HEAD"),
+                        ("/rest/v1/rpc/f", "OPTIONS, GET, HEAD, POST"),
+                        ("/rest/v1/patient_readings", "OPTIONS, GET, HEAD")):
+        answer = client.options(path)
+        assert (answer.status_code, answer.headers["Allow"]) == (200, allow), path
+    refused = client.open("/rest/v1/stores", method="QUERY")
+    assert refused.headers["Allow"] == table_verbs
+    assert assert_postgrest_error(client.delete("/rest/v1/patient_readings?id=eq.1"), 405, "PGRST117")["details"] \
+        == "the table 'patient_readings' is read-only"
 
 
 def test_an_oversized_body_is_a_413(tmp_path):
@@ -207,9 +241,18 @@ def test_prefer_range_and_accept():
     assert grammar.parse_accept("text/html, text/csv;q=0.5").kind == "csv"
 
 
-def test_order_terms_become_tiddlys_orderby():
-    assert grammar.parse_order('a.desc.nullslast,"b c",d.nullsfirst') == \
-        ['"a" desc nulls last', '"b c" asc', '"d" asc nulls first']
+def test_order_terms():
+    Order = grammar.Order
+    assert grammar.parse_order('a.desc.nullslast,"b c",d.nullsfirst,s(e).desc,"x y"("f(g)")') == [
+        Order("a", True, "last"), Order("b c"), Order("d", False, "first"), Order("e", True, None, "s"),
+        Order("f(g)", False, None, "x y")]
+
+
+def test_order_puts_nulls_where_postgresql_does_unless_told():
+    node = grammar.parse_params([("order", 'a,b.desc,c.nullsfirst,d.desc.nullslast,"e \\"f\\""')], 8).root
+    assert translate.query(None, None, node, None, 0, False)["orderby"] == [
+        '"a" asc nulls last', '"b" desc nulls first', '"c" asc nulls first', '"d" desc nulls last',
+        '"e ""f""" asc nulls last']
 
 
 def test_select_reads_aliases_hints_and_inner():

@@ -78,3 +78,17 @@ def test_bad_rows_are_400s_and_write_nothing(client):
     for bad in ([], 5, "x"):
         assert_error(put(client, "books", "isbn", bad), 400, "bad_value")
     assert ok(client.get("/books?count=true"))["count"] == 0
+
+
+def test_a_clash_on_another_unique_key_is_409_and_changes_nothing(client):
+    """MariaDB's ON DUPLICATE KEY reacts to any unique key: the row named 99 clashes with Ann's email,
+    and must not update Ann's row, as PostgreSQL and SQLite refuse it; the PostgREST dialect too,
+    whether it merges or ignores duplicates."""
+    ok(put(client, "user", "email", [{"email": "ann@example.com", "name": "Ann"}, {"email": "bo@example.com"}]))
+    before = ok(client.get("/user?orderby=id"))["data"]
+    clash = [{"id": 99, "email": "ann@example.com", "name": "Not Ann"}]
+    assert_error(put(client, "user", "id", clash), 409, "unique_violation")
+    for resolution in ("merge-duplicates", "ignore-duplicates"):
+        answer = client.post("/rest/v1/user", json=clash, headers={"Prefer": f"resolution={resolution}"})
+        assert (answer.status_code, answer.get_json()["code"]) == (409, "23505"), answer.get_data(as_text=True)
+    assert ok(client.get("/user?orderby=id"))["data"] == before

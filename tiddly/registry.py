@@ -226,9 +226,10 @@ class TableSpec:
 
     # -- names -------------------------------------------------------------
     def column(self, name: Any, purpose: str = "read") -> ColumnSpec:
-        """The readable (or writable) column called ``name``, or a 400 naming it."""
+        """The readable (or writable) column called ``name``, or a 400 naming it (a hidden
+        column is answered as one that does not exist, whatever the purpose)."""
         spec = self.columns.get(name) if isinstance(name, str) else None
-        if spec is None or (purpose == "read" and not spec.readable):
+        if spec is None or spec.policy is Policy.HIDDEN or (purpose == "read" and not spec.readable):
             raise UnknownColumn(f"table '{self.name}' has no column {_short(name)}",
                                 column=name if isinstance(name, str) else None, table=self.name)
         if purpose == "write" and not spec.writable:

@@ -93,7 +93,7 @@ def create_app(config: Config | None = None, metadata=None, registry: Registry |
     app.extensions["tiddly"] = gateway
     gateway.registry.add_relations(Base.registry.mappers)
     app.add_url_rule("/-/health", "health", lambda: _health(gateway))
-    app.add_url_rule("/-/tables", "tables", lambda: _ok({"data": _visible_tables(gateway).describe()}))
+    app.add_url_rule("/-/tables", "tables", lambda: _ok({"data": guard.visible_tables(gateway.registry).describe()}))
     app.add_url_rule("/-/openapi.json", "openapi", lambda: _openapi(gateway))
     app.add_url_rule("/-/login", "login", lambda: _login(gateway), methods=["POST"])
     app.add_url_rule("/-/whoami", "whoami", lambda: _ok({"data": g.principal.describe()}))
@@ -171,22 +171,13 @@ def _login(gateway: Gateway) -> Response:
 
 
 def _openapi(gateway: Gateway) -> Response:
-    return Response(jsonio.dumps(openapi_document(gateway, _visible_tables(gateway))), 200,
+    return Response(jsonio.dumps(openapi_document(gateway, guard.visible_tables(gateway.registry))), 200,
                     mimetype="application/json")
 
 
 def openapi_document(gateway: Gateway, registry: Registry | None = None) -> dict:
     """The OpenAPI document of this gateway (or of some of its tables); bearer security while keys are required."""
     return openapi.document(registry or gateway.registry, gateway.config, bearer=_keys_on(gateway))
-
-
-def _visible_tables(gateway: Gateway) -> Registry:
-    """The tables the caller's key may use: a key limited to some learns nothing of the others."""
-    principal = getattr(g, "principal", None)
-    allowed = principal.tables if principal is not None else None
-    if allowed is None:
-        return gateway.registry
-    return Registry(spec for name, spec in gateway.registry.tables.items() if name in allowed)
 
 
 def _keys_on(gateway: Gateway) -> bool:

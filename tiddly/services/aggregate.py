@@ -19,8 +19,8 @@ from tiddly.config import Config
 from tiddly.errors import BadQuery
 from tiddly.registry import ColumnSpec, Policy, TableSpec
 from tiddly.services.query import (
-    _order_clauses,
     compile_where,
+    order_clauses,
     parse_columns,
     parse_orderby,
     parse_query,
@@ -58,7 +58,7 @@ def fetch(session: Session, spec: TableSpec, raw: dict, config: Config) -> dict:
     order = parse_orderby(view, raw.get("orderby"))
     outputs = [c.column for c in view.columns.values()]
     parts = [part for pair in exact.values() for part in pair]
-    stmt = (select(*outputs, *parts).where(having).order_by(*_order_clauses(order))
+    stmt = (select(*outputs, *parts).where(having).order_by(*order_clauses(order))
             .limit(query.limit).offset(query.offset))
     data = [_output_row(view, exact, row._mapping) for row in session.execute(stmt)]
     result: dict[str, Any] = {"data": data}

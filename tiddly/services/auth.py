@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 from tiddly.errors import BadValue, Forbidden, NotFound, Unauthorized
 from tiddly.models import ApiKey, LoginToken
 from tiddly.passwords import hash_password, verify_password
-from tiddly.registry import TableSpec
+from tiddly.registry import Registry, TableSpec
 
 SCOPES = ("read", "write", "admin")  # each includes the ones before it
 LOGIN_SCOPE = "write"
@@ -166,6 +166,14 @@ def _login_principal(session: Session, users: TableSpec, secret: str) -> Princip
     if row.expires_at <= utcnow():
         raise Unauthorized("the login token has expired; log in again")
     return Principal("login", row.email, LOGIN_SCOPE)
+
+
+def visible_tables(principal: Principal | None, registry: Registry) -> Registry:
+    """The tables ``principal`` may use (None: nobody asked yet, every table): a key limited to
+    some learns nothing of the others, through any door that describes or names tables."""
+    if principal is None or principal.tables is None:
+        return registry
+    return Registry(spec for name, spec in registry.tables.items() if name in principal.tables)
 
 
 def authorize(principal: Principal, scope: str, table: str | None) -> None:

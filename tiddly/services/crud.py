@@ -17,7 +17,14 @@ from tiddly.database import advance_sequence, translate_error
 from tiddly.errors import ApiError, BadQuery, BadValue, NotFound
 from tiddly.registry import TableSpec
 from tiddly.services.etags import Precondition, row_etag
-from tiddly.services.query import Query, build_count, build_select, compile_where
+from tiddly.services.query import (
+    Query,
+    build_count,
+    build_select,
+    compile_where,
+    order_clauses,
+    parse_orderby,
+)
 
 
 def get_row(session: Session, spec: TableSpec, pk: tuple) -> dict:
@@ -149,13 +156,15 @@ def update_where(session: Session, spec: TableSpec, where: Any, obj: Any, config
     return session.execute(update(spec.table).where(condition).values(values)).rowcount
 
 
-def locked_keys(session: Session, spec: TableSpec, where: Any, config: Config) -> list[tuple]:
-    """The primary keys of the rows ``where`` matches, locked until the transaction ends, so a
-    write by these keys changes exactly the rows the filter found (portable: MariaDB has no
-    UPDATE ... RETURNING)."""
+def locked_keys(session: Session, spec: TableSpec, where: Any, config: Config, orderby: Any = None,
+                limit: int | None = None, offset: int = 0) -> list[tuple]:
+    """The primary keys of the rows ``where`` matches (the first ``limit`` after ``offset`` in
+    ``orderby``'s order, else key order), locked until the transaction ends, so a write by these
+    keys changes exactly the rows the filter found (portable: MariaDB has no UPDATE ... RETURNING)."""
     condition = compile_where(spec, _filter(where, "writing"), config)
     keys = [c.column for c in spec.primary_key]
-    stmt = select(*keys).where(condition).order_by(*keys).with_for_update()  # in key order: locks and answers
+    order = order_clauses(parse_orderby(spec, orderby))  # the key ends it: locks and answers in one order
+    stmt = select(*keys).where(condition).order_by(*order).limit(limit).offset(offset or None).with_for_update()
     return [tuple(row) for row in session.execute(stmt)]
 
 

@@ -66,13 +66,19 @@ def plan(dialect_name: str, spec: TableSpec, raw: Any, config: Config, key: byte
 
 def stream(engine: Engine, stmt, names: list[str], fmt: str) -> Iterator[bytes]:
     """The rows of ``stmt`` as CSV or NDJSON chunks, read through a server-side cursor."""
-    encode = csv_chunk if fmt == "csv" else _ndjson_chunk
     with engine.connect() as conn:
         result = conn.execution_options(stream_results=True, yield_per=STREAM_ROWS).execute(stmt)
         if fmt == "csv":
-            yield csv_chunk(names, [names])
-        for rows in result.partitions():
-            yield encode(names, rows)
+            yield from csv_chunks(names, result.partitions())
+        else:
+            yield from (_ndjson_chunk(names, rows) for rows in result.partitions())
+
+
+def csv_chunks(names: list[str], batches: Iterable) -> Iterator[bytes]:
+    """The header line, then each batch of rows, as CSV (every line ends with a newline)."""
+    yield csv_chunk(names, [names])
+    for rows in batches:
+        yield csv_chunk(names, rows)
 
 
 def csv_chunk(names: list[str], rows) -> bytes:
@@ -104,7 +110,7 @@ def _ndjson_chunk(names: list[str], rows) -> bytes:
 
 def import_rows(session: Session, spec: TableSpec, lines: Iterable[bytes], fmt: str) -> int:
     """Insert every row of a CSV or NDJSON byte stream, in batches; returns the row count."""
-    parsed = _csv_rows(spec, lines) if fmt == "csv" else _ndjson_rows(lines)
+    parsed = csv_rows(spec, lines) if fmt == "csv" else _ndjson_rows(lines)
     count, batch = 0, []
     for line, obj in parsed:
         try:
@@ -158,7 +164,9 @@ def _ndjson_rows(lines: Iterable[bytes]) -> Iterator[tuple[int, Any]]:
         yield number, obj
 
 
-def _csv_rows(spec: TableSpec, lines: Iterable[bytes]) -> Iterator[tuple[int, dict]]:
+def csv_rows(spec: TableSpec, lines: Iterable[bytes], null: str = "") -> Iterator[tuple[int, dict]]:
+    """(line number, row object) for each row of CSV ``lines`` after the header, whose names it
+    checks; a field that reads ``null`` is NULL (by default the empty one: see ``_from_text``)."""
     reader = csv.reader(text for _number, text in _decoded(lines))
     try:
         header = next(reader)
@@ -184,13 +192,14 @@ def _csv_rows(spec: TableSpec, lines: Iterable[bytes]) -> Iterator[tuple[int, di
         if len(record) != len(columns):
             raise BadValue(f"line {reader.line_num}: {len(record)} fields, the header names {len(columns)}",
                            line=reader.line_num)
-        yield reader.line_num, {col.name: _from_text(col, text) for col, text in zip(columns, record)}
+        yield reader.line_num, {col.name: _from_text(col, text, null) for col, text in zip(columns, record)}
 
 
-def _from_text(col, text: str) -> Any:
-    """A CSV field as its column's value; an empty field is NULL (for a NOT NULL text column, "")."""
-    if text == "":
-        return "" if col.kind == "string" and not col.nullable else None
+def _from_text(col, text: str, null: str) -> Any:
+    """A CSV field as its column's value. The ``null`` text is NULL, except that an empty
+    field is the empty string for a NOT NULL text column."""
+    if text == null:
+        return "" if text == "" and col.kind == "string" and not col.nullable else None
     return col.parse_text(text)
 
 

@@ -9,7 +9,8 @@ Embedding (the PostgREST dialect) reads a few more keys, ``EMBED_KEYS``: ``inclu
 inside an include (nested, still one query per relationship and level), a per-parent
 ``offset``, ``"exists": true|false`` (only the parents that have, or have no, matching
 related rows: a correlated EXISTS in the parents' where) and ``"select": []`` (filter
-by the relation without loading it). Tiddly's own query language keeps to ``INCLUDE_KEYS``.
+by the relation without loading it); and the rows' ``orderby`` may name a to-one include's
+column, ``"stores(name) desc"``. Tiddly's own query language keeps to ``INCLUDE_KEYS``.
 """
 from __future__ import annotations
 
@@ -22,7 +23,13 @@ from sqlalchemy.orm import Session
 from tiddly.config import Config
 from tiddly.errors import BadQuery
 from tiddly.registry import ColumnSpec, Registry, RelationSpec, TableSpec
-from tiddly.services.query import Query, _order_clauses, build_select, parse_query
+from tiddly.services.query import (
+    Query,
+    Related,
+    build_select,
+    order_clauses,
+    parse_query,
+)
 
 INCLUDE_KEYS = ("where", "orderby", "select", "limit")
 EMBED_KEYS = INCLUDE_KEYS + ("offset", "include", "exists")
@@ -75,14 +82,32 @@ def _include(registry: Registry, spec: TableSpec, name: str, options: Any, confi
         raise BadQuery(f"'{name}' is one related row: 'limit' and 'offset' apply to one-to-many includes only")
     target = registry.get(relation.target)
     loaded = not (keys == EMBED_KEYS and options.get("select") == [])
+    children = parse_includes(registry, target, options.get("include"), config, keys)
     query = parse_query(target, {k: v for k, v in options.items()
-                                 if k not in ("include", "exists") and (loaded or k != "select")}, config)
+                                 if k not in ("include", "exists") and (loaded or k != "select")}, config,
+                        related_order(target, children) if keys == EMBED_KEYS else None)
     found = options.get("exists")
     if found is not None and (not isinstance(found, bool) or relation.target == spec.name):
         raise BadQuery(f"'exists' in include '{name}' takes true or false, and not on a table's relation to itself")
-    children = parse_includes(registry, target, options.get("include"), config, keys)
     return Include(relation, target, query, query.limit if "limit" in options else None, query.offset,
                    children, found, loaded)
+
+
+def related_order(spec: TableSpec, includes: tuple[Include, ...]) -> Related:
+    """Order ``spec``'s rows by a to-one include's column (``"orderby": "stores(name) desc"``):
+    the related row's value, or NULL when the include's where leaves none, as a correlated subquery."""
+    by_name = {inc.name: inc for inc in includes}
+
+    def column(relation: str, name: str) -> tuple[ColumnSpec, Any]:
+        inc = by_name.get(relation)
+        if inc is None or inc.relation.many:
+            raise BadQuery(f"'{relation[:40]}' in 'orderby' is not a to-one include of this query")
+        col = inc.target.column(name)
+        joined = [inc.target.columns[remote].column == spec.columns[local].column
+                  for local, remote in inc.relation.pairs]
+        return col, select(col.column).where(*joined, inc.query.where).correlate(spec.table).scalar_subquery()
+
+    return column
 
 
 def parent_columns(spec: TableSpec, includes: tuple[Include, ...]) -> list[ColumnSpec]:
@@ -145,7 +170,7 @@ def _fetch(session: Session, inc: Include, keys: set[tuple]) -> dict[tuple, list
 
 def _top_per_parent(stmt, inc: Include, remotes: list[ColumnSpec], columns) -> Any:
     rank = func.row_number().over(partition_by=[c.column for c in remotes],
-                                  order_by=_order_clauses(inc.query.order)).label(_RANK)
+                                  order_by=order_clauses(inc.query.order)).label(_RANK)
     ranked = stmt.add_columns(rank).order_by(None).subquery()
     window = [ranked.c[_RANK] > inc.offset]
     if inc.limit is not None:

@@ -42,8 +42,8 @@ def fetch_embedded(session: Session, spec: TableSpec, raw: dict, config: Config,
     """A page by limit and offset (no cursor), its includes read with the embedding keys
     (include.EMBED_KEYS): the PostgREST dialect's reads. With ``keys``, the rows with those
     primary keys, in that order (what a write hands back), read in chunks."""
-    query = parse_query(spec, raw, config)
     includes = include.parse_includes(registry, spec, raw.get("include"), config, include.EMBED_KEYS)
+    query = parse_query(spec, raw, config, include.related_order(spec, includes))
     query = replace(query, where=and_(query.where, *include.exists_clauses(spec, includes)))
     if keys is None:
         return _result(session, spec, query, includes,
@@ -88,7 +88,7 @@ def _resume(dialect_name: str, query: Query, raw: dict, key: bytes, print_: str,
 def _rows(session: Session, spec: TableSpec, query: Query, join_columns: list) -> list[dict]:
     """The page's rows, with the order and join columns fetched even when not selected."""
     columns = {c.name: c for c in query.columns}
-    for col in [t.column for t in query.order] + join_columns:
+    for col in [t.column for t in query.order if t.related is None] + join_columns:
         columns.setdefault(col.name, col)
     stmt = build_select(spec, replace(query, columns=tuple(columns.values())))
     result = session.execute(stmt)

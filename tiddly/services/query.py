@@ -56,8 +56,13 @@ QUERY_KEYS = ("where", "orderby", "select", "limit", "offset", "count")
 # Read by pages.py, include.py and aggregate.py; parse_query accepts and ignores them.
 PAGE_KEYS = ("after", "include", "group", "aggregate", "having", "distinct")
 # A column name is bare (no spaces) or double-quoted, SQL style, with "" for a quote: "my col" desc.
+_NAME = r'("(?:[^"]|"")+"|[^\s"()]+)'
 _ORDER_TERM = re.compile(r'^\s*("(?:[^"]|"")+"|[^\s"]+)(?:\s+(asc|desc))?(?:\s+nulls\s+(first|last))?\s*$',
                          re.IGNORECASE)
+_RELATED_TERM = re.compile(rf'^\s*{_NAME}\({_NAME}\)(?:\s+(asc|desc))?(?:\s+nulls\s+(first|last))?\s*$',
+                           re.IGNORECASE)
+# (relation, column) -> the related table's column and the SQL of its value for each row
+Related = Callable[[str, str], tuple[ColumnSpec, ColumnElement]]
 
 
 @dataclass(frozen=True)
@@ -65,6 +70,12 @@ class OrderTerm:
     column: ColumnSpec
     descending: bool = False
     nulls: str | None = None  # "first", "last" or None (the database's default)
+    # A related row's column (``stores(name)``: embedding reads), as SQL: ``column`` is the related table's.
+    related: ColumnElement | None = None
+
+    @property
+    def sql(self) -> ColumnElement:
+        return self.column.column if self.related is None else self.related
 
 
 @dataclass(frozen=True)
@@ -77,8 +88,9 @@ class Query:
     count: bool
 
 
-def parse_query(spec: TableSpec, raw: Any, config: Config) -> Query:
-    """Check a query object (every name, operator and value) and return a ``Query``."""
+def parse_query(spec: TableSpec, raw: Any, config: Config, related: Related | None = None) -> Query:
+    """Check a query object (every name, operator and value) and return a ``Query``; with
+    ``related`` (embedding reads), ``orderby`` may name a related row's column, ``rel(col)``."""
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
@@ -89,7 +101,7 @@ def parse_query(spec: TableSpec, raw: Any, config: Config) -> Query:
                        key=unknown[0])
     return Query(
         where=compile_where(spec, raw.get("where"), config),
-        order=parse_orderby(spec, raw.get("orderby")),
+        order=parse_orderby(spec, raw.get("orderby"), related),
         columns=parse_select(spec, raw.get("select")),
         limit=_non_negative_int(raw.get("limit", config.default_limit), "limit", config.max_limit),
         offset=_non_negative_int(raw.get("offset", 0), "offset", MAX_OFFSET),
@@ -100,7 +112,7 @@ def parse_query(spec: TableSpec, raw: Any, config: Config) -> Query:
 def build_select(spec: TableSpec, query: Query) -> Select:
     columns = [c.column for c in query.columns]
     return (select(*columns).where(query.where)
-            .order_by(*_order_clauses(query.order)).limit(query.limit).offset(query.offset))
+            .order_by(*order_clauses(query.order)).limit(query.limit).offset(query.offset))
 
 
 def build_count(spec: TableSpec, query: Query) -> Select:
@@ -187,7 +199,7 @@ def _scalar(col: ColumnSpec, value: Any, allow_null: bool = True) -> Any:
 
 # -- orderby, select, paging ---------------------------------------------------
 
-def parse_orderby(spec: TableSpec, orderby: Any) -> tuple[OrderTerm, ...]:
+def parse_orderby(spec: TableSpec, orderby: Any, related: Related | None = None) -> tuple[OrderTerm, ...]:
     if orderby is None or orderby == "":
         texts = []
     elif isinstance(orderby, str):
@@ -196,30 +208,37 @@ def parse_orderby(spec: TableSpec, orderby: Any) -> tuple[OrderTerm, ...]:
         texts = [part for t in orderby for part in t.split(",")]
     else:
         raise BadQuery("'orderby' must be a string like \"email desc, name\" or a list of such strings")
-    terms = [_order_term(spec, text) for text in texts]
-    named = {t.column.name for t in terms}
+    terms = [_order_term(spec, text, related) for text in texts]
+    named = {t.column.name for t in terms if t.related is None}
     # The primary key ends every ordering, so pages never repeat or skip a row.
     terms += [OrderTerm(col) for col in spec.primary_key if col.name not in named]
     return tuple(terms)
 
 
-def _order_term(spec: TableSpec, text: str) -> OrderTerm:
+def _order_term(spec: TableSpec, text: str, related: Related | None) -> OrderTerm:
+    match = _RELATED_TERM.match(text) if related is not None else None
+    if match:
+        relation, name, direction, nulls = match.groups()
+        col, value = related(_unquote(relation), _unquote(name))
+        return OrderTerm(col, (direction or "asc").lower() == "desc", nulls.lower() if nulls else None, value)
     match = _ORDER_TERM.match(text)
     if not match:
         raise BadQuery(f"cannot read the ordering {text.strip()!r}; write \"column [asc|desc] [nulls first|last]\"")
     name, direction, nulls = match.groups()
-    if name.startswith('"'):
-        name = name[1:-1].replace('""', '"')
-    return OrderTerm(spec.column(name), (direction or "asc").lower() == "desc",
+    return OrderTerm(spec.column(_unquote(name)), (direction or "asc").lower() == "desc",
                      nulls.lower() if nulls else None)
 
 
-def _order_clauses(order: tuple[OrderTerm, ...]) -> list:
+def _unquote(name: str) -> str:
+    return name[1:-1].replace('""', '"') if name.startswith('"') else name
+
+
+def order_clauses(order: tuple[OrderTerm, ...]) -> list:
     clauses = []
     for term in order:
-        col = term.column.column
-        if term.nulls:
-            # A portable NULLS FIRST/LAST: MySQL has no such syntax.
+        col = term.sql
+        if term.nulls and (term.column.nullable or term.related is not None):
+            # A portable NULLS FIRST/LAST: MySQL has no such syntax. (A NOT NULL column needs none.)
             is_null_rank = case((col.is_(None), 0 if term.nulls == "first" else 1),
                                 else_=1 if term.nulls == "first" else 0)
             clauses.append(is_null_rank)

@@ -5,12 +5,14 @@ row's given columns are updated (columns the object leaves out keep their
 values). One INSERT ... ON CONFLICT DO UPDATE (PostgreSQL, SQLite) or
 INSERT ... ON DUPLICATE KEY UPDATE (MariaDB/MySQL) per request, split only to
 stay under the databases' limit on bound parameters. ``on`` must be exactly the
-columns of the primary key or of a unique constraint. One difference remains:
-MariaDB's ON DUPLICATE KEY reacts to a clash on *any* unique key of the table,
-where the other two report a clash on a key other than ``on`` as a 409.
+columns of the primary key or of a unique constraint. A clash on another unique
+key is a 409 on every database: PostgreSQL and SQLite raise it, while MariaDB's
+ON DUPLICATE KEY reacts to a clash on *any* unique key and updates that other
+row, which leaves no row with the ``on`` values: the read back finds none, says
+409, and the request rolls back.
 ``upsert_keys`` does the same for the PostgREST dialect's ``resolution=`` and returns
-the rows' primary keys; ``ignore`` keeps an existing row as it is (DO NOTHING).
-Takes a Session, never commits.
+the rows' primary keys; ``ignore`` keeps an existing row as it is (DO NOTHING) and
+returns only the rows it inserted. Takes a Session, never commits.
 """
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from tiddly.config import Config
-from tiddly.errors import ApiError, BadQuery, BadValue, MissingColumn
+from tiddly.errors import ApiError, BadQuery, BadValue, MissingColumn, UniqueViolation
 from tiddly.registry import ColumnSpec, TableSpec
 from tiddly.services.crud import _at_index
 
@@ -60,7 +62,8 @@ def upsert_on(session: Session, spec: TableSpec, raw_on: str, body: Any, config:
     items = [body] if single else body
     if not isinstance(items, list) or not items:
         raise BadValue(f"PUT /{spec.name}?on=... takes a row object or a non-empty array of rows")
-    rows = _write(session, spec, on, items, config, ignore=False)
+    rows = _checked(spec, on, items, config)
+    _execute(session, spec, on, rows, ignore=False)
     stored = _read_back(session, spec, on, rows)
     if single:
         return {"id": spec.pk_json(stored[0][c.name] for c in spec.primary_key), "data": stored[0]}
@@ -69,34 +72,75 @@ def upsert_on(session: Session, spec: TableSpec, raw_on: str, body: Any, config:
 
 def upsert_keys(session: Session, spec: TableSpec, raw_on: str, items: list, config: Config,
                 ignore: bool = False) -> list[tuple]:
-    """Upsert ``items`` (``ignore``: keep an existing row as it is) and return the primary
-    keys of the rows they name, in their order."""
+    """Upsert ``items`` and return the primary keys of the rows they name, in their order;
+    with ``ignore``, an existing row stays as it is and only the rows inserted are returned."""
     on = parse_on(spec, raw_on)
     if not items:
         raise BadValue("an upsert needs at least one row")
-    rows = _write(session, spec, on, items, config, ignore)
+    rows = _checked(spec, on, items, config)
     keys = [tuple(row[c.name] for c in on) for row in rows]
+    if ignore:
+        inserted = _insert_new(session, spec, on, rows)
+        keys = [key for key in keys if key in inserted]
+    else:
+        _execute(session, spec, on, rows, ignore=False)
     pk = [c.column for c in spec.primary_key]
     found = {}
     for start in range(0, len(keys), 1000):
         stmt = select(*(c.column for c in on), *pk).where(_in(on, keys[start:start + 1000]))
         found.update({tuple(row[:len(on)]): tuple(row[len(on):]) for row in session.execute(stmt)})
+    _check_found(spec, on, keys, found)
     return [found[key] for key in keys]
 
 
-def _write(session: Session, spec: TableSpec, on: tuple[ColumnSpec, ...], items: list, config: Config,
-           ignore: bool) -> list[dict]:
+def _checked(spec: TableSpec, on: tuple[ColumnSpec, ...], items: list, config: Config) -> list[dict]:
     if len(items) > config.max_bulk_rows:
         raise BadQuery(f"an upsert takes at most {config.max_bulk_rows} rows, got {len(items)}")
-    rows = _checked_rows(spec, on, items)
+    return _checked_rows(spec, on, items)
+
+
+def _execute(session: Session, spec: TableSpec, on: tuple[ColumnSpec, ...], rows: list[dict], ignore: bool,
+             returning: bool = False) -> list[tuple]:
+    """Run the upsert in as few statements as the parameter limit allows; with ``returning``,
+    the ``on`` values of the rows the statements return."""
     insert = _INSERTS.get(session.get_bind().dialect.name)
     if insert is None:
         raise BadQuery(f"upsert by a unique key is not supported on {session.get_bind().dialect.name}")
+    returned = []
     for group in _groups(rows):
         per_statement = max(1, MAX_PARAMETERS // len(group[0]))
         for start in range(0, len(group), per_statement):
-            session.execute(_statement(insert, spec, on, group[start:start + per_statement], ignore))
-    return rows
+            stmt = _statement(insert, spec, on, group[start:start + per_statement], ignore)
+            if returning:
+                returned += [tuple(row) for row in session.execute(stmt.returning(*(c.column for c in on)))]
+            else:
+                session.execute(stmt)
+    return returned
+
+
+def _insert_new(session: Session, spec: TableSpec, on: tuple[ColumnSpec, ...], rows: list[dict]) -> set[tuple]:
+    """Insert the rows whose ``on`` values are new, leave the others be; the ``on`` values inserted.
+
+    PostgreSQL and SQLite say which with ON CONFLICT DO NOTHING ... RETURNING. MariaDB's RETURNING
+    also returns the rows ON DUPLICATE KEY left alone, so the keys already there are read first,
+    locked: under its REPEATABLE READ the lock also keeps others from inserting them meanwhile."""
+    if session.get_bind().dialect.name not in ("mysql", "mariadb"):
+        return set(_execute(session, spec, on, rows, ignore=True, returning=True))
+    keys = [tuple(row[c.name] for c in on) for row in rows]
+    there = set()
+    for start in range(0, len(keys), 1000):
+        stmt = select(*(c.column for c in on)).where(_in(on, keys[start:start + 1000])).with_for_update()
+        there.update(tuple(row) for row in session.execute(stmt))
+    _execute(session, spec, on, rows, ignore=True)
+    return set(keys) - there
+
+
+def _check_found(spec: TableSpec, on: tuple[ColumnSpec, ...], keys: list[tuple], found: dict) -> None:
+    """A 409 when a row named by ``on`` is not there after the upsert: on MariaDB, its values
+    clashed with another row on another unique key, and ON DUPLICATE KEY changed that row instead."""
+    if any(key not in found for key in keys):
+        raise UniqueViolation(f"a row clashes with another on a unique key other than "
+                              f"{', '.join(c.name for c in on)} of table '{spec.name}'")
 
 
 def _checked_rows(spec: TableSpec, on: tuple[ColumnSpec, ...], items: list) -> list[dict]:
@@ -132,8 +176,9 @@ def _statement(insert, spec: TableSpec, on: tuple[ColumnSpec, ...], rows: list[d
     on_names = [c.name for c in on]
     changed = [] if ignore else [name for name in rows[0] if name not in on_names]
     if insert is mysql.insert:
-        # Setting a key column to itself is MariaDB's "do nothing" on a duplicate.
-        return stmt.on_duplicate_key_update({name: stmt.inserted[name] for name in changed or on_names[:1]})
+        if not changed:  # a column set to its own stored value is MariaDB's "do nothing" on a duplicate
+            return stmt.on_duplicate_key_update({on_names[0]: spec.table.c[on_names[0]]})
+        return stmt.on_duplicate_key_update({name: stmt.inserted[name] for name in changed})
     if not changed:
         return stmt.on_conflict_do_nothing(index_elements=[c.column for c in on])
     return stmt.on_conflict_do_update(index_elements=[c.column for c in on],
@@ -150,6 +195,7 @@ def _read_back(session: Session, spec: TableSpec, on: tuple[ColumnSpec, ...], ro
         stmt = select(*columns.values()).where(_in(on, keys[start:start + 1000]))
         for row in session.execute(stmt).mappings():
             found[tuple(row[c.name] for c in on)] = row
+    _check_found(spec, on, keys, found)
     readable = {c.name for c in spec.readable}
     return [{k: v for k, v in found[key].items() if k in readable} for key in keys]
 

@@ -15,6 +15,7 @@ from flask import Flask, Response, g, request
 
 from tiddly.config import Config
 from tiddly.errors import Forbidden
+from tiddly.registry import Registry
 from tiddly.services import auth
 
 PUBLIC_PATHS = frozenset({"/-/health", "/health", "/-/login"})
@@ -93,6 +94,11 @@ def _access() -> tuple[str, tuple[str, ...]]:
         method = override
     table = (request.view_args or {}).get("table")
     return ("read" if method in READ_METHODS else "write"), (table,) if table is not None else ()
+
+
+def visible_tables(registry: Registry) -> Registry:
+    """The tables the caller may use (``auth.visible_tables``)."""
+    return auth.visible_tables(getattr(g, "principal", None), registry)
 
 
 # -- CORS --------------------------------------------------------------------------

@@ -76,6 +76,14 @@ class Logic:
     negate: bool = False
 
 
+@dataclass(frozen=True)
+class Order:
+    column: str
+    descending: bool = False
+    nulls: str | None = None  # "first" / "last"; None: the client named no placement
+    embed: str | None = None  # rel(col): the key of the to-one embed whose column orders the rows
+
+
 @dataclass
 class Node:
     """One table of the request: the root, or an embedded resource of ``select=``."""
@@ -83,7 +91,7 @@ class Node:
     fields: list[tuple[str, str]] = field(default_factory=list)  # (output key, column)
     embeds: list["Embed"] = field(default_factory=list)
     conditions: list = field(default_factory=list)  # Filter / Logic, ANDed
-    order: list[str] | None = None                  # Tiddly orderby terms
+    order: list["Order"] | None = None
     limit: int | None = None
     offset: int | None = None
 
@@ -235,10 +243,14 @@ def _node_at(root: Node, path: list[str]) -> Node:
     for key in path:
         embed = node.embed(key)
         if embed is None:
-            raise PostgrestError(400, "PGRST108", f"'{key}' is not an embedded resource in this request",
-                                 hint=f"Verify that '{key}' is included in the 'select' query parameter.")
+            raise not_embedded(key)
         node = embed.node
     return node
+
+
+def not_embedded(key: str) -> PostgrestError:
+    return PostgrestError(400, "PGRST108", f"'{key}' is not an embedded resource in this request",
+                          hint=f"Verify that '{key}' is included in the 'select' query parameter.")
 
 
 def _count(name: str, text: str) -> int:
@@ -288,6 +300,8 @@ def parse_list(text: str, opening: str, closing: str, whole: str) -> list[str]:
     inner = text.strip()
     if not (inner.startswith(opening) and inner.endswith(closing)):
         raise parse_error("filter", whole, f"expecting a list {opening}a,b,...{closing}")
+    if not inner[1:-1].strip():
+        return []  # in.(): no value, so no row (not.in.(): every row), as postgrest-js's .in(col, []) means
     items = split(inner[1:-1])
     return [unquote(item, "filter") if item.strip().startswith('"') else item for item in items]
 
@@ -321,15 +335,20 @@ def parse_logic(op: str, text: str, negate: bool, max_depth: int, depth: int = 0
 
 # -- order and select ----------------------------------------------------------------------
 
-def parse_order(text: str) -> list[str]:
-    """``a.desc.nullslast,b`` -> Tiddly's orderby terms (``"a" desc nulls last``)."""
+def parse_order(text: str) -> list[Order]:
+    """``a.desc.nullslast,b,stores(name).desc`` -> its terms."""
     terms = []
     for term in split(text):
         term = term.strip()
-        if "(" in term:
-            raise not_implemented("ordering by a related table's column (rel(col)) is not supported")
         if "->" in term:
             raise not_implemented("JSON paths (->, ->>) are not supported")
+        embed = None
+        opening = _outside_quotes(term, "(")
+        if opening >= 0:  # rel(col): a to-one embed's column
+            closing = _outside_quotes(term, ")")
+            if opening == 0 or closing < opening or term[closing + 1:closing + 2] not in ("", "."):
+                raise parse_error("order", text, f"cannot read {term[:60]!r}")
+            embed, term = unquote(term[:opening], "order"), term[opening + 1:closing] + term[closing + 1:]
         if term.startswith('"'):
             name, modifiers = _quoted_prefix(term, "order")
             if modifiers and not modifiers.startswith("."):
@@ -337,12 +356,13 @@ def parse_order(text: str) -> list[str]:
             parts = modifiers.split(".")[1:]
         else:
             name, *parts = term.split(".")
+            if "(" in name or ")" in name:
+                raise parse_error("order", text, f"cannot read {term[:60]!r}")
         direction = parts.pop(0) if parts and parts[0] in ("asc", "desc") else "asc"
         nulls = parts.pop(0) if parts and parts[0] in ("nullsfirst", "nullslast") else None
         if parts or not name.strip():
-            raise parse_error("order", text, "expecting column[.asc|.desc][.nullsfirst|.nullslast]")
-        quoted = '"' + name.strip().replace('"', '""') + '"'
-        terms.append(f"{quoted} {direction}" + (f" nulls {nulls[5:]}" if nulls else ""))
+            raise parse_error("order", text, "expecting [relation(]column[)][.asc|.desc][.nullsfirst|.nullslast]")
+        terms.append(Order(name.strip(), direction == "desc", nulls[5:] if nulls else None, embed))
     return terms
 
 

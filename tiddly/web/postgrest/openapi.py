@@ -24,7 +24,8 @@ _SHARED = {
     "select": {"name": "select", "in": "query", "required": False, "type": "string",
                "description": "columns and embedded tables: *,alias:column,relation(columns)"},
     "order": {"name": "order", "in": "query", "required": False, "type": "string",
-              "description": "column[.asc|.desc][.nullsfirst|.nullslast], comma-separated"},
+              "description": "column[.asc|.desc][.nullsfirst|.nullslast], comma-separated; a to-one "
+                             "embed's column as relation(column)"},
     "limit": {"name": "limit", "in": "query", "required": False, "type": "string"},
     "offset": {"name": "offset", "in": "query", "required": False, "type": "string"},
     "range": {"name": "Range", "in": "header", "required": False, "type": "string",
@@ -107,13 +108,14 @@ def _operations(spec: TableSpec) -> dict:
                                                       "preferCount")],
         "responses": {"200": {"description": "OK", "schema": rows}, "206": {"description": "Partial Content"}}}}
     if "POST" in spec.verbs:
-        operations["post"] = {"tags": [spec.name],
+        operations["post"] = {"tags": [spec.name], "consumes": ["application/json", "text/csv"],
                               "parameters": [body, shared["select"], shared["columns"], shared["on_conflict"],
                                              shared["preferPost"]],
                               "responses": {"201": {"description": "Created"}}}
         for verb in ("patch", "delete"):
             operations[verb] = {"tags": [spec.name],
-                                "parameters": filters + ([body] if verb == "patch" else []) + [shared["preferReturn"]],
+                                "parameters": filters + ([body] if verb == "patch" else [])
+                                + [shared[n] for n in ("order", "limit", "offset", "preferReturn")],
                                 "responses": {"200": {"description": "OK", "schema": rows},
                                               "204": {"description": "No Content"}}}
     return operations

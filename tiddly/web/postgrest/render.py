@@ -5,7 +5,7 @@ code and status. Tiddly's typed errors are mapped to PostgREST's in one table, `
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Iterator
 
 from flask import Response, request
 from werkzeug.exceptions import HTTPException
@@ -139,11 +139,18 @@ def singular_error(count: int) -> PostgrestError:
                           f"The result contains {count} rows")
 
 
-def csv(data: list[dict]) -> bytes:
+def csv(data: list[dict]) -> Iterator[bytes]:
+    """PostgREST's CSV, streamed: the header and the rows joined by newlines, with none after the
+    last line (nothing at all for no rows)."""
     if not data:
-        return b""
+        return
     names = list(data[0])
-    return export.csv_chunk(names, [names]) + export.csv_chunk(names, [[row[n] for n in names] for row in data])
+    batches = ([[row[n] for n in names] for row in data[start:start + export.STREAM_ROWS]]
+               for start in range(0, len(data), export.STREAM_ROWS))
+    newline = b""
+    for chunk in export.csv_chunks(names, batches):  # each ends with a newline: hold it back
+        yield newline + chunk[:-1]
+        newline = b"\n"
 
 
 def _stripped(value: Any, media: Media) -> Any:

@@ -1,22 +1,26 @@
-"""The PostgREST dialect's routes: ``GET/HEAD/POST/PATCH/PUT/DELETE <path>/<table>`` and ``GET <path>/``.
+"""The PostgREST dialect's routes: ``GET/HEAD/POST/PATCH/PUT/DELETE <path>/<table>`` and ``GET <path>/``
+(any other verb under ``<path>`` is a 405 in PostgREST's words; OPTIONS lists the verbs).
 
 A request is read by grammar.py, turned into Tiddly's own query object and write
 calls by translate.py, answered by the same services as Tiddly's own API (pages,
-crud, upsert) in one session, and rendered by render.py. The guard (web/guard.py)
-has already found the caller (``Authorization: Bearer`` or ``apikey``) and checked
-the table in the path; embedded tables are checked here.
+crud, upsert, export's CSV reader) in one session, and rendered by render.py. The
+guard (web/guard.py) has already found the caller (``Authorization: Bearer`` or
+``apikey``) and checked the table in the path; embeds follow only relations to the
+tables the caller may see (``guard.visible_tables``).
 """
 from __future__ import annotations
 
+import io
 from dataclasses import replace
 from urllib.parse import quote, unquote_plus
 
-from flask import Blueprint, Flask, Response, g, request
+from flask import Blueprint, Flask, Response, request
+from werkzeug.routing import Rule
 
 from tiddly import jsonio
-from tiddly.errors import BadJson, MethodNotAllowed, NotFound
+from tiddly.errors import BadJson, NotFound
 from tiddly.registry import Policy, TableSpec
-from tiddly.services import auth, crud, pages, upsert
+from tiddly.services import crud, export, pages, upsert
 from tiddly.web import guard
 from tiddly.web.body import raw_body
 from tiddly.web.postgrest import grammar, openapi, render, translate
@@ -24,6 +28,8 @@ from tiddly.web.postgrest.grammar import Filter, Media, Node, Params, PostgrestE
 
 BLUEPRINT = "postgrest"
 METHODS = ["GET", "HEAD", "POST", "PATCH", "PUT", "DELETE"]
+ROOT_METHODS = ["GET", "HEAD"]
+RPC_METHODS = ["GET", "HEAD", "POST"]
 SCHEMA = "public"  # the one schema name clients may ask for (Accept-Profile / Content-Profile)
 DIALECT = guard.Dialect(
     key_header="apikey",
@@ -34,29 +40,42 @@ DIALECT = guard.Dialect(
 
 
 def install(app: Flask, gateway) -> None:
-    """Mount the dialect at ``gateway.config.postgrest_path`` (nothing when it is empty)."""
+    """Mount the dialect at ``gateway.config.postgrest_path`` (nothing when it is empty).
+
+    Its routes take every HTTP verb (a werkzeug rule with no method list), so no request
+    under the path falls through to Tiddly's own routes, and a verb the dialect does not
+    serve is a 405 in PostgREST's words rather than the router's."""
     path = gateway.config.postgrest_path.rstrip("/")
     if not gateway.config.postgrest_path:
         return
     if not path.startswith("/") or path.startswith("/-/") or path == "/-":
         raise ValueError(f"TIDDLY_POSTGREST_PATH must start with / and lie outside /-/, got {path!r}")
-    dialect = Blueprint(BLUEPRINT, __name__, url_prefix=path)
-    dialect.add_url_rule("/", "root", lambda: _root(gateway), methods=["GET", "HEAD"], strict_slashes=False)
-    dialect.add_url_rule("/rpc/<path:name>", "rpc", _rpc, methods=METHODS)
-    dialect.add_url_rule("/<table>", "table", lambda table: _table(gateway, table), methods=METHODS)
-    dialect.add_url_rule("/<path:rest>", "unknown", _unknown, methods=METHODS)
+    dialect = Blueprint(BLUEPRINT, __name__)
     dialect.register_error_handler(Exception, render.error)
     app.register_blueprint(dialect)
+    for rule, name, view in ((path + "/", "root", lambda: _root(gateway)),
+                             (path + "/rpc/<path:name>", "rpc", _rpc),
+                             (path + "/<table>", "table", lambda table: _table(gateway, table)),
+                             (path + "/<path:rest>", "unknown", _unknown)):
+        app.url_map.add(Rule(rule, endpoint=f"{BLUEPRINT}.{name}", methods=None, strict_slashes=name != "root"))
+        app.view_functions[f"{BLUEPRINT}.{name}"] = view
     guard.DIALECTS[BLUEPRINT] = DIALECT
 
 
 def _root(gateway) -> Response:
+    if (options := _options(ROOT_METHODS)) is not None:
+        return options
     _profile(request.headers.get("Accept-Profile"))
-    document = openapi.document(gateway.registry, gateway.config.postgrest_path.rstrip("/"))
+    document = openapi.document(guard.visible_tables(gateway.registry), gateway.config.postgrest_path.rstrip("/"))
     return Response(jsonio.dumps(document), content_type="application/openapi+json; charset=utf-8")
 
 
 def _rpc(name: str) -> Response:
+    if request.method == "OPTIONS":
+        return _options(RPC_METHODS)
+    if request.method not in RPC_METHODS:
+        raise PostgrestError(405, "PGRST101", f"Cannot use the {request.method[:20]} method on RPC",
+                             headers={"Allow": ", ".join(RPC_METHODS)})
     raise PostgrestError(404, "PGRST202", f"Could not find the function public.{name[:60]} in the schema cache",
                          "Tiddly serves tables, not database functions (RPC).")
 
@@ -69,9 +88,9 @@ def _table(gateway, table: str) -> Response:
     spec = gateway.registry.get(table)
     if request.method in ("GET", "HEAD"):
         return _read(gateway, spec)
-    if request.method not in spec.verbs:
-        raise MethodNotAllowed(f"{request.method} is not allowed on {table}: the table is read-only",
-                               allow=["GET", "HEAD", "OPTIONS"])
+    allowed = [verb for verb in METHODS if verb in ("GET", "HEAD") or verb in spec.verbs]
+    if (options := _options(allowed, None if "POST" in allowed else f"the table '{table}' is read-only")):
+        return options
     _profile(request.headers.get("Content-Profile"))
     if "Idempotency-Key" in request.headers:
         raise PostgrestError(400, "PGRST100", "Idempotency-Key is not read here",
@@ -82,6 +101,18 @@ def _table(gateway, table: str) -> Response:
     _embeds(gateway.registry, spec, params.root)
     write = {"POST": _post, "PATCH": _patch, "PUT": _put, "DELETE": _delete}[request.method]
     return write(gateway, spec, params, prefer, media)
+
+
+def _options(allowed: list[str], why: str | None = None) -> Response | None:
+    """The answer to OPTIONS: the verbs the path allows; a 405 (PGRST117) for a verb not among
+    them; None for one to serve."""
+    allow = ", ".join(["OPTIONS", *allowed])
+    if request.method == "OPTIONS":
+        return Response(status=200, headers={"Allow": allow})
+    if request.method not in allowed:
+        raise PostgrestError(405, "PGRST117", f"Unsupported HTTP method: {request.method[:20]}", why,
+                             headers={"Allow": allow})
+    return None
 
 
 # -- reads -------------------------------------------------------------------------------
@@ -161,8 +192,8 @@ def _shaped(gateway, spec: TableSpec, root: Node, data: list[dict]) -> list[dict
 # -- writes ------------------------------------------------------------------------------
 
 def _post(gateway, spec: TableSpec, params: Params, prefer: dict, media: Media) -> Response:
-    _only_select(params.root, "POST")
-    payload = _json_body()
+    _only_select(params.root)
+    payload = _rows_body(spec)
     items = [payload] if isinstance(payload, dict) else payload
     if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
         raise PostgrestError(400, "PGRST102", "the body must be a JSON object or an array of objects")
@@ -189,23 +220,34 @@ def _patch(gateway, spec: TableSpec, params: Params, prefer: dict, media: Media)
     if params.columns is not None:
         payload = _columns(spec, [payload], params.columns, missing_default=True)[0]
     with gateway.db.session(write=True) as session:
-        if prefer.get("return") != "representation":
+        if prefer.get("return") != "representation" and not _limited(params.root):
             count = crud.update_where(session, spec, where, payload, gateway.config)
             return _written(gateway, session, spec, params, prefer, media, count, 204)
-        keys = crud.update_keys(session, spec, crud.locked_keys(session, spec, where, gateway.config), payload)
+        keys = crud.update_keys(session, spec, _locked(gateway, session, spec, where, params.root), payload)
         return _written(gateway, session, spec, params, prefer, media, keys, 200)
 
 
 def _delete(gateway, spec: TableSpec, params: Params, prefer: dict, media: Media) -> Response:
     where = _filtered(spec, params.root, "DELETE")
     with gateway.db.session(write=True) as session:
-        if prefer.get("return") != "representation":
+        if prefer.get("return") != "representation" and not _limited(params.root):
             count = crud.delete_where(session, spec, where, gateway.config)
             return _written(gateway, session, spec, params, prefer, media, count, 204)
-        keys = crud.locked_keys(session, spec, where, gateway.config)
+        keys = _locked(gateway, session, spec, where, params.root)
         response = _written(gateway, session, spec, params, prefer, media, keys, 200)
         crud.delete_keys(session, spec, keys)
         return response
+
+
+def _limited(root: Node) -> bool:
+    return root.limit is not None or root.offset is not None
+
+
+def _locked(gateway, session, spec: TableSpec, where: dict, root: Node) -> list[tuple]:
+    """The keys of the rows a PATCH or DELETE changes, locked: with ``limit``/``offset``, only
+    those of the filtered rows in ``order`` (the primary key ends it, so the choice is stable)."""
+    return crud.locked_keys(session, spec, where, gateway.config, translate.orderby(root), root.limit,
+                            root.offset or 0)
 
 
 def _put(gateway, spec: TableSpec, params: Params, prefer: dict, media: Media) -> Response:
@@ -256,7 +298,8 @@ def _written(gateway, session, spec: TableSpec, params: Params, prefer: dict, me
 
 def _filtered(spec: TableSpec, root: Node, verb: str) -> dict:
     """The write's filter; none at all is refused, as pg-safeupdate refuses it under PostgREST."""
-    _only_select(root, verb)
+    if any(order.embed is not None for order in root.order or ()):
+        raise grammar.not_implemented(f"ordering the rows of a {verb} by a related table's column")
     condition = translate.where(spec, root.conditions)
     if condition is None:
         raise PostgrestError(400, "21000", f"{verb} requires a WHERE clause",
@@ -264,11 +307,12 @@ def _filtered(spec: TableSpec, root: Node, verb: str) -> dict:
     return condition
 
 
-def _only_select(root: Node, verb: str) -> None:
+def _only_select(root: Node) -> None:
+    """A POST takes no filter, order, limit or offset (only ``select``, for its answer)."""
     if root.order or root.limit is not None or root.offset is not None:
         raise PostgrestError(400, "PGRST127", "Feature not implemented",
-                             f"order, limit and offset do not apply to {verb} here")
-    if verb == "POST" and root.conditions:
+                             "order, limit and offset do not apply to POST")
+    if root.conditions:
         raise grammar.parse_error("filter", "POST", "filters do not apply to POST")
 
 
@@ -291,11 +335,20 @@ def _key(pk) -> tuple:
     return tuple(pk) if isinstance(pk, list) else (pk,)
 
 
-def _json_body():
+def _rows_body(spec: TableSpec):
+    """A POST's rows: JSON (an object or an array), or CSV, read as Tiddly's import reads it
+    but as PostgREST does: a header line of column names, an empty field is the empty string
+    and ``NULL`` is null."""
+    if request.mimetype != "text/csv":
+        return _json_body("application/json or text/csv")
+    return [row for _line, row in export.csv_rows(spec, io.BytesIO(raw_body()), null="NULL")]
+
+
+def _json_body(accepted: str = "application/json"):
     mimetype = request.mimetype or ""
     if mimetype != "application/json" and not mimetype.endswith("+json"):
         raise PostgrestError(415, "PGRST102", f"Content-Type not acceptable: {mimetype or 'none'}",
-                             "Send the body as application/json")
+                             f"Send the body as {accepted}")
     raw = raw_body()
     if not raw.strip():
         raise PostgrestError(400, "PGRST102", "Empty or invalid json")
@@ -323,16 +376,7 @@ def _prefer() -> dict[str, str]:
 
 
 def _embeds(registry, spec: TableSpec, node: Node) -> None:
-    """Name the embeds' relations; a key limited to some tables reaches no other one through
-    an embed (read scope)."""
-    translate.resolve(registry, spec, node)
-    principal = getattr(g, "principal", None)
-    if principal is not None:
-        _authorize(registry, spec, node, principal)
-
-
-def _authorize(registry, spec: TableSpec, node: Node, principal) -> None:
-    for embed in node.embeds:
-        target = spec.relations[embed.relation].target
-        auth.authorize(principal, "read", target)
-        _authorize(registry, registry.get(target), embed.node, principal)
+    """Name the embeds' relations. To a key limited to some tables, a relation to another one is
+    no relation (PGRST200), as those tables are missing from its root document."""
+    visible = guard.visible_tables(registry).tables if node.embeds else None  # (no embed: nothing to look up)
+    translate.resolve(registry, spec, node, visible)

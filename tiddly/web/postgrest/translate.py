@@ -10,10 +10,19 @@ table); ``!inner`` and ``?rel=is.null`` become the include's ``exists``.
 """
 from __future__ import annotations
 
+from collections.abc import Container
 from typing import Any
 
 from tiddly.registry import Registry, TableSpec
-from tiddly.web.postgrest.grammar import Embed, Filter, Logic, Node, PostgrestError
+from tiddly.web.postgrest.grammar import (
+    Embed,
+    Filter,
+    Logic,
+    Node,
+    Order,
+    PostgrestError,
+    not_embedded,
+)
 
 _OPERATORS = {"eq": "eq", "neq": "ne", "gt": "gt", "gte": "gte", "lt": "lt", "lte": "lte",
               "like": "like", "ilike": "ilike"}
@@ -45,7 +54,7 @@ def _raw(registry: Registry, spec: TableSpec, node: Node) -> dict:
     if condition is not None:
         raw["where"] = condition
     if node.order:
-        raw["orderby"] = node.order
+        raw["orderby"] = orderby(node)
     if not node.star:
         names = list(dict.fromkeys(column for _key, column in node.fields))
         # Embeds alone still need one column to stand on; projection leaves it out.
@@ -78,25 +87,36 @@ def _include(registry: Registry, spec: TableSpec, embed: Embed) -> dict:
     return raw
 
 
-def resolve(registry: Registry, spec: TableSpec, node: Node) -> None:
+def resolve(registry: Registry, spec: TableSpec, node: Node, visible: Container[str] | None = None) -> None:
     """Name each embed's relation in the registry (``embed.relation``), at every depth:
-    ``stores``, or ``users!sender_id`` when a hint picks one of several foreign keys.
-    A PGRST200 when there is none, a PGRST201 when the name leaves several."""
+    ``stores``, or ``users!sender_id`` when a hint picks one of several foreign keys; only
+    relations to the ``visible`` tables count (None: all). A PGRST200 when there is none, a
+    PGRST201 when the name leaves several; a related order names a to-one embed."""
     for embed in node.embeds:
-        embed.relation = _relation(spec, embed)
+        embed.relation = _relation(spec, embed, visible)
         if embed.spread and spec.relations[embed.relation].many:
             raise PostgrestError(400, "PGRST127", "Feature not implemented",
                                  f"'{embed.relation}' is many rows: only a to-one relation spreads here")
-        resolve(registry, registry.get(spec.relations[embed.relation].target), embed.node)
+        resolve(registry, registry.get(spec.relations[embed.relation].target), embed.node, visible)
+    for order in node.order or ():
+        embed = node.embed(order.embed) if order.embed is not None else None
+        if order.embed is not None and embed is None:
+            raise not_embedded(order.embed)
+        if embed is not None and spec.relations[embed.relation].many:
+            raise PostgrestError(400, "PGRST118", f"A related order on '{embed.key}' is not possible",
+                                 f"'{spec.name}' and '{embed.key}' do not form a many-to-one or one-to-one "
+                                 "relationship")
 
 
-def _relation(spec: TableSpec, embed: Embed) -> str:
+def _relation(spec: TableSpec, embed: Embed, visible: Container[str] | None) -> str:
     name, hint = embed.relation, embed.hint
-    named = [key for key in spec.relations if key == name or key.startswith(name + "!")]
+    relations = {key: relation for key, relation in spec.relations.items()
+                 if visible is None or relation.target in visible}
+    named = [key for key in relations if key == name or key.startswith(name + "!")]
     if hint is not None:
-        named = [key for key in named if hint in spec.relations[key].hints
-                 or hint in {column for pair in spec.relations[key].pairs for column in pair}]
-    elif name in spec.relations:
+        named = [key for key in named if hint in relations[key].hints
+                 or hint in {column for pair in relations[key].pairs for column in pair}]
+    elif name in relations:
         named = [name]
     if len(named) > 1:
         raise PostgrestError(300, "PGRST201", f"Could not embed because more than one relationship was found for "
@@ -109,8 +129,27 @@ def _relation(spec: TableSpec, embed: Embed) -> str:
             400, "PGRST200", f"Could not find a relationship between '{spec.name}' and '{name}' in the schema cache",
             f"Searched for a foreign key relationship between '{spec.name}' and '{name}{hinted}' "
             "in the schema 'public', but no matches were found.",
-            f"Relations of '{spec.name}': {', '.join(spec.relations) or 'none'}")
+            f"Relations of '{spec.name}': {', '.join(relations) or 'none'}")
     return named[0]
+
+
+def orderby(node: Node) -> list[str] | None:
+    """Tiddly's ``orderby`` for the node's ``order`` (None: none given)."""
+    return [_order_term(node, order) for order in node.order] if node.order else None
+
+
+def _order_term(node: Node, order: Order) -> str:
+    """Tiddly's orderby term. NULLs go where PostgreSQL puts them, on every database: last
+    ascending, first descending, unless the client placed them."""
+    name = _quoted(order.column)
+    if order.embed is not None:
+        name = f"{_quoted(node.embed(order.embed).relation)}({name})"
+    nulls = order.nulls or ("first" if order.descending else "last")
+    return f"{name} {'desc' if order.descending else 'asc'} nulls {nulls}"
+
+
+def _quoted(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
 
 
 # -- filters -----------------------------------------------------------------------------
