@@ -1,12 +1,17 @@
 """The query language (DESIGN section 5) through HTTP, on every database of the matrix."""
 from __future__ import annotations
 
+import importlib
 import json
 
 import pytest
+import sqlalchemy as sa
 from envelope import assert_error, ok
 
-from tiddly import create_app
+from tiddly import (
+    create_app,
+    database,  # noqa: F401 - writes NULLS FIRST/LAST for MySQL/MariaDB
+)
 from tiddly.config import Config
 
 BOOKS = [  # ids 1..7, in this order
@@ -175,6 +180,20 @@ def test_orderby_nulls_first_and_last_on_every_database(books):
     desc_last = ids(books, {"orderby": ["year DESC NULLS LAST"]})
     assert desc_last == [6, 1, 5, 3, 2, 4, 7]
     assert set(first[:2]) == set(last[-2:]) == set(desc_first[:2]) == set(desc_last[-2:]) == nulls
+
+
+@pytest.mark.parametrize("dialect, written", [
+    ("postgresql", "ORDER BY t.year DESC NULLS LAST"),  # native: an index on (year DESC NULLS LAST) serves it
+    ("sqlite", "ORDER BY t.year DESC NULLS LAST"),
+    ("mysql", "ORDER BY t.year IS NULL ASC, t.year DESC"),  # no NULLS LAST there: NULLs rank after the rest
+    ("mariadb", "ORDER BY t.year IS NULL ASC, t.year DESC"),
+])
+def test_nulls_placement_is_written_in_each_databases_own_sql(dialect, written):
+    module = importlib.import_module(f"sqlalchemy.dialects.{'mysql' if dialect == 'mariadb' else dialect}")
+    kind = module.dialect(is_mariadb=True) if dialect == "mariadb" else module.dialect()
+    t = sa.table("t", sa.column("year"))
+    sql = str(sa.select(t.c.year).order_by(t.c.year.desc().nulls_last()).compile(dialect=kind))
+    assert written in " ".join(sql.split())
 
 
 @pytest.mark.parametrize("orderby", [

@@ -32,8 +32,11 @@ from sqlalchemy.exc import (
     NoSuchModuleError,
     OperationalError,
 )
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
 from sqlalchemy.schema import CreateSchema
+from sqlalchemy.sql import operators
+from sqlalchemy.sql.elements import UnaryExpression
 
 from tiddly.errors import (
     ApiError,
@@ -339,6 +342,18 @@ def _mysql_session_setup(engine: Engine, statement_timeout_ms: int) -> None:
         else:  # MySQL's own limit covers read-only SELECTs only
             cursor.execute("SET SESSION max_execution_time = %s", (int(statement_timeout_ms),))
         cursor.close()
+
+
+@compiles(UnaryExpression, "mysql")
+@compiles(UnaryExpression, "mariadb")
+def _mysql_nulls_placement(element, compiler, **kw):
+    """MySQL and MariaDB have no NULLS FIRST/LAST: order by ``col IS NULL`` before the column
+    (a NULL's rank is 1), the rest as every other database reads it."""
+    if element.modifier not in (operators.nulls_first_op, operators.nulls_last_op):
+        return compiler.visit_unary(element, **kw)
+    ordered = element.element  # col ASC or col DESC
+    rank = "DESC" if element.modifier is operators.nulls_first_op else "ASC"
+    return f"{compiler.process(ordered.element.is_(None), **kw)} {rank}, {compiler.process(ordered, **kw)}"
 
 
 class Database:

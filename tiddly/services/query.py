@@ -10,10 +10,10 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
-from sqlalchemy import Select, and_, case, func, not_, or_, select, true
+from sqlalchemy import Select, and_, func, not_, or_, select, true
 from sqlalchemy.sql.elements import ColumnElement
 
-from tiddly import jsonio
+from tiddly import database, jsonio  # noqa: F401 - database writes NULLS FIRST/LAST for MySQL and MariaDB
 from tiddly.config import Config
 from tiddly.errors import BadJson, BadQuery, BadValue, UnknownOperator
 from tiddly.registry import ColumnSpec, TableSpec
@@ -237,12 +237,11 @@ def order_clauses(order: tuple[OrderTerm, ...]) -> list:
     clauses = []
     for term in order:
         col = term.sql
-        if term.nulls and (term.column.nullable or term.related is not None):
-            # A portable NULLS FIRST/LAST: MySQL has no such syntax. (A NOT NULL column needs none.)
-            is_null_rank = case((col.is_(None), 0 if term.nulls == "first" else 1),
-                                else_=1 if term.nulls == "first" else 0)
-            clauses.append(is_null_rank)
-        clauses.append(col.desc() if term.descending else col.asc())
+        ordered = col.desc() if term.descending else col.asc()
+        if term.nulls and (term.column.nullable or term.related is not None):  # a NOT NULL column needs none
+            # NULLS FIRST/LAST; `database` teaches MySQL/MariaDB to write it (no such syntax there).
+            ordered = ordered.nulls_first() if term.nulls == "first" else ordered.nulls_last()
+        clauses.append(ordered)
     return clauses
 
 
