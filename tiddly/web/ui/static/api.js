@@ -5,10 +5,14 @@
 const KEY_STORE = "tiddly.key";
 const ROOT = new URL("../../", document.baseURI);  // the page is at <root>/-/ui/
 
+// Bumped whenever the key changes: a 401 to a request sent before then is stale (the key it
+// carried is gone) and must not take down the sign-in form that the change put up.
+let keyGeneration = 0;
+
 export const key = {
   get: () => sessionStorage.getItem(KEY_STORE),
-  set: (secret) => sessionStorage.setItem(KEY_STORE, secret),
-  clear: () => sessionStorage.removeItem(KEY_STORE),
+  set: (secret) => { keyGeneration += 1; sessionStorage.setItem(KEY_STORE, secret); },
+  clear: () => { keyGeneration += 1; sessionStorage.removeItem(KEY_STORE); },
 };
 
 export class ApiError extends Error {
@@ -44,6 +48,7 @@ function headers(extra = {}) {
 
 async function send(method, path, {body, accept} = {}) {
   const init = {method, headers: headers(accept ? {Accept: accept} : {}), credentials: "omit", cache: "no-store"};
+  const sentWith = keyGeneration;
   if (body !== undefined) {
     init.body = JSON.stringify(body);
     init.headers["Content-Type"] = "application/json";
@@ -54,14 +59,14 @@ async function send(method, path, {body, accept} = {}) {
   } catch {
     throw new ApiError(0, null);
   }
-  if (!response.ok) throw refused(path, new ApiError(response.status, await response.json().catch(() => null)));
+  if (!response.ok) throw refused(path, sentWith, new ApiError(response.status, await response.json().catch(() => null)));
   return response;
 }
 
 // A 401 anywhere (keys turned on, the key revoked, the login expired) sends the page back to
 // its sign-in form; a wrong password at /-/login is that form's own answer.
-function refused(path, error) {
-  if (error.status === 401 && path !== "/-/login") {
+function refused(path, sentWith, error) {
+  if (error.status === 401 && path !== "/-/login" && sentWith === keyGeneration) {
     window.dispatchEvent(new CustomEvent("tiddly:unauthorized", {detail: error}));
   }
   return error;
@@ -82,6 +87,7 @@ export function importFile(table, file, mediaType, onProgress) {
   return new Promise((resolve, reject) => {
     const request = new XMLHttpRequest();
     request.open("POST", new URL(tablePath(table).slice(1), ROOT));
+    const sentWith = keyGeneration;
     for (const [name, value] of Object.entries(headers({"Content-Type": mediaType}))) {
       request.setRequestHeader(name, value);
     }
@@ -92,7 +98,7 @@ export function importFile(table, file, mediaType, onProgress) {
       let body = null;
       try { body = JSON.parse(request.responseText); } catch { /* not JSON: described by status */ }
       if (request.status >= 200 && request.status < 300) resolve(body);
-      else reject(refused("", new ApiError(request.status, body)));
+      else reject(refused("", sentWith, new ApiError(request.status, body)));
     });
     request.addEventListener("error", () => reject(new ApiError(0, null)));
     request.send(file);
