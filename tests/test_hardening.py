@@ -273,6 +273,19 @@ def test_meta_routes_show_a_limited_key_only_its_tables(client, new_key):
     assert "password" not in json.dumps(document)
 
 
+def test_an_unknown_include_names_only_relations_the_key_may_follow(client, new_key):
+    items_only = new_key("items-only", "read", "items")
+    body = assert_error(client.open("/items", method="FETCH", json={"include": ["nosuch"]}, headers=items_only),
+                        400, "bad_query")
+    assert body["error"].endswith("known: none") and "store" not in body["error"]  # both lead to stores
+    assert_error(client.open("/items", method="FETCH", json={"include": ["store"]}, headers=items_only),
+                 403, "forbidden")
+    both = new_key("both", "read", "items,stores")
+    body = assert_error(client.open("/items", method="FETCH", json={"include": ["nosuch"]}, headers=both),
+                        400, "bad_query")
+    assert body["error"].endswith("known: stores, store")
+
+
 # -- 6. a relationship never reveals a hidden join column ------------------------------------------
 
 class _Hidden(DeclarativeBase):

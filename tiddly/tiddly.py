@@ -307,7 +307,8 @@ def _query_collection(gateway, spec, session):
     if request.method not in ("GET", "HEAD") and request.args:
         raise BadQuery("send the query in the body, not the query string")
     _authorize_related(spec, include.requested_names(raw), "read")
-    return pages.fetch_page(session, spec, raw, gateway.config, gateway.registry, gateway.cursor_key), 200
+    visible = guard.visible_tables(gateway.registry)
+    return pages.fetch_page(session, spec, raw, gateway.config, visible, gateway.cursor_key), 200
 
 
 def _authorize_related(spec, names, scope: str) -> None:

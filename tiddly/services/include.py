@@ -68,8 +68,8 @@ def parse_includes(registry: Registry, spec: TableSpec, raw: Any, config: Config
 def _include(registry: Registry, spec: TableSpec, name: str, options: Any, config: Config,
              keys: tuple[str, ...]) -> Include:
     relation = spec.relations.get(name)
-    if relation is None:
-        known = ", ".join(spec.relations) or "none"
+    if relation is None:  # ``registry`` holds the tables the caller may see: name no others
+        known = ", ".join(n for n, r in spec.relations.items() if r.target in registry.tables) or "none"
         raise BadQuery(f"table '{spec.name}' has no relationship {name[:40]!r} to include; known: {known}",
                        include=name[:40])
     options = {} if options is None or options is True else options
