@@ -17,7 +17,7 @@ local JSON = {["Content-Type"] = "application/json"}
 local JSONAPI = {["Content-Type"] = "application/vnd.api+json", ["Accept"] = "application/vnd.api+json"}
 local HEADERS = style == "restless" and JSONAPI or JSON
 local READ_HEADERS = style == "restless" and {["Accept"] = JSONAPI["Accept"]} or nil  -- GET, DELETE: no body
-local USERS = style == "restless" and "/api/users" or "/users"
+local USERS = ({restless = "/api/users", sandman2 = "/user"})[style] or "/users"
 
 local threads = {}
 function setup(thread)
@@ -46,7 +46,7 @@ local function page_name_path()
   if style == "tiddly" then
     return "/users?where=%7B%22name%22%3A%22" .. name .. "%22%7D&orderby=email%20desc&limit=20&offset=40"
   elseif style == "sandman2" then
-    return "/users/?name=" .. name .. "&sort=-email&limit=20&page=3"
+    return "/user/?name=" .. name .. "&sort=-email&limit=20&page=3"
   elseif style == "restless" then
     return restless_page('[{"name":"name","op":"eq","val":"' .. name .. '"}]', "-email", 20, 3)
   end
@@ -66,8 +66,8 @@ end
 
 local function insert_request()
   local user = new_user(0)
-  if style == "sandman2" then  -- sandman2 demands every NOT NULL column, server default or not
-    return wrk.format("POST", "/users/", JSON, user:sub(1, -2) .. ',"created_at":"2026-01-01T00:00:00"}')
+  if style == "sandman2" then  -- its collection's POST route ends in a slash
+    return wrk.format("POST", "/user/", JSON, user)
   elseif style == "restless" then
     return wrk.format("POST", USERS, JSONAPI, '{"data":{"type":"users","attributes":' .. user .. '}}')
   end
