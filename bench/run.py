@@ -124,7 +124,8 @@ class Server:
         self.kind, self.port = kind, port
         argv = server_argv(kind, url, port, workers, threads, http)
         (HERE / "results").mkdir(exist_ok=True)
-        self.log = open(HERE / "results" / f"{kind}.log", "w")
+        dialect = url.split(":", 1)[0].split("+", 1)[0]
+        self.log = open(HERE / "results" / f"{dialect}-{kind}.log", "w")
         self.proc = subprocess.Popen(argv, stderr=self.log, cwd=HERE.parent)
         grammar = GRAMMARS[STYLES[kind]]
         deadline = time.time() + 60
