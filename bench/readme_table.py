@@ -71,7 +71,8 @@ def main() -> None:
     a, m = first["args"], first["machine"]
     print(f"`python bench/run.py --db {'|'.join(r['db'] for r in runs)} --seconds {a['seconds']} "
           f"--rounds {a['rounds']} --servers {','.join(servers)}`: {a['workers']} gunicorn gthread workers x "
-          f"{a['threads']} threads, 8 keep-alive wrk connections, medians of {a['rounds']} rounds; "
+          f"{a['threads']} threads, 8 keep-alive wrk connections, "
+          f"{'medians of ' + str(a['rounds']) + ' rounds' if a['rounds'] > 1 else 'one round'}; "
           f"{m['cores']}-core {m['cpu']}, Python {m['python']} "
           f"({', '.join(p.name for p in args.results)}).\n")
     for metric, (title, _) in METRICS.items():
