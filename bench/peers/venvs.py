@@ -20,11 +20,11 @@ PINS = {
     "sandman2": ["sandman2==1.2.3", "SQLAlchemy==1.3.3", "Flask-SQLAlchemy==2.4.0", "Flask==2.0.3",
                  "Werkzeug==2.0.3", "Flask-Admin==1.6.1", "WTForms==3.0.1", "Flask-HTTPAuth==4.8.0",
                  "Jinja2==3.0.3", "itsdangerous==2.0.1", "click==8.1.8", "MarkupSafe==2.1.5",
-                 "psycopg2-binary==2.9.9"],
+                 "psycopg2-binary==2.9.9", "PyMySQL==1.1.1"],
     "restless": ["Flask-Restless-NG==3.3.0", "Flask==3.0.3", "Werkzeug==3.0.6", "Flask-SQLAlchemy==3.1.1",
                  "SQLAlchemy==2.0.36", "python-dateutil==2.9.0.post0", "six==1.16.0", "blinker==1.9.0", "Jinja2==3.1.6",
                  "itsdangerous==2.2.0", "click==8.1.8", "MarkupSafe==3.0.2", "psycopg[binary]==3.2.3",
-                 "typing_extensions==4.12.2", "greenlet==3.1.1"],
+                 "typing_extensions==4.12.2", "greenlet==3.1.1", "PyMySQL==1.1.1"],
 }
 # The peer's URL for the bench's database: the driver its SQLAlchemy can use.
 DRIVERS = {"sandman2": {"postgresql": "postgresql+psycopg2"}, "restless": {"postgresql": "postgresql+psycopg"}}
