@@ -43,10 +43,14 @@ def python(peer: str, http: str = "gunicorn") -> Path:
     if (home / "ready").exists():
         return exe
     print(f"building {peer}'s virtual environment in {home} ...", file=sys.stderr)
-    subprocess.run([sys.executable, "-m", "venv", "--clear", str(home)], check=True)
-    subprocess.run([str(exe), "-m", "pip", "install", "-q", "--disable-pip-version-check", "--no-deps", *pinned],
-                   check=True)
-    subprocess.run([str(exe), "-m", "pip", "check"], check=True, stdout=subprocess.DEVNULL)
+    try:
+        subprocess.run([sys.executable, "-m", "venv", "--clear", str(home)], check=True)
+        subprocess.run([str(exe), "-m", "pip", "install", "-q", "--disable-pip-version-check", "--no-deps", *pinned],
+                       check=True)
+        subprocess.run([str(exe), "-m", "pip", "check"], check=True, stdout=subprocess.DEVNULL)
+    except subprocess.CalledProcessError as exc:
+        sys.exit(f"could not build {peer}'s virtual environment ({' '.join(exc.cmd[1:4])} failed; pip's "
+                 "output is above): PyPI must be reachable the first time a peer runs")
     (home / "ready").write_text("\n".join(pinned) + "\n")
     return exe
 
