@@ -431,8 +431,10 @@ def main() -> None:
         conn.execute(delete(users).where(users.c.id > DELETE_STRIDE))
 
     tag, pool, rounds = uuid.uuid4().hex[:8], [0], []
-    running = [Server(s, url, free_port(), args.workers, args.threads) for s in servers]
+    running: list[Server] = []
     try:
+        for s in servers:  # one by one, so that a server that fails to start leaves none behind
+            running.append(Server(s, url, free_port(), args.workers, args.threads))
         for server in running:  # untimed: fills caches (compiled SQL, database pages) for every server alike
             for w in READS:
                 if not not_expressible(server.kind, w):
