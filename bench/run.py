@@ -1,12 +1,15 @@
-"""The benchmark: Tiddly against a hand-written Flask + SQLAlchemy app and a bare WSGI floor.
+"""The benchmark: Tiddly against a hand-written Flask + SQLAlchemy app, a bare WSGI floor and,
+on request, the peers sandman2 and Flask-Restless-NG.
 
     python bench/run.py [--db sqlite|postgresql|mysql] [--seconds N] [--workers N] [--rounds N]
+                        [--servers tiddly,reference,floor,flask_floor,sandman2,restless]
 
-Builds a ``users`` table of 100,000 rows, serves it three ways under the same gunicorn
-runner (bench/serve.py), drives each with wrk (8 keep-alive connections, bench/wrk.lua)
-for seven workloads, checks responses, and prints requests/s, p50, p99 and the ratios
-Tiddly/reference and Tiddly/floor (medians over rounds of same-round ratios). Results go
-to bench/results/<db>-<time>.json. Needs wrk: see bench/README.md.
+Builds a ``users`` table of 100,000 rows, serves it under the same gunicorn runner (bench/serve.py;
+the peers from their own virtual environments through bench/peers/serve.py), drives each with wrk
+(8 keep-alive connections, bench/wrk.lua) for seven workloads, checks answers, and prints requests/s,
+p50, p99, the server's CPU milliseconds per request and Tiddly's ratios to every other server
+(medians over rounds of same-round ratios). Results go to bench/results/<db>-<time>.json. Needs wrk:
+see bench/README.md.
 """
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ import os
 import platform
 import resource
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -25,30 +29,35 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from urllib.parse import quote
 
 from sqlalchemy import create_engine, delete, func, insert, literal, select, text
 
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent)]
 
-from bench_models import metadata, users  # noqa: E402
+from bench_models import metadata, users
+from grammar import STYLES as GRAMMARS
+from grammar import not_expressible
+from peers import venvs
 
 ROWS = 100_000
 NAMES = 500
 CONNECTIONS = 8
 WRK_THREADS = 2
-SERVERS = ("tiddly", "reference", "floor", "flask_floor")
-DEFAULT_SERVERS = SERVERS[:3]  # flask_floor (Flask's own ceiling) on request: --servers
-STYLES = {"tiddly": "tiddly", "reference": "plain", "floor": "plain", "flask_floor": "plain"}
-RATIO_COLUMNS = {"reference": "T/ref", "floor": "T/floor", "flask_floor": "T/flask"}
+SERVERS = ("tiddly", "reference", "floor", "flask_floor", "sandman2", "restless")
+DEFAULT_SERVERS = SERVERS[:3]  # flask_floor (Flask's own ceiling) and the peers on request: --servers
+PEERS = ("sandman2", "restless")
+STYLES = {"tiddly": "tiddly", "reference": "plain", "floor": "plain", "flask_floor": "plain",
+          "sandman2": "sandman2", "restless": "restless"}
+RATIO_COLUMNS = {"reference": "T/ref", "floor": "T/floor", "flask_floor": "T/flask", "sandman2": "T/sandman2",
+                 "restless": "T/restless"}
 READS = ("get_pk", "page_name", "page_age")
 WORKLOADS = READS + ("insert", "update", "delete", "bulk")
 DELETE_POOL = 100_000
 BULK_MIN_SECONDS = 10
 WARMUP_SECONDS = 1
 DELETE_STRIDE = 50_000_000  # delete pools live far above the ids that inserts take
-BASE_PORT = 18_100
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 URL_VARS = {"postgresql": ("TIDDLY_BENCH_POSTGRESQL_URL", "TIDDLY_TEST_POSTGRESQL_URL"),
             "mysql": ("TIDDLY_BENCH_MYSQL_URL", "TIDDLY_TEST_MYSQL_URL")}
 
@@ -99,20 +108,30 @@ def drop_delete_pool(engine, base: int) -> None:
 
 # -- servers -------------------------------------------------------------------
 
+def server_argv(kind: str, url: str, port: int, workers: int, threads: int, http: str) -> list[str]:
+    if kind == "tiddly":  # exactly as a user would serve it
+        return [sys.executable, "-m", "tiddly", "serve", "--models", str(HERE / "bench_models.py"),
+                "--database-url", url, "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
+                "--threads", str(threads)]
+    if kind in PEERS:  # from the peer's own virtual environment (built on first use)
+        return [str(venvs.python(kind, http)), str(HERE / "peers" / "serve.py"), kind, venvs.database_url(kind, url),
+                str(port), str(workers), str(threads), http]
+    return [sys.executable, str(HERE / "serve.py"), kind, url, str(port), str(workers), str(threads)]
+
+
 class Server:
-    def __init__(self, kind: str, url: str, port: int, workers: int, threads: int):
+    def __init__(self, kind: str, url: str, port: int, workers: int, threads: int, http: str = "gunicorn"):
         self.kind, self.port = kind, port
-        if kind == "tiddly":  # exactly as a user would serve it
-            argv = ["-m", "tiddly", "serve", "--models", str(HERE / "bench_models.py"), "--database-url", url,
-                    "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers), "--threads", str(threads)]
-        else:
-            argv = [str(HERE / "serve.py"), kind, url, str(port), str(workers), str(threads)]
-        self.log = open(HERE / "results" / f"{kind}-{port}.log", "w")
-        self.proc = subprocess.Popen([sys.executable, *argv], stderr=self.log, cwd=HERE.parent)
-        deadline = time.time() + 30
-        while time.time() < deadline:
+        argv = server_argv(kind, url, port, workers, threads, http)
+        (HERE / "results").mkdir(exist_ok=True)
+        dialect = url.split(":", 1)[0].split("+", 1)[0]
+        self.log = open(HERE / "results" / f"{dialect}-{kind}.log", "w")
+        self.proc = subprocess.Popen(argv, stderr=self.log, cwd=HERE.parent)
+        grammar = GRAMMARS[STYLES[kind]]
+        deadline = time.time() + 60
+        while time.time() < deadline and self.proc.poll() is None:  # not another's server on the port
             try:
-                if request(port, "GET", "/users/1")[0] == 200:
+                if request(port, *grammar.get(1), grammar.headers)[0] == 200:
                     return
             except OSError:
                 pass
@@ -121,11 +140,20 @@ class Server:
         raise RuntimeError(f"{kind} did not start on port {port}: see {self.log.name}")
 
     def worker_pids(self) -> list[int]:
-        try:
-            children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text()
-        except OSError:
-            return []
-        return [int(p) for p in children.split()]
+        return children(self.proc.pid)
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU of the server so far: the master and every process under it."""
+        pids, total = [self.proc.pid], 0
+        while pids:
+            pid = pids.pop()
+            try:  # fields after the ")" that ends the command name: utime and stime are the 12th and 13th
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            total += int(fields[11]) + int(fields[12])
+            pids += children(pid)
+        return total / CLOCK_TICKS
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -137,13 +165,33 @@ class Server:
         self.log.close()
 
 
-def request(port: int, method: str, path: str, body=None) -> tuple[int, dict]:
+def free_port() -> int:
+    """A port no one listens on now (other benches may run on the machine at the same time)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}").glob("task/*/children"):
+        try:
+            found += [int(p) for p in task.read_text().split()]
+        except OSError:
+            pass
+    return found
+
+
+def request(port: int, method: str, path: str, body=None, headers=None) -> tuple[int, dict]:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     data = json.dumps(body) if body is not None else None
-    conn.request(method, path, data, {"Content-Type": "application/json"} if data else {})
+    headers = headers or {"Content-Type": "application/json"}
+    conn.request(method, path, data, headers if data else {k: v for k, v in headers.items() if k == "Accept"})
     resp = conn.getresponse()
     raw = resp.read()
     conn.close()
+    if not raw:
+        return resp.status, {}
     try:
         return resp.status, json.loads(raw)
     except ValueError:
@@ -180,22 +228,14 @@ class RssSampler(threading.Thread):
 
 # -- correctness samples -----------------------------------------------------------
 
-def _paths(style: str, name: str) -> dict:
-    if style == "tiddly":
-        return {"page_name": "/users?where=" + quote(json.dumps({"name": name})) +
-                             "&orderby=" + quote("email desc") + "&limit=20&offset=40",
-                "page_age": "/users?where=" + quote(json.dumps({"age": {"gt": 30, "lt": 40}})) +
-                            "&orderby=id&limit=50",
-                "bulk": "/users"}
-    return {"page_name": f"/users/by-name/{name}?limit=20&offset=40", "page_age": "/users/by-age?gt=30&lt=40&limit=50",
-            "bulk": "/users/bulk"}
-
-
 def check(engine, server: Server, workload: str, tag: str, delete_base: int = 0) -> None:
     """One request of the workload, its answer compared with the database's own."""
-    port, style, n = server.port, STYLES[server.kind], uuid.uuid4().hex[:8]
-    paths = _paths(style, "name7")
+    api, n = GRAMMARS[STYLES[server.kind]], uuid.uuid4().hex[:8]
     c = users.c
+
+    def call(method, path, body):
+        return request(server.port, method, path, body, api.headers)
+
     with engine.connect() as conn:
         def ids(stmt):
             return [r[0] for r in conn.execute(stmt)]
@@ -206,37 +246,46 @@ def check(engine, server: Server, workload: str, tag: str, delete_base: int = 0)
             return tuple(r) if r else None
 
         if workload == "get_pk":
-            status, body = request(port, "GET", "/users/54321")
-            ok = status == 200 and body["data"]["id"] == 54321 and body["data"]["email"] == row(54321)[0]
+            status, body = call(*api.get(54321))
+            ok = lambda: api.one(body)["id"] == 54321 and api.one(body)["email"] == row(54321)[0]
         elif workload == "page_name":
-            status, body = request(port, "GET", paths["page_name"])
+            status, body = call(*api.page_name("name7"))
             want = ids(select(c.id).where(c.name == "name7").order_by(c.email.desc()).limit(20).offset(40))
-            ok = status == 200 and [r["id"] for r in body["data"]] == want
+            ok = lambda: [r["id"] for r in api.rows(body)] == want
         elif workload == "page_age":
-            status, body = request(port, "GET", paths["page_age"])
+            status, body = call(*api.page_age())
             want = ids(select(c.id).where(c.age > 30, c.age < 40).order_by(c.id).limit(50))
-            ok = status == 200 and [r["id"] for r in body["data"]] == want
+            ok = lambda: [r["id"] for r in api.rows(body)] == want
         elif workload == "insert":
             item = {"email": f"chk-{tag}-{n}@bench.test", "name": "check", "age": 33}
-            status, body = request(port, "POST", "/users", item)
-            ok = status == 201 and row(body["id"]) == (item["email"], "check", 33) and body["data"]["age"] == 33
+            status, body = call(*api.insert(item))
+            ok = lambda: (row(api.created_id(body)) == (item["email"], "check", 33)
+                          and api.one(body)["age"] == 33)
         elif workload == "update":
             age = 18 + int(n, 16) % 60
-            status, body = request(port, "PATCH", "/users/60001", {"age": age})
-            ok = status == 200 and body["data"]["age"] == age and row(60001)[2] == age
+            status, body = call(*api.update(60001, age))
+            ok = lambda: row(60001)[2] == age and (status == 204 or api.one(body)["age"] == age)
         elif workload == "delete":
             pk = conn.execute(select(func.max(c.id)).where(c.id > delete_base)).scalar()
             conn.rollback()
-            status, body = request(port, "DELETE", f"/users/{pk}")
-            ok = status == 200 and body["id"] == pk and row(pk) is None
+            status, body = call(*api.delete(pk))
+            ok = lambda: row(pk) is None and (status == 204 or body["id"] == pk)
         else:
             items = [{"email": f"chk-{tag}-{n}-{i}@bench.test", "name": "check", "age": 20} for i in range(1000)]
-            status, body = request(port, "POST", paths["bulk"], items)
+            status, body = call(*api.bulk(items))
             got = body.get("ids", [])
-            ok = (status == 201 and body["count"] == 1000 and len(got) == 1000
-                  and row(got[0]) == (items[0]["email"], "check", 20) and row(got[-1])[0] == items[-1]["email"])
-    if not ok:
-        raise AssertionError(f"{server.kind} {workload}: wrong answer {status} {str(body)[:300]}")
+            ok = lambda: (body["count"] == 1000 and len(got) == 1000
+                          and row(got[0]) == (items[0]["email"], "check", 20) and row(got[-1])[0] == items[-1]["email"])
+        if status != api.status.get(workload, 200) or not holds(ok):
+            raise AssertionError(f"{server.kind} {workload}: wrong answer {status} {str(body)[:300]}")
+
+
+def holds(predicate) -> bool:
+    """The predicate on an answer; False, not an exception, when the answer has another shape."""
+    try:
+        return bool(predicate())
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError):
+        return False
 
 
 # -- load ----------------------------------------------------------------------------
@@ -249,9 +298,11 @@ def run_wrk(server: Server, workload: str, seconds: float, tag: str, delete_base
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     if workload == "bulk":
         seconds = max(seconds, BULK_MIN_SECONDS)  # a bulk request takes ~1 s: a short run counts too few
+    cpu_before = server.cpu_seconds()
     out = subprocess.run(["wrk", f"-t{WRK_THREADS}", f"-c{CONNECTIONS}", f"-d{seconds}s", "--timeout", "20s",
                           "-s", str(HERE / "wrk.lua"), f"http://127.0.0.1:{server.port}"],
-                         env=env, capture_output=True, text=True)
+                         env=env, capture_output=True, text=True, check=False)
+    server_cpu = server.cpu_seconds() - cpu_before
     if "BENCHJSON " not in out.stdout:
         raise RuntimeError(f"wrk failed: {out.stderr[-500:]}")
     out = out.stdout
@@ -264,7 +315,8 @@ def run_wrk(server: Server, workload: str, seconds: float, tag: str, delete_base
     errors = result["bad_responses"] + result["socket_errors"]
     return {"rps": result["requests"] / seconds_run, "p50_ms": result["p50_us"] / 1000,
             "p99_ms": result["p99_us"] / 1000, "requests": result["requests"], "errors": errors,
-            "first_bad": result["first_bad"], "client_cpu": client_cpu, "peak_rss_mb": peak}
+            "first_bad": result["first_bad"], "client_cpu": client_cpu, "peak_rss_mb": peak,
+            "server_cpu_s": server_cpu, "cpu_ms": 1000 * server_cpu / max(result["requests"], 1)}
 
 
 def one_workload(engine, server: Server, workload: str, seconds: float, tag: str, pool: list[int]) -> dict:
@@ -273,7 +325,7 @@ def one_workload(engine, server: Server, workload: str, seconds: float, tag: str
         pool[0] += 1
         base = pool[0] * DELETE_STRIDE
         fill_delete_pool(engine, base)
-    tag += str(SERVERS.index(server.kind))  # inserted emails differ between servers
+    tag += f"s{SERVERS.index(server.kind)}"  # inserted emails differ between servers
     check(engine, server, workload, tag, base)
     result = run_wrk(server, workload, seconds, tag, base)
     check(engine, server, workload, tag, base)
@@ -288,37 +340,55 @@ def median(values):
     return statistics.median(values) if values else float("nan")
 
 
+METRICS = ("rps", "p50_ms", "p99_ms", "cpu_ms", "client_cpu")
+
+
 def summarize(rounds: list[dict], workloads) -> dict:
+    """Per workload and server: medians over rounds, or {"n/a": reason}; and Tiddly's ratios to each
+    other server, req/s (higher is Tiddly faster) and CPU ms per request (lower is Tiddly cheaper),
+    each taken within one round, then the median."""
     summary = {}
     for w in workloads:
         entry = {}
         for s in SERVERS:
             runs = [r[s][w] for r in rounds if s in r and w in r[s]]
-            if runs:
-                entry[s] = {k: median([x[k] for x in runs]) for k in ("rps", "p50_ms", "p99_ms", "client_cpu")}
+            if runs and "n/a" in runs[0]:
+                entry[s] = runs[0]
+            elif runs:
+                entry[s] = {k: median([x[k] for x in runs]) for k in METRICS}
                 entry[s]["peak_rss_mb"] = max(x["peak_rss_mb"] for x in runs)
                 entry[s]["errors"] = sum(x["errors"] for x in runs)
         for other in RATIO_COLUMNS:
-            ratios = [r["tiddly"][w]["rps"] / r[other][w]["rps"] for r in rounds
-                      if w in r.get("tiddly", {}) and w in r.get(other, {}) and r[other][w]["rps"]]
-            if ratios:
-                entry[f"tiddly/{other}"] = median(ratios)
+            pairs = [(r["tiddly"][w], r[other][w]) for r in rounds
+                     if "rps" in r.get("tiddly", {}).get(w, {}) and "rps" in r.get(other, {}).get(w, {})]
+            if pairs:
+                entry[f"tiddly/{other}"] = median([t["rps"] / o["rps"] for t, o in pairs if o["rps"]])
+                entry[f"tiddly/{other} cpu"] = median([t["cpu_ms"] / o["cpu_ms"] for t, o in pairs if o["cpu_ms"]])
         summary[w] = entry
     return summary
 
 
 def print_table(summary: dict) -> None:
-    shown = [s for s in SERVERS if s in DEFAULT_SERVERS or any(s in e for e in summary.values())]
-    ratios = [other for other in RATIO_COLUMNS if other in shown]
-    print(f"{'workload':<10}" + "".join(f"{s:>26}" for s in shown) + "".join(f"{RATIO_COLUMNS[o]:>8}" for o in ratios))
-    print(f"{'':<10}" + "".join(f"{'req/s   p50ms   p99ms':>26}" for _ in shown))
+    shown = [s for s in SERVERS if any(s in e for e in summary.values())]
+    print(f"{'workload':<10} {'server':<11}{'req/s':>8}{'p50 ms':>8}{'p99 ms':>8}{'CPU ms/req':>12}"
+          f"{'T/x req/s':>11}{'T/x CPU':>9}")
     for w, e in summary.items():
-        cells = "".join(f"{e[s]['rps']:>10.0f}{e[s]['p50_ms']:>8.1f}{e[s]['p99_ms']:>8.1f}" if s in e else f"{'-':>26}"
-                        for s in shown)
-        print(f"{w:<10}{cells}" + "".join(f"{e.get(f'tiddly/{o}', float('nan')):>8.2f}" for o in ratios))
-    rss = {s: max((e[s]["peak_rss_mb"] for e in summary.values() if s in e), default=0) for s in shown}
-    errors = {s: sum(e[s]["errors"] for e in summary.values() if s in e) for s in shown}
-    cpu = median([e[s]["client_cpu"] for e in summary.values() for s in shown if s in e])
+        for i, s in enumerate(x for x in shown if x in e):
+            label = w if i == 0 else ""
+            if "n/a" in e[s]:
+                print(f"{label:<10} {s:<11}{'n/a':>8}  ({e[s]['n/a']})")
+                continue
+            r = e[s]
+            ratios = (f"{e[f'tiddly/{s}']:>11.2f}{e[f'tiddly/{s} cpu']:>9.2f}" if f"tiddly/{s}" in e else "")
+            bad = f"  BAD ANSWERS: {r['errors']}" if r["errors"] else ""
+            print(f"{label:<10} {s:<11}{r['rps']:>8.0f}{r['p50_ms']:>8.1f}{r['p99_ms']:>8.1f}{r['cpu_ms']:>12.2f}"
+                  + ratios + bad)
+    measured = [(s, e[s]) for e in summary.values() for s in shown if "rps" in e.get(s, {})]
+    rss = {s: max((m["peak_rss_mb"] for x, m in measured if x == s), default=0) for s in shown}
+    errors = {s: sum(m["errors"] for x, m in measured if x == s) for s in shown}
+    cpu = median([m["client_cpu"] for _, m in measured])
+    print("T/x: Tiddly's req/s over the server's (above 1: Tiddly serves more), and Tiddly's CPU ms per request"
+          " over the server's (below 1: Tiddly spends less)")
     print("peak RSS per worker (MB): " + ", ".join(f"{s} {v:.0f}" for s, v in rss.items()))
     print("bad responses: " + ", ".join(f"{s} {v}" for s, v in errors.items()) +
           f"; wrk client CPU (median): {cpu:.2f} cores")
@@ -361,21 +431,28 @@ def main() -> None:
         conn.execute(delete(users).where(users.c.id > DELETE_STRIDE))
 
     tag, pool, rounds = uuid.uuid4().hex[:8], [0], []
-    running = [Server(s, url, BASE_PORT + i, args.workers, args.threads) for i, s in enumerate(servers)]
+    running: list[Server] = []
     try:
+        for s in servers:  # one by one, so that a server that fails to start leaves none behind
+            running.append(Server(s, url, free_port(), args.workers, args.threads))
         for server in running:  # untimed: fills caches (compiled SQL, database pages) for every server alike
             for w in READS:
-                run_wrk(server, w, WARMUP_SECONDS, tag)
+                if not not_expressible(server.kind, w):
+                    run_wrk(server, w, WARMUP_SECONDS, tag)
         for n in range(args.rounds):
             result: dict = {s.kind: {} for s in running}
             for w in workloads:
                 order = running[n % len(running):] + running[:n % len(running)]  # who goes first rotates
                 for server in order:
+                    reason = not_expressible(server.kind, w)
+                    if reason:
+                        result[server.kind][w] = {"n/a": reason}
+                        continue
                     r = one_workload(engine, server, w, args.seconds, f"{tag}{n}", pool)
                     result[server.kind][w] = r
                     print(f"round {n + 1} {w:<10} {server.kind:<10} {r['rps']:>8.0f} req/s  p50 {r['p50_ms']:.1f} ms"
-                          f"  p99 {r['p99_ms']:.1f} ms  bad {r['errors']}  rss {r['peak_rss_mb']:.0f} MB",
-                          file=sys.stderr)
+                          f"  p99 {r['p99_ms']:.1f} ms  cpu {r['cpu_ms']:.2f} ms/req  bad {r['errors']}"
+                          f"  rss {r['peak_rss_mb']:.0f} MB", file=sys.stderr)
                     if r["errors"]:
                         print(f"  first bad response: {r['first_bad']}", file=sys.stderr)
             rounds.append(result)
@@ -386,21 +463,29 @@ def main() -> None:
     scale_out = run_scale(engine, url, [int(x) for x in scale.split(",") if x], args, tag) if scale else {}
     summary = summarize(rounds, workloads)
     print(f"\nTiddly benchmark on {args.db}: {args.workers} gunicorn gthread workers x {args.threads} threads, "
-          f"{CONNECTIONS} connections, {args.seconds:g}s x {args.rounds} rounds (medians)")
+          f"{CONNECTIONS} connections, {args.seconds:g}s x {args.rounds} rounds (medians; CPU is the server's "
+          "processes', not the database's)")
     print_table(summary)
     for workers, rps in scale_out.items():
         print(f"scale-out: tiddly {workers} worker(s): " + ", ".join(f"{w} {v:.0f} req/s" for w, v in rps.items()))
     out = HERE / "results" / f"{args.db}-{time.strftime('%Y%m%dT%H%M%S')}.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps({"db": args.db, "machine": machine(), "args": vars(args), "summary": summary,
-                               "rounds": rounds, "scale_out": scale_out}, indent=1, default=str))
+                               "rounds": rounds, "scale_out": scale_out, "peers": peer_versions(servers)},
+                              indent=1, default=str))
     print(f"wrote {out.relative_to(HERE.parent)}")
+    if any(m.get("errors") for e in summary.values() for m in e.values() if isinstance(m, dict)):
+        sys.exit("some servers gave bad answers under load: their numbers are not results (see the log above)")
+
+
+def peer_versions(servers) -> dict:
+    return {p: venvs.pins(p) for p in PEERS if p in servers}
 
 
 def run_scale(engine, url: str, worker_counts: list[int], args, tag: str) -> dict:
     result = {}
     for workers in worker_counts:
-        server = Server("tiddly", url, BASE_PORT + 10 + workers, workers, args.threads)
+        server = Server("tiddly", url, free_port(), workers, args.threads)
         try:
             result[workers] = {w: median([run_wrk(server, w, args.seconds, tag)["rps"] for _ in range(args.rounds)])
                                for w in ("get_pk", "page_name")}
