@@ -2,8 +2,8 @@
 
     python bench/run.py [--db sqlite|postgresql|mysql] [--seconds N] [--workers N] [--rounds N]
 
-Builds a ``users`` table of 100,000 rows, serves it three ways under the same gunicorn
-runner (bench/serve.py), drives each with wrk (8 keep-alive connections, bench/wrk.lua)
+Builds a ``users`` table of 100,000 rows, serves it three ways under the same HTTP server
+(--http granian|gunicorn; bench/serve.py), drives each with wrk (8 keep-alive connections, bench/wrk.lua)
 for seven workloads, checks responses, and prints requests/s, p50, p99 and the ratios
 Tiddly/reference and Tiddly/floor (medians over rounds of same-round ratios). Results go
 to bench/results/<db>-<time>.json. Needs wrk: see bench/README.md.
@@ -100,13 +100,16 @@ def drop_delete_pool(engine, base: int) -> None:
 # -- servers -------------------------------------------------------------------
 
 class Server:
+    http = "granian"  # the HTTP server every app runs under (--http)
+
     def __init__(self, kind: str, url: str, port: int, workers: int, threads: int):
         self.kind, self.port = kind, port
         if kind == "tiddly":  # exactly as a user would serve it
             argv = ["-m", "tiddly", "serve", "--models", str(HERE / "bench_models.py"), "--database-url", url,
-                    "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers), "--threads", str(threads)]
+                    "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers), "--threads", str(threads),
+                    "--server", self.http]
         else:
-            argv = [str(HERE / "serve.py"), kind, url, str(port), str(workers), str(threads)]
+            argv = [str(HERE / "serve.py"), kind, url, str(port), str(workers), str(threads), self.http]
         self.log = open(HERE / "results" / f"{kind}-{port}.log", "w")
         self.proc = subprocess.Popen([sys.executable, *argv], stderr=self.log, cwd=HERE.parent)
         deadline = time.time() + 30
@@ -338,7 +341,9 @@ def main() -> None:
     parser.add_argument("--database-url", help="override the URL the --db choice would use")
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=4, help="gthread threads per worker")
+    parser.add_argument("--threads", type=int, default=4, help="threads per worker (running the app at once)")
+    parser.add_argument("--http", choices=("granian", "gunicorn"), default="granian",
+                        help="the HTTP server every app runs under (gunicorn: its gthread worker)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--workloads", default=",".join(WORKLOADS))
     parser.add_argument("--servers", default=",".join(DEFAULT_SERVERS))
@@ -348,6 +353,7 @@ def main() -> None:
     args = parser.parse_args()
     if not shutil.which("wrk"):
         sys.exit("wrk is needed: apt-get install -y wrk (see bench/README.md)")
+    Server.http = args.http
     workloads = [w for w in WORKLOADS if w in args.workloads.split(",")]
     servers = [s for s in SERVERS if s in args.servers.split(",")]
     scale = args.scale if args.scale is not None else ("1,2,4" if args.db == "postgresql" else "")
@@ -385,7 +391,7 @@ def main() -> None:
 
     scale_out = run_scale(engine, url, [int(x) for x in scale.split(",") if x], args, tag) if scale else {}
     summary = summarize(rounds, workloads)
-    print(f"\nTiddly benchmark on {args.db}: {args.workers} gunicorn gthread workers x {args.threads} threads, "
+    print(f"\nTiddly benchmark on {args.db}: {args.http}, {args.workers} workers x {args.threads} threads, "
           f"{CONNECTIONS} connections, {args.seconds:g}s x {args.rounds} rounds (medians)")
     print_table(summary)
     for workers, rps in scale_out.items():
