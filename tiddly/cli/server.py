@@ -11,7 +11,6 @@ from collections.abc import Callable
 
 import click
 
-SERVERS = ("granian", "gunicorn")
 CONNECTIONS = 1024  # a worker takes up to CONNECTIONS // workers connections at once (granian)
 STOP_SECONDS = 5  # a worker still busy this long after Ctrl-C or SIGTERM is killed
 
@@ -19,7 +18,8 @@ STOP_SECONDS = 5  # a worker still busy this long after Ctrl-C or SIGTERM is kil
 def run(factory: Callable, host: str, port: int, workers: int, threads: int, access_log: str | None = None,
         server: str = "granian", body_limit: int = 1_000_000) -> None:
     """``access_log``: a file to append one line per request to, "-" for stderr, None for none.
-    ``body_limit``: granian reads a body up to this size before the request takes a thread."""
+    ``body_limit``: under granian, a body up to this size is read before its request takes one of
+    the worker's ``threads``."""
     if server == "gunicorn":
         _run_gunicorn(factory, host, port, workers, threads, access_log)
     else:
