@@ -4,10 +4,10 @@ on request, the peers sandman2 and Flask-Restless-NG.
     python bench/run.py [--db sqlite|postgresql|mysql] [--seconds N] [--workers N] [--rounds N]
                         [--servers tiddly,reference,floor,flask_floor,sandman2,restless]
 
-Builds a ``users`` table of 100,000 rows, serves it under the same gunicorn runner (bench/serve.py;
-the peers from their own virtual environments through bench/peers/serve.py), drives each with wrk
-(8 keep-alive connections, bench/wrk.lua) for seven workloads, checks answers, and prints requests/s,
-p50, p99, the server's CPU milliseconds per request and Tiddly's ratios to every other server
+Builds a ``users`` table of 100,000 rows, serves it under the same HTTP server (--http granian|gunicorn;
+bench/serve.py; the peers from their own virtual environments through bench/peers/serve.py), drives each
+with wrk (8 keep-alive connections, bench/wrk.lua) for seven workloads, checks answers, and prints
+requests/s, p50, p99, the server's CPU milliseconds per request and Tiddly's ratios to every other server
 (medians over rounds of same-round ratios). Results go to bench/results/<db>-<time>.json. Needs wrk:
 see bench/README.md.
 """
@@ -112,15 +112,15 @@ def server_argv(kind: str, url: str, port: int, workers: int, threads: int, http
     if kind == "tiddly":  # exactly as a user would serve it
         return [sys.executable, "-m", "tiddly", "serve", "--models", str(HERE / "bench_models.py"),
                 "--database-url", url, "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
-                "--threads", str(threads)]
+                "--threads", str(threads), "--server", http]
     if kind in PEERS:  # from the peer's own virtual environment (built on first use)
         return [str(venvs.python(kind, http)), str(HERE / "peers" / "serve.py"), kind, venvs.database_url(kind, url),
                 str(port), str(workers), str(threads), http]
-    return [sys.executable, str(HERE / "serve.py"), kind, url, str(port), str(workers), str(threads)]
+    return [sys.executable, str(HERE / "serve.py"), kind, url, str(port), str(workers), str(threads), http]
 
 
 class Server:
-    def __init__(self, kind: str, url: str, port: int, workers: int, threads: int, http: str = "gunicorn"):
+    def __init__(self, kind: str, url: str, port: int, workers: int, threads: int, http: str):
         self.kind, self.port = kind, port
         argv = server_argv(kind, url, port, workers, threads, http)
         (HERE / "results").mkdir(exist_ok=True)
@@ -408,7 +408,9 @@ def main() -> None:
     parser.add_argument("--database-url", help="override the URL the --db choice would use")
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=4, help="gthread threads per worker")
+    parser.add_argument("--threads", type=int, default=4, help="threads per worker (running the app at once)")
+    parser.add_argument("--http", choices=("granian", "gunicorn"), default="granian",
+                        help="the HTTP server every app runs under (gunicorn: its gthread worker)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--workloads", default=",".join(WORKLOADS))
     parser.add_argument("--servers", default=",".join(DEFAULT_SERVERS))
@@ -434,7 +436,7 @@ def main() -> None:
     running: list[Server] = []
     try:
         for s in servers:  # one by one, so that a server that fails to start leaves none behind
-            running.append(Server(s, url, free_port(), args.workers, args.threads))
+            running.append(Server(s, url, free_port(), args.workers, args.threads, args.http))
         for server in running:  # untimed: fills caches (compiled SQL, database pages) for every server alike
             for w in READS:
                 if not not_expressible(server.kind, w):
@@ -462,7 +464,7 @@ def main() -> None:
 
     scale_out = run_scale(engine, url, [int(x) for x in scale.split(",") if x], args, tag) if scale else {}
     summary = summarize(rounds, workloads)
-    print(f"\nTiddly benchmark on {args.db}: {args.workers} gunicorn gthread workers x {args.threads} threads, "
+    print(f"\nTiddly benchmark on {args.db}: {args.http}, {args.workers} workers x {args.threads} threads, "
           f"{CONNECTIONS} connections, {args.seconds:g}s x {args.rounds} rounds (medians; CPU is the server's "
           "processes', not the database's)")
     print_table(summary)
@@ -485,7 +487,7 @@ def peer_versions(servers) -> dict:
 def run_scale(engine, url: str, worker_counts: list[int], args, tag: str) -> dict:
     result = {}
     for workers in worker_counts:
-        server = Server("tiddly", url, free_port(), workers, args.threads)
+        server = Server("tiddly", url, free_port(), workers, args.threads, args.http)
         try:
             result[workers] = {w: median([run_wrk(server, w, args.seconds, tag)["rps"] for _ in range(args.rounds)])
                                for w in ("get_pk", "page_name")}

@@ -1,7 +1,7 @@
-"""Serve the reference, the floor or the Flask floor app under Tiddly's gunicorn runner (server.run), the
-one `tiddly serve` uses, so all three get the same server, worker class, workers and threads.
+"""Serve the reference, the floor or the Flask floor app under Tiddly's runner (server.run), the one
+`tiddly serve` uses, so all get the same HTTP server (granian or gunicorn), workers and threads.
 
-    python bench/serve.py reference|floor|flask_floor DATABASE_URL PORT WORKERS THREADS
+    python bench/serve.py reference|floor|flask_floor DATABASE_URL PORT WORKERS THREADS [granian|gunicorn]
 """
 from __future__ import annotations
 
@@ -29,7 +29,8 @@ def factory(kind: str, url: str):
 
 def main() -> None:
     kind, url, port, workers, threads = sys.argv[1:6]
-    run(lambda: factory(kind, url), "127.0.0.1", int(port), int(workers), int(threads))
+    server = sys.argv[6] if len(sys.argv) > 6 else "granian"
+    run(lambda: factory(kind, url), "127.0.0.1", int(port), int(workers), int(threads), server=server)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""End to end over real HTTP against a real `tiddly serve` (gunicorn, several workers)."""
+"""End to end over real HTTP against a real `tiddly serve` (granian, several workers)."""
 from __future__ import annotations
 
 import os
@@ -15,7 +15,7 @@ CLIENTS, INSERTS_EACH = 8, 200
 
 
 def test_serve_command_serves_demo_schema_from_a_fresh_directory(tmp_path):
-    """`tiddly serve` with no options: SQLite file tiddly.db in the working directory, gunicorn."""
+    """`tiddly serve` with no options: SQLite file tiddly.db in the working directory, granian."""
     tiddly = shutil.which("tiddly") or os.path.join(os.path.dirname(sys.executable), "tiddly")
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("TIDDLY_DATABASE_URL", "DATABASE_URL")}
@@ -25,7 +25,7 @@ def test_serve_command_serves_demo_schema_from_a_fresh_directory(tmp_path):
         base = f"http://127.0.0.1:{port}"
         _wait_healthy(base, process)
         health = requests.get(base + "/-/health")
-        assert health.headers["Server"].startswith("gunicorn")
+        assert health.headers["Server"] == "granian"
         tables = {t["name"] for t in requests.get(base + "/-/tables").json()["data"]}
         assert {"user", "dual", "books", "stores", "items"} <= tables
         created = requests.post(base + "/books", json={"title": "Dune", "author": "Herbert"})
@@ -36,7 +36,7 @@ def test_serve_command_serves_demo_schema_from_a_fresh_directory(tmp_path):
     finally:
         process.terminate()
         output = process.communicate(timeout=15)[0]
-    assert "gunicorn" in output
+    assert "(granian, 2 workers x 4 threads)" in output
 
 
 def test_concurrent_inserts_over_http_lose_nothing(db_url, live_server_factory):

@@ -1,4 +1,4 @@
-"""postgrest-py against a real `tiddly serve` (gunicorn, several workers) at /rest/v1, on every database:
+"""postgrest-py against a real `tiddly serve` (granian, several workers) at /rest/v1, on every database:
 what a front-end does, then the same with API keys turned on."""
 from __future__ import annotations
 

@@ -484,7 +484,7 @@ def test_cors_origins_from_the_environment():
     assert Config.from_env({}).cors_origin_list == ()
 
 
-# -- a real server: gunicorn workers, chunked bodies, the banner ------------------------
+# -- a real server: several workers, chunked bodies, the banner --------------------------
 
 def test_live_keys_hold_on_every_worker_and_chunked_bodies_are_limited(db_url, live_server_factory):
     server = live_server_factory(db_url, workers=2, threads=2, env={"TIDDLY_MAX_BODY_BYTES": "2000"})

@@ -117,7 +117,7 @@ def test_access_log_dash_is_stderr_beside_the_server_lines(tmp_path):
     assert (tmp_path / "out").read_text() == ""
     err_lines = (tmp_path / "err").read_text().splitlines()
     assert any('"GET /books?limit=1 HTTP/1.1" 200' in line for line in err_lines)
-    assert any("Worker exiting" in line for line in err_lines)  # nothing written over
+    assert any("Stopped worker-1" in line for line in err_lines)  # nothing written over
 
 
 def test_no_access_log_by_default(tmp_path, live_server_factory):

@@ -313,7 +313,7 @@ def _busy() -> DatabaseUnavailable:
     return DatabaseUnavailable("the database is busy with other writes; try again")
 
 
-# One queue per database file and process. A forked child (a gunicorn worker) starts with
+# One queue per database file and process. A forked child (a granian or gunicorn worker) starts with
 # none: the parent's open lock file would be shared with it, and shared is not exclusive.
 _SQLITE_WRITERS: dict[str, _SqliteWriterQueue] = {}
 _SQLITE_WRITERS_GUARD = threading.Lock()

@@ -4,7 +4,7 @@
 ``/<table>/<pk>``) whose verbs map to the table service (``services/crud.py``),
 the meta routes under ``/-/``, and one place that turns any error into the error
 envelope. The command line (``tiddly.cli``) builds on this module, never the
-reverse; ``tiddly serve`` runs it under gunicorn.
+reverse; ``tiddly serve`` runs it under granian (or gunicorn).
 """
 from __future__ import annotations
 

@@ -9,18 +9,31 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+import types
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-RUNNER_FILES = {"gunicorn": HERE.parent.parent / "tiddly" / "cli" / "server.py"}  # http kind -> runner
+CLI = HERE.parent.parent / "tiddly" / "cli"  # server.py runs either server; granian's path needs admission.py
 
 
-def runner(http: str):
-    spec = importlib.util.spec_from_file_location("bench_http_runner", RUNNER_FILES[http])
+def _load(name: str, path: Path):
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
     spec.loader.exec_module(module)
-    return module.run
+    return module
+
+
+def runner():
+    """server.run, with tiddly.cli.admission loaded by path under its own name (the package's
+    __init__ would import Tiddly's app, which needs a newer Flask than the peers run on)."""
+    for name in ("tiddly", "tiddly.cli"):
+        package = types.ModuleType(name)
+        package.__path__ = []
+        sys.modules.setdefault(name, package)
+    _load("tiddly.cli.admission", CLI / "admission.py")
+    return _load("bench_http_runner", CLI / "server.py").run
 
 
 def factory(peer: str, url: str):
@@ -33,8 +46,8 @@ def factory(peer: str, url: str):
 
 def main() -> None:
     peer, url, port, workers, threads = sys.argv[1:6]
-    http = sys.argv[6] if len(sys.argv) > 6 else "gunicorn"
-    runner(http)(lambda: factory(peer, url), "127.0.0.1", int(port), int(workers), int(threads))
+    http = sys.argv[6] if len(sys.argv) > 6 else "granian"
+    runner()(lambda: factory(peer, url), "127.0.0.1", int(port), int(workers), int(threads), server=http)
 
 
 if __name__ == "__main__":

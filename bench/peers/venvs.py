@@ -35,7 +35,7 @@ def http_pin(http: str) -> str:
     return f"{http}=={importlib.metadata.version(http)}"
 
 
-def python(peer: str, http: str = "gunicorn") -> Path:
+def python(peer: str, http: str = "granian") -> Path:
     """The peer venv's interpreter, building the venv first if it is not there yet."""
     pinned = pins(peer, http)
     home = CACHE / f"{peer}-{hashlib.sha256(' '.join(pinned).encode()).hexdigest()[:10]}"
@@ -55,7 +55,7 @@ def python(peer: str, http: str = "gunicorn") -> Path:
     return exe
 
 
-def pins(peer: str, http: str = "gunicorn") -> list[str]:
+def pins(peer: str, http: str = "granian") -> list[str]:
     return sorted(PINS[peer] + [http_pin(http)])
 
 

@@ -1,4 +1,4 @@
-"""`tiddly serve`: check the database and the schema once, then run the app under gunicorn."""
+"""`tiddly serve`: check the database and the schema once, then run the app under granian (or gunicorn)."""
 from __future__ import annotations
 
 import ipaddress
@@ -20,12 +20,14 @@ from tiddly.tiddly import create_app
 @click.option("--insecure", is_flag=True, help="serve without API keys even on an address other machines can reach")
 @click.option("--access-log", metavar="FILE", default=None,
               help="append a line per request to FILE (- for stderr); default: no access log")
+@click.option("--server", "http_server", type=click.Choice(["granian", "gunicorn"]), default="granian",
+              show_default=True, help="the HTTP server (gunicorn: its gthread worker)")
 @options.database_url_option
 @options.schema_options
 def serve(host: str, port: int, workers: int, threads: int, database_url: str | None, source: dict,
-          insecure: bool, access_log: str | None) -> None:
-    """Serve the gateway with gunicorn, a production WSGI server."""
-    from tiddly.cli.server import (  # gunicorn is imported only to serve
+          insecure: bool, access_log: str | None, http_server: str) -> None:
+    """Serve the gateway with granian (or gunicorn), a production HTTP server."""
+    from tiddly.cli.server import (  # the HTTP server is imported only to serve
         address,
         check_access_log,
         check_can_listen,
@@ -46,13 +48,14 @@ def serve(host: str, port: int, workers: int, threads: int, database_url: str | 
     safe_url = db.engine.url.render_as_string(hide_password=True)
     count = len(chosen.registry.tables)
     click.echo(f"Tiddly: {count} table{'' if count == 1 else 's'} ({chosen.origin}) from {safe_url} "
-               f"on http://{address(host, port)} (gunicorn, {workers} workers x {threads} threads)", err=True)
+               f"on http://{address(host, port)} ({http_server}, {workers} workers x {threads} threads)", err=True)
     if db.state_home:
         click.echo(f"Tiddly: its own tables (API keys, login tokens, idempotency keys, its secret) are in "
                    f"{db.state_home.place}, apart from the database's", err=True)
     click.echo(f"Tiddly: auth: {mode}", err=True)
     app_config = config.with_(create_tables=False, open_mode_allowed=open_allowed)
-    run(lambda: create_app(app_config, chosen.metadata, chosen.registry), host, port, workers, threads, access_log)
+    run(lambda: create_app(app_config, chosen.metadata, chosen.registry), host, port, workers, threads, access_log,
+        server=http_server, body_limit=app_config.max_body_bytes)
 
 
 def _auth_mode(db: Database, host: str, insecure: bool) -> tuple[bool, str]:

@@ -1,45 +1,127 @@
-"""Run a WSGI app factory under gunicorn, in-process (no gunicorn command line needed)."""
+"""Run a WSGI app factory in-process under granian (the default) or gunicorn; neither's own
+command line is read."""
 from __future__ import annotations
 
 import errno
 import logging
+import multiprocessing
 import socket
 import sys
-from typing import Callable
+from collections.abc import Callable
 
 import click
-from gunicorn.app.base import BaseApplication
-from gunicorn.glogging import Logger
+
+CONNECTIONS = 1024  # a worker takes up to CONNECTIONS // workers connections at once (granian)
+STOP_SECONDS = 5  # a worker still busy this long after Ctrl-C or SIGTERM is killed
 
 
-class _GunicornApp(BaseApplication):
-    def __init__(self, factory: Callable, options: dict):
-        self._factory = factory
-        self._options = options
-        super().__init__()
+def run(factory: Callable, host: str, port: int, workers: int, threads: int, access_log: str | None = None,
+        server: str = "granian", body_limit: int = 1_000_000) -> None:
+    """``access_log``: a file to append one line per request to, "-" for stderr, None for none.
+    ``body_limit``: under granian, a body up to this size is read before its request takes one of
+    the worker's ``threads``."""
+    if server == "gunicorn":
+        _run_gunicorn(factory, host, port, workers, threads, access_log)
+    else:
+        _run_granian(factory, host, port, workers, threads, access_log, body_limit)
 
-    def load_config(self):
-        for key, value in self._options.items():
-            self.cfg.set(key, value)
 
-    def load(self):
-        # Called in each worker after the fork: every worker gets its own engine and pool.
-        return self._factory()
+# -- granian ----------------------------------------------------------------------------
 
+def _run_granian(factory: Callable, host: str, port: int, workers: int, threads: int,
+                 access_log: str | None, body_limit: int) -> None:
+    from granian.constants import HTTPModes, Interfaces
+    from granian.server import Server
+
+    from tiddly.cli.admission import Admission
+
+    # Each request runs in a granian thread: one per connection the worker holds, so a
+    # request waiting for its body never keeps another from running; Admission lets
+    # `threads` of them into the app at once.
+    per_worker = max(1, CONNECTIONS // workers)
+    server = Server("tiddly", address=host, port=port, interface=Interfaces.WSGI, workers=workers,
+                    blocking_threads=per_worker, backpressure=per_worker, http=HTTPModes.http1,
+                    websockets=False, log_dictconfig=_granian_logging(access_log),
+                    workers_kill_timeout=STOP_SECONDS)
+    # Workers are forked, as gunicorn's are, so the app factory (a closure over the schema
+    # prepared once) reaches them as it is; granian would spawn them where fork is not the default.
+    multiprocessing.set_start_method("fork", force=True)
+    server.serve(target_loader=lambda: Admission(factory(), threads, body_limit, access_log is not None),
+                 wrap_loader=False)
+
+
+class _NoThreadCountWarning(logging.Filter):
+    """granian warns when a worker may start more threads than the machine has cores: here the
+    extra threads only wait for bodies, and Admission bounds how many run Python."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Python threads" not in record.getMessage()
+
+
+def _granian_logging(access_log: str | None) -> dict:
+    """granian's lines and the access log on stderr (or the access log in its file)."""
+    if access_log in (None, "-"):
+        access = {"class": "logging.StreamHandler", "stream": "ext://sys.stderr", "formatter": "bare"}
+    else:
+        access = {"class": "logging.FileHandler", "filename": access_log, "mode": "a", "formatter": "bare"}
+    return {
+        "formatters": {"server": {"format": "[%(asctime)s] [%(process)d] [%(levelname)s] %(message)s",
+                                  "datefmt": "%Y-%m-%d %H:%M:%S %z"},
+                       "bare": {"format": "%(message)s"}},
+        "filters": {"thread_count": {"()": _NoThreadCountWarning}},
+        "handlers": {"server": {"class": "logging.StreamHandler", "stream": "ext://sys.stderr",
+                                "formatter": "server", "filters": ["thread_count"]},
+                     "access": access},
+        "loggers": {"_granian": {"handlers": ["server"], "level": "INFO", "propagate": False},
+                    "granian.access": {"handlers": [], "propagate": False},
+                    "tiddly.access": {"handlers": ["access"], "level": "INFO", "propagate": False}},
+    }
+
+
+# -- gunicorn ---------------------------------------------------------------------------
+
+def _run_gunicorn(factory: Callable, host: str, port: int, workers: int, threads: int,
+                  access_log: str | None) -> None:
+    from gunicorn.app.base import BaseApplication
+    from gunicorn.glogging import Logger
+
+    class GunicornApp(BaseApplication):
+        def load_config(self):
+            for key, value in options.items():
+                self.cfg.set(key, value)
+
+        def load(self):
+            # Called in each worker after the fork: every worker gets its own engine and pool.
+            return factory()
+
+    class GunicornLogger(Logger):
+        """gunicorn's logger, with the access log "-" on stderr beside the server's other lines
+        (gunicorn's own "-" is stdout; reopening /dev/stderr would write over a redirected file)."""
+
+        def setup(self, cfg):
+            super().setup(cfg)
+            if cfg.accesslog == "-":
+                self._set_handler(self.access_log, "-", logging.Formatter(self.access_fmt), stream=sys.stderr)
+
+    options = {
+        "bind": address(host, port),
+        "workers": workers,
+        "threads": threads,
+        "worker_class": "gthread",
+        "accesslog": access_log,
+        "logger_class": GunicornLogger,
+        "graceful_timeout": STOP_SECONDS,
+        "keepalive": 5,
+        "control_socket_disable": True,  # several servers may run side by side
+    }
+    GunicornApp().run()
+
+
+# -- checks before serving ----------------------------------------------------------------
 
 def address(host: str, port: int) -> str:
     """``host:port``, with an IPv6 address in brackets (``[::1]:5000``)."""
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-class _Logger(Logger):
-    """gunicorn's logger, with the access log "-" on stderr beside the server's other lines
-    (gunicorn's own "-" is stdout; reopening /dev/stderr would write over a redirected file)."""
-
-    def setup(self, cfg):
-        super().setup(cfg)
-        if cfg.accesslog == "-":
-            self._set_handler(self.access_log, "-", logging.Formatter(self.access_fmt), stream=sys.stderr)
 
 
 def check_can_listen(host: str, port: int) -> None:
@@ -66,20 +148,3 @@ def check_access_log(path: str | None) -> None:
             pass
     except OSError as exc:
         raise click.ClickException(f"cannot write the access log {path}: {exc.strerror or exc}") from None
-
-
-def run(factory: Callable, host: str, port: int, workers: int, threads: int,
-        access_log: str | None = None) -> None:
-    """``access_log``: a file to append one line per request to, "-" for stderr, None for none."""
-    options = {
-        "bind": address(host, port),
-        "workers": workers,
-        "threads": threads,
-        "worker_class": "gthread",
-        "accesslog": access_log,
-        "logger_class": _Logger,
-        "graceful_timeout": 5,
-        "keepalive": 5,
-        "control_socket_disable": True,  # several servers may run side by side
-    }
-    _GunicornApp(factory, options).run()
