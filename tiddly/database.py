@@ -46,6 +46,10 @@ from tiddly.errors import (
 )
 
 SQLITE_BUSY_TIMEOUT_S = 30
+# How a request's write scope begins where connections rest in autocommit. SQLite takes the write
+# lock at BEGIN, so two writers queue on the busy timeout instead of one failing with "database is
+# locked" when its deferred read upgrades; PostgreSQL names the level whatever the server's default.
+_WRITE_BEGIN = {"sqlite": "BEGIN IMMEDIATE", "postgresql": "BEGIN ISOLATION LEVEL READ COMMITTED"}
 STATE_SCHEMA = "tiddly"  # the name Tiddly's own tables are qualified with when they live apart
 SCHEMA_LOCK_WAIT_S = 60  # how long a starting Tiddly waits for another to finish preparing the schema
 POOL_IDLE_PING_S = 5  # a pooled connection idle longer than this is pinged before use
@@ -162,9 +166,9 @@ def _engines_for(parsed: URL, statement_timeout_ms: int, home: StateHome | None)
     if backend == "sqlite":
         return _sqlite_engines(parsed, home)
     if backend == "postgresql":
-        # Connections rest in autocommit and a transaction switches its connection out of it
-        # and back: switching cost about 250,000 instructions per checkout, and reads, the
-        # most frequent requests, check out twice (the key check, then the query).
+        # Connections rest in autocommit: switching a connection out of it and back cost about
+        # 250,000 instructions per checkout. The engine for DDL and migrations switches; a
+        # request's write scope sends its own BEGIN instead (_WRITE_BEGIN).
         options = {"options": f"-c statement_timeout={int(statement_timeout_ms)}"}
         engine = _ping_when_idle(create_engine(parsed, connect_args=options, isolation_level="AUTOCOMMIT"))
         return engine.execution_options(isolation_level="READ COMMITTED"), engine
@@ -346,10 +350,12 @@ class Database:
         """``state_apart``: Tiddly's own tables live apart from the database's (a StateHome)."""
         self.state_home = StateHome.beside(engine_url(url)) if state_apart else None
         self.engine, self._read_engine = _engines(url, statement_timeout_ms, self.state_home)
-        self._sqlite = self.engine.dialect.name == "sqlite"
-        # SQLite: session() begins a write itself (BEGIN IMMEDIATE), on a connection without listeners.
-        self._write_engine = self._read_engine if self._sqlite else self.engine
-        self._writers = _sqlite_writer_queue(self.engine, self.state_home) if self._sqlite else None
+        sqlite = self.engine.dialect.name == "sqlite"
+        # SQLite and PostgreSQL: session() begins a write itself, on a connection that rests in
+        # autocommit (no listener to dispatch, no isolation level to switch and switch back).
+        self._begin = _WRITE_BEGIN.get(self.engine.dialect.name)
+        self._write_engine = self._read_engine if self._begin else self.engine
+        self._writers = _sqlite_writer_queue(self.engine, self.state_home) if sqlite else None
         self._driver_sql: dict = {}  # statement -> what first_row sends for it
 
     @property
@@ -362,10 +368,8 @@ class Database:
             session = Session(bind=self._write_engine if write else self._read_engine,
                               autoflush=False, expire_on_commit=False)
             try:
-                if write and self._sqlite:
-                    # The write lock at BEGIN: two writers queue on the busy timeout instead of
-                    # one failing with "database is locked" when its deferred read upgrades.
-                    session.connection().exec_driver_sql("BEGIN IMMEDIATE")
+                if write and self._begin:
+                    session.connection().exec_driver_sql(self._begin)
                 yield session
                 if write:
                     session.commit()
