@@ -139,8 +139,8 @@ def test_nested_write_scopes_in_one_thread_do_not_deadlock_on_the_queue(tmp_path
     db = _sqlite_db(tmp_path)
     with db.session(write=True) as outer:
         outer.execute(insert(Dual.__table__).values(text="outer"))
-        with db.session(write=True) as inner:  # passes the queue; SQLite's own lock then refuses it
-            with pytest.raises(Exception):
+        with pytest.raises(Exception):  # passes the queue; SQLite's own lock then refuses it (at BEGIN)
+            with db.session(write=True) as inner:
                 inner.execute(insert(Dual.__table__).values(text="inner"))
     assert _texts(db) == ["outer"]
     db.dispose()

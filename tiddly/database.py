@@ -49,10 +49,13 @@ from tiddly.errors import (
 )
 
 SQLITE_BUSY_TIMEOUT_S = 30
+# How a request's write scope begins where connections rest in autocommit. SQLite takes the write
+# lock at BEGIN, so two writers queue on the busy timeout instead of one failing with "database is
+# locked" when its deferred read upgrades; PostgreSQL names the level whatever the server's default.
+_WRITE_BEGIN = {"sqlite": "BEGIN IMMEDIATE", "postgresql": "BEGIN ISOLATION LEVEL READ COMMITTED"}
 STATE_SCHEMA = "tiddly"  # the name Tiddly's own tables are qualified with when they live apart
 SCHEMA_LOCK_WAIT_S = 60  # how long a starting Tiddly waits for another to finish preparing the schema
 POOL_IDLE_PING_S = 5  # a pooled connection idle longer than this is pinged before use
-_WRITE_OPTION = "tiddly_write"
 # Driverless URLs, as hosting services set DATABASE_URL, get the drivers Tiddly ships.
 SHIPPED_DRIVERS = {"postgres": "postgresql+psycopg", "postgresql": "postgresql+psycopg",
                    "mysql": "mysql+pymysql", "mariadb": "mariadb+pymysql"}
@@ -166,9 +169,9 @@ def _engines_for(parsed: URL, statement_timeout_ms: int, home: StateHome | None)
     if backend == "sqlite":
         return _sqlite_engines(parsed, home)
     if backend == "postgresql":
-        # Connections rest in autocommit and a transaction switches its connection out of it
-        # and back: switching cost about 250,000 instructions per checkout, and reads, the
-        # most frequent requests, check out twice (the key check, then the query).
+        # Connections rest in autocommit: switching a connection out of it and back cost about
+        # 250,000 instructions per checkout. The engine for DDL and migrations switches; a
+        # request's write scope sends its own BEGIN instead (_WRITE_BEGIN).
         options = {"options": f"-c statement_timeout={int(statement_timeout_ms)}"}
         engine = _ping_when_idle(create_engine(parsed, connect_args=options, isolation_level="AUTOCOMMIT"))
         return engine.execution_options(isolation_level="READ COMMITTED"), engine
@@ -203,11 +206,13 @@ def _ping_when_idle(engine: Engine) -> Engine:
 
 
 def _sqlite_engines(url, home: StateHome | None) -> tuple[Engine, Engine]:
-    """Connections in the driver's autocommit mode; transactions begin with our own BEGIN.
+    """Connections in the driver's autocommit mode; transactions begin with our own BEGIN:
+    the transactional engine's "begin" listener sends it, and a request's write scope
+    (``Database.session``) sends BEGIN IMMEDIATE itself, on the pooled engine's connections.
 
-    The "begin" listener sits on an engine derived from the pooled one, not on the pooled
-    one: a connection-level listener puts every statement of its engine through event
-    dispatch, which cost reads (that need no BEGIN) about 200,000 instructions each.
+    The listener sits on an engine derived from the pooled one, not on the pooled one: a
+    connection-level listener puts every statement of its engine through event dispatch,
+    which cost each request that reads or writes about 200,000 instructions.
 
     With a ``home``, the file is someone else's, and Tiddly's sidecar file is attached, once it
     exists, so one transaction spans both (atomic across them when neither is in WAL mode).
@@ -233,10 +238,7 @@ def _sqlite_engines(url, home: StateHome | None) -> tuple[Engine, Engine]:
 
     @event.listens_for(transactional, "begin")
     def _on_begin(connection):
-        # Write transactions take the write lock at BEGIN, so two writers queue
-        # on the busy timeout instead of failing with "database is locked".
-        write = connection.get_execution_options().get(_WRITE_OPTION)
-        connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+        connection.exec_driver_sql("BEGIN")
 
     return transactional, pooled
 
@@ -363,9 +365,13 @@ class Database:
         """``state_apart``: Tiddly's own tables live apart from the database's (a StateHome)."""
         self.state_home = StateHome.beside(engine_url(url)) if state_apart else None
         self.engine, self._read_engine = _engines(url, statement_timeout_ms, self.state_home)
-        self._write_engine = self.engine.execution_options(**{_WRITE_OPTION: True})
-        self._writers = _sqlite_writer_queue(self.engine, self.state_home) \
-            if self.engine.dialect.name == "sqlite" else None
+        sqlite = self.engine.dialect.name == "sqlite"
+        # SQLite and PostgreSQL: session() begins a write itself, on a connection that rests in
+        # autocommit (no listener to dispatch, no isolation level to switch and switch back).
+        self._begin = _WRITE_BEGIN.get(self.engine.dialect.name)
+        self._write_engine = self._read_engine if self._begin else self.engine
+        self._writers = _sqlite_writer_queue(self.engine, self.state_home) if sqlite else None
+        self._driver_sql: dict = {}  # statement -> what first_row sends for it
 
     @property
     def dialect_name(self) -> str:
@@ -377,6 +383,8 @@ class Database:
             session = Session(bind=self._write_engine if write else self._read_engine,
                               autoflush=False, expire_on_commit=False)
             try:
+                if write and self._begin:
+                    session.connection().exec_driver_sql(self._begin)
                 yield session
                 if write:
                     session.commit()
@@ -393,13 +401,51 @@ class Database:
 
     @contextmanager
     def lookup(self) -> Iterator[Connection]:
-        """A connection for a single read outside the request's session (the guard's key
+        """A connection for a single read outside the request's session (a login token's
         check): no Session to build and close, and in autocommit where reads are."""
         try:
             with self._read_engine.connect() as connection:
                 yield connection
         except DBAPIError as exc:
             raise translate_error(exc) from exc
+
+    def first_row(self, statement, params: dict | None = None) -> tuple | None:
+        """The first row of one read (the guard's key check, on every request), sent through the
+        driver on a pooled connection: no Session, no Connection, no result object to build.
+        For prebuilt statements whose parameters and columns need no conversion (strings,
+        numbers, NULL tests): the row is the driver's tuple."""
+        sql, names, defaults = self._driver_sql.get(statement) or self._compile_for_driver(statement)
+        values = {**defaults, **(params or {})}
+        dialect = self._read_engine.dialect
+        raw = None
+        try:
+            raw = self._read_engine.raw_connection()
+            cursor = raw.cursor()
+            cursor.execute(sql, tuple(values[n] for n in names) if names is not None else values)
+            row = cursor.fetchone()
+            cursor.close()
+            return row
+        except dialect.loaded_dbapi.Error as exc:
+            lost = raw is not None and dialect.is_disconnect(exc, raw.dbapi_connection, None)
+            if lost:
+                raw.invalidate()  # the pool drops it rather than hand it to the next request
+            raise translate_error(DBAPIError.instance(sql, values, exc, dialect.loaded_dbapi.Error,
+                                                      connection_invalidated=lost, dialect=dialect)) from exc
+        finally:
+            if raw is not None:
+                _quietly(raw.close)
+
+    def _compile_for_driver(self, statement) -> tuple[str, tuple | None, dict]:
+        """(SQL in the driver's parameter style, the parameter names in order for a positional
+        style or None, the statement's own parameter values), compiled once per statement."""
+        translate = self._read_engine.get_execution_options().get("schema_translate_map")
+        compiled = statement.compile(dialect=self._read_engine.dialect, schema_translate_map=translate)
+        sql = compiled.preparer._render_schema_translates(compiled.string, translate) if translate \
+            else compiled.string
+        names = tuple(compiled.positiontup) if compiled.positional else None
+        own = {name: bind.value for name, bind in compiled.binds.items() if not bind.required}
+        self._driver_sql[statement] = found = (sql, names, own)
+        return found
 
     def ping(self) -> None:
         with self.session() as session:

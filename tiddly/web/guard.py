@@ -62,9 +62,7 @@ def _before_request(gateway, login_users) -> Response | None:
         return _preflight(gateway.config)
     if request.path in PUBLIC_PATHS or request.blueprint in PUBLIC_BLUEPRINTS:
         return None
-    with gateway.db.lookup() as connection:
-        principal = auth.authenticate(connection, _authorization(),
-                                      gateway.config.open_mode_allowed, login_users)
+    principal = auth.authenticate(gateway.db, _authorization(), gateway.config.open_mode_allowed, login_users)
     g.principal = principal
     scope, tables = _access()
     for table in tables or (None,):
