@@ -439,9 +439,9 @@ class Database:
         """(SQL in the driver's parameter style, the parameter names in order for a positional
         style or None, the statement's own parameter values), compiled once per statement."""
         translate = self._read_engine.get_execution_options().get("schema_translate_map")
-        compiled = statement.compile(dialect=self._read_engine.dialect, schema_translate_map=translate)
-        sql = compiled.preparer._render_schema_translates(compiled.string, translate) if translate \
-            else compiled.string
+        compiled = statement.compile(dialect=self._read_engine.dialect, schema_translate_map=translate,
+                                     render_schema_translate=bool(translate))
+        sql = compiled.string
         names = tuple(compiled.positiontup) if compiled.positional else None
         own = {name: bind.value for name, bind in compiled.binds.items() if not bind.required}
         self._driver_sql[statement] = found = (sql, names, own)

@@ -226,7 +226,8 @@ def _error_responses() -> dict:
 
 # Answered by the HTTP server before Tiddly sees the request, so not in the error envelope.
 _URI_TOO_LONG = {"description": "the request line (path and query string) is longer than the HTTP server "
-                                "reads (4,094 bytes); send a long query as a FETCH body instead"}
+                                "reads (under 64 KiB with `tiddly serve`, 4,094 bytes under gunicorn); "
+                                "send a long query as a FETCH body instead"}
 
 
 def _errors(exclude: tuple[int, ...] = (), conditional: bool = False) -> dict:
