@@ -70,8 +70,8 @@ def main() -> None:
     first = runs[0]
     a, m = first["args"], first["machine"]
     print(f"`python bench/run.py --db {'|'.join(r['db'] for r in runs)} --seconds {a['seconds']} "
-          f"--rounds {a['rounds']} --servers {','.join(servers)}`: {a['workers']} gunicorn gthread workers x "
-          f"{a['threads']} threads, 8 keep-alive wrk connections, "
+          f"--rounds {a['rounds']} --servers {','.join(servers)}`: {a.get('http', 'gunicorn')}, {a['workers']} "
+          f"workers x {a['threads']} threads, 8 keep-alive wrk connections, "
           f"{'medians of ' + str(a['rounds']) + ' rounds' if a['rounds'] > 1 else 'one round'}; "
           f"{m['cores']}-core {m['cpu']}, Python {m['python']} "
           f"({', '.join(p.name for p in args.results)}).\n")
