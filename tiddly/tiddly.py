@@ -101,6 +101,7 @@ def create_app(config: Config | None = None, metadata=None, registry: Registry |
     app.add_url_rule("/-/<path:rest>", "meta_unknown", _unknown_meta_route, methods=COLLECTION_VERBS)
     app.add_url_rule("/<table>", "collection", lambda table: _collection(gateway, table),
                      methods=COLLECTION_VERBS, strict_slashes=False)  # /books/ too; Flask adds OPTIONS itself
+    guard.QUERY_OVERRIDE_ENDPOINTS.add("collection")  # _effective_method reads the override there
     app.add_url_rule("/<table>/<path:pk>", "row", lambda table, pk: _row(gateway, table, pk),
                      methods=ROW_VERBS)
     app.register_error_handler(ApiError, _api_error)

@@ -32,6 +32,9 @@ CORS_MAX_AGE_S = 600
 # Routes whose verb or path does not tell what they need: endpoint -> (scope, every table it uses).
 # Any other route needs read for a read verb and write otherwise, on the table in its path.
 ROUTE_ACCESS: dict[str, tuple[str, tuple[str, ...]]] = {}
+# The routes that read a POST with X-HTTP-Method-Override: FETCH or QUERY as that query (and
+# refuse any other override). On every other route the header is not read, so it renames nothing.
+QUERY_OVERRIDE_ENDPOINTS: set[str] = set()
 
 
 @dataclass(frozen=True)
@@ -87,9 +90,9 @@ def _access() -> tuple[str, tuple[str, ...]]:
     if request.endpoint in ROUTE_ACCESS:
         return ROUTE_ACCESS[request.endpoint]
     method = request.method
-    override = request.headers.get("X-HTTP-Method-Override", "").upper()
-    if method == "POST" and override in QUERY_OVERRIDES:
-        method = override
+    if method == "POST" and request.endpoint in QUERY_OVERRIDE_ENDPOINTS:
+        override = request.headers.get("X-HTTP-Method-Override", "").upper()
+        method = override if override in QUERY_OVERRIDES else method
     table = (request.view_args or {}).get("table")
     return ("read" if method in READ_METHODS else "write"), (table,) if table is not None else ()
 
