@@ -49,7 +49,7 @@ from patients_append import SERIES, seed_metadata, seed_patients  # noqa: E402
 
 from tiddly import create_app  # noqa: E402
 from tiddly.config import Config  # noqa: E402
-from tiddly.database import Database  # noqa: E402
+from tiddly.storage import Database  # noqa: E402
 from tiddly.errors import ApiError  # noqa: E402
 from tiddly.models import Base, Patient, PatientReading  # noqa: E402
 from tiddly.monitor import patients  # noqa: E402

@@ -45,7 +45,7 @@ from sqlalchemy.dialects.mysql import LONGTEXT
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tiddly.database import Database  # noqa: E402
+from tiddly.storage import Database  # noqa: E402
 from tiddly.models import Base, Patient, PatientReading  # noqa: E402
 from tiddly.monitor import patients  # noqa: E402
 

@@ -21,7 +21,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 from browser import chromium  # tests/browser.py: the Chromium the tests use
 from conftest import LiveServer
 
-from tiddly.database import Database
+from tiddly.storage import Database
 from tiddly.services import auth
 
 BOOKS = [

@@ -23,7 +23,7 @@ from sqlalchemy.schema import DropSchema
 
 from tiddly import create_app
 from tiddly.config import Config
-from tiddly.database import StateHome
+from tiddly.storage import StateHome
 from tiddly.models import Base
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -36,7 +36,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from tiddly import create_app
 from tiddly.cli import main
 from tiddly.config import Config
-from tiddly.database import add_sum_parts, integer_sum
+from tiddly.storage import add_sum_parts, integer_sum
 from tiddly.models import ApiKey
 from tiddly.registry import Registry
 from tiddly.services import auth

@@ -6,7 +6,7 @@ import pytest
 from postgrest import APIError, CountMethod, SyncPostgrestClient
 from sqlalchemy import delete
 
-from tiddly.database import Database
+from tiddly.storage import Database
 from tiddly.models import ApiKey
 from tiddly.services import auth
 

@@ -23,7 +23,7 @@ from sqlalchemy.engine import make_url
 
 from tiddly import create_app, schema
 from tiddly.config import Config
-from tiddly.database import StateHome
+from tiddly.storage import StateHome
 
 MY_TABLES = ("order_lines", "order", "customers", "event_log")
 AUTO_PK = {"sqlite": "INTEGER PRIMARY KEY", "postgresql": "SERIAL PRIMARY KEY",

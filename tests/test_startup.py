@@ -15,7 +15,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from test_models_file import _wait_healthy
 
-from tiddly.database import SHIPPED_DRIVERS
+from tiddly.storage import SHIPPED_DRIVERS
 
 
 def tiddly(*args: str, cwd=ROOT, env=None) -> subprocess.CompletedProcess:

@@ -21,7 +21,7 @@ from conftest import ROOT
 from sqlalchemy import ForeignKey
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from tiddly.database import Database
+from tiddly.storage import Database
 from tiddly.registry import Registry
 from tiddly.services import auth
 

@@ -1,7 +1,7 @@
 """Writes on SQLite queue in the process; keyed writes bind the key as a parameter.
 
 SQLite takes one writer at a time. Threads of one process wait for it on a lock of
-their own (database.py), so they are woken as soon as the write before them commits
+their own (storage/writers.py), so they are woken as soon as the write before them commits
 instead of polling in SQLite's busy handler. The table statements by primary key
 (crud.py) are built once and take the key as parameters named clear of every column.
 """
@@ -17,9 +17,9 @@ import pytest
 from envelope import ok
 from sqlalchemy import Column, Integer, MetaData, String, Table, insert, select
 
-from tiddly import create_app, database
+from tiddly import create_app
 from tiddly.config import Config
-from tiddly.database import Database
+from tiddly.storage import Database, writers
 from tiddly.errors import DatabaseUnavailable
 from tiddly.models import Dual
 from tiddly.registry import Registry
@@ -113,7 +113,7 @@ def test_reads_do_not_wait_for_a_writer(tmp_path):
 
 
 def test_a_writer_that_waits_longer_than_the_busy_timeout_gets_a_503(tmp_path, monkeypatch):
-    monkeypatch.setattr(database, "SQLITE_BUSY_TIMEOUT_S", 0.2)
+    monkeypatch.setattr(writers, "SQLITE_BUSY_TIMEOUT_S", 0.2)
     db = _sqlite_db(tmp_path)
     with _writer_holding_its_turn(db):
         with pytest.raises(DatabaseUnavailable):
@@ -135,7 +135,7 @@ def test_two_database_files_do_not_share_a_queue(tmp_path):
 
 
 def test_nested_write_scopes_in_one_thread_do_not_deadlock_on_the_queue(tmp_path, monkeypatch):
-    monkeypatch.setattr(database, "SQLITE_BUSY_TIMEOUT_S", 0.5)
+    monkeypatch.setattr(writers, "SQLITE_BUSY_TIMEOUT_S", 0.5)
     db = _sqlite_db(tmp_path)
     with db.session(write=True) as outer:
         outer.execute(insert(Dual.__table__).values(text="outer"))

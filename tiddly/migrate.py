@@ -19,7 +19,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import inspect
 from sqlalchemy.engine import Engine
 
-from tiddly.database import make_engine
+from tiddly.storage import make_engine
 from tiddly.models import Base
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"

@@ -19,7 +19,7 @@ from werkzeug.exceptions import HTTPException
 
 from tiddly import jsonio
 from tiddly.config import Config
-from tiddly.database import Database
+from tiddly.storage import Database
 from tiddly.errors import (
     ApiError,
     BadQuery,

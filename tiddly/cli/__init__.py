@@ -9,7 +9,7 @@ import click
 from sqlalchemy.exc import DBAPIError
 
 from tiddly.cli import db, keys, serve, transfer
-from tiddly.database import translate_error
+from tiddly.storage import translate_error
 from tiddly.errors import ApiError
 
 

@@ -8,7 +8,7 @@ from sqlalchemy import inspect
 
 from tiddly import migrate
 from tiddly.cli import options
-from tiddly.database import CannotOpen, Database
+from tiddly.storage import CannotOpen, Database
 from tiddly.errors import ApiError, UniqueViolation
 from tiddly.models import Base, internal_tables
 from tiddly.registry import Registry

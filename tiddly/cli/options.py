@@ -8,7 +8,7 @@ import click
 
 from tiddly import migrate, schema
 from tiddly.config import DEFAULT_DATABASE_URL, Config
-from tiddly.database import CannotOpen, Database
+from tiddly.storage import CannotOpen, Database
 from tiddly.models import Base, internal_tables
 
 

@@ -7,7 +7,7 @@ import socket
 import click
 
 from tiddly.cli import options
-from tiddly.database import Database
+from tiddly.storage import Database
 from tiddly.services import auth
 from tiddly.tiddly import create_app
 

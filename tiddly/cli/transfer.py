@@ -20,7 +20,7 @@ from tiddly.cli.options import (
     open_database,
     schema_options,
 )
-from tiddly.database import Database, translate_error
+from tiddly.storage import Database, translate_error
 from tiddly.errors import ApiError
 from tiddly.services import export
 

@@ -36,7 +36,7 @@ from typing import Any, Callable, Iterator
 from sqlalchemy import Row, func, select, update
 from sqlalchemy.orm import Session
 
-from tiddly.database import insert_or_update
+from tiddly.storage import insert_or_update
 from tiddly.errors import BadValue, MissingColumn, UnknownColumn
 from tiddly.models import Patient, PatientReading
 

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from tiddly import database
+from tiddly import storage
 from tiddly.config import Config
 from tiddly.errors import BadQuery
 from tiddly.registry import ColumnSpec, Policy, TableSpec
@@ -70,7 +70,7 @@ def fetch(session: Session, spec: TableSpec, raw: dict, config: Config) -> dict:
 
 def _output_row(view: TableSpec, exact: dict, row) -> dict:
     values = {name: row[c.column] for name, c in view.columns.items()}
-    values.update({alias: database.add_sum_parts(row[high], row[low]) for alias, (high, low) in exact.items()})
+    values.update({alias: storage.add_sum_parts(row[high], row[low]) for alias, (high, low) in exact.items()})
     return {name: _plain(c.kind, values[name]) for name, c in view.columns.items()}
 
 
@@ -138,7 +138,7 @@ def _aggregate(spec: TableSpec, alias: str, text: Any, dialect_name: str) -> tup
     if numeric and col.kind not in NUMERIC:
         raise BadQuery(f"aggregate '{alias}': {name} needs a numeric column, '{col.name}' is {col.kind}")
     if name == "sum" and col.kind == "integer":
-        total, parts = database.integer_sum(dialect_name, col.column)
+        total, parts = storage.integer_sum(dialect_name, col.column)
         return total, "integer", parts
     expr = {"count": lambda c: func.count(c), "count_distinct": lambda c: func.count(c.distinct()),
             "sum": func.sum, "avg": func.avg, "min": func.min, "max": func.max}[name](col.column)

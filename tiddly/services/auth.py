@@ -24,7 +24,7 @@ from typing import Any
 from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.orm import Session
 
-from tiddly.database import Database
+from tiddly.storage import Database
 from tiddly.errors import BadValue, Forbidden, NotFound, Unauthorized
 from tiddly.models import ApiKey, LoginToken
 from tiddly.passwords import hash_password, verify_password

@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from tiddly.config import Config
-from tiddly.database import advance_sequence, translate_error
+from tiddly.storage import advance_sequence, translate_error
 from tiddly.errors import ApiError, BadQuery, BadValue, NotFound
 from tiddly.registry import TableSpec
 from tiddly.services.etags import Precondition, row_etag

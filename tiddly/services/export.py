@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 
 from tiddly import jsonio
 from tiddly.config import Config
-from tiddly.database import translate_error
+from tiddly.storage import translate_error
 from tiddly.errors import ApiError, BadJson, BadQuery, BadValue
 from tiddly.registry import TableSpec
 from tiddly.services.pages import keyset_query

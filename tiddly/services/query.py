@@ -13,7 +13,7 @@ from typing import Any, Callable, Mapping
 from sqlalchemy import Select, and_, func, not_, or_, select, true
 from sqlalchemy.sql.elements import ColumnElement
 
-from tiddly import database, jsonio  # noqa: F401 - database writes NULLS FIRST/LAST for MySQL and MariaDB
+from tiddly import jsonio, storage  # noqa: F401 - database writes NULLS FIRST/LAST for MySQL and MariaDB
 from tiddly.config import Config
 from tiddly.errors import BadJson, BadQuery, BadValue, UnknownOperator
 from tiddly.registry import ColumnSpec, TableSpec

@@ -1,0 +1,102 @@
+"""Driver errors -> Tiddly's typed errors, for every database, in one table."""
+from __future__ import annotations
+
+from sqlalchemy.exc import (
+    DataError,
+    DBAPIError,
+    IntegrityError,
+    OperationalError,
+)
+
+from tiddly.errors import (
+    ApiError,
+    BadValue,
+    Conflict,
+    DatabaseUnavailable,
+    ForeignKeyViolation,
+    StatementTimeout,
+    UniqueViolation,
+)
+
+
+def translate_error(exc: DBAPIError) -> Exception:
+    """Map a driver error to a typed API error; anything unforeseen stays as it is (a 500)."""
+    if isinstance(exc, IntegrityError) or mysql_errno(exc.orig) in _MYSQL_CHECK_VIOLATIONS:
+        return _integrity_error(exc)
+    if isinstance(exc, DataError):
+        return BadValue("a value does not fit its column in the database")
+    if _is_statement_timeout(exc.orig):
+        return StatementTimeout("the query ran longer than the statement timeout and was cancelled; "
+                                "narrow it (a where, a smaller limit) or try again")
+    cause = _storage_cause(exc.orig)
+    if cause is not None:
+        return DatabaseUnavailable(_STORAGE_MESSAGES[cause], cause=cause)
+    if isinstance(exc, OperationalError) or exc.connection_invalidated:
+        return DatabaseUnavailable("the database is unavailable or busy; try again")
+    return exc
+
+
+_STORAGE_MESSAGES = {
+    "disk_full": "the database's disk is full: nothing was written; free some space, then try again",
+    "read_only": "the database is read-only (a read-only file, mount, server or transaction): it cannot be written",
+    "cannot_open": "the database file cannot be opened: it, or the folder that holds it (SQLite writes "
+                   "its -wal and -shm files beside it), is missing or read-only",
+}
+_SQLITE_CAUSES = {13: "disk_full", 8: "read_only", 14: "cannot_open"}  # SQLITE_FULL, _READONLY, _CANTOPEN
+_POSTGRESQL_CAUSES = {"53100": "disk_full", "25006": "read_only"}  # disk_full, read_only_sql_transaction
+# ER_DISK_FULL, ER_RECORD_FILE_FULL; --read-only, read-only mode, a READ ONLY transaction
+_MYSQL_CAUSES = {1021: "disk_full", 1114: "disk_full", 1290: "read_only", 1836: "read_only", 1792: "read_only"}
+
+
+def _storage_cause(orig) -> str | None:
+    """Why the database cannot store anything, when that is the trouble: a full disk, a
+    read-only database, a file that cannot be opened; None for anything else."""
+    sqlite_code = getattr(orig, "sqlite_errorcode", None)
+    if sqlite_code is not None:
+        return _SQLITE_CAUSES.get(sqlite_code & 0xFF)  # the primary code, without the extended bits
+    errno = mysql_errno(orig)  # PyMySQL: (errno, message); its sqlstate is often a generic HY000
+    if errno is not None:
+        return _MYSQL_CAUSES.get(errno)
+    return _POSTGRESQL_CAUSES.get(getattr(orig, "sqlstate", None))
+
+
+# PyMySQL raises a CHECK violation as an OperationalError; it is a 409 like any constraint.
+_MYSQL_CHECK_VIOLATIONS = (3819, 4025)  # MySQL, MariaDB
+
+
+def mysql_errno(orig) -> int | None:
+    args = getattr(orig, "args", ())
+    return args[0] if args and isinstance(args[0], int) else None
+
+
+def _is_statement_timeout(orig) -> bool:
+    if getattr(orig, "sqlstate", None) == "57014":  # PostgreSQL query_canceled
+        return True
+    args = getattr(orig, "args", ())
+    # MariaDB max_statement_time exceeded; MySQL max_execution_time exceeded
+    return bool(args) and args[0] in (1969, 3024)
+
+
+def _integrity_error(exc: IntegrityError) -> ApiError:
+    kind = _integrity_kind(exc.orig)
+    if kind == "unique":
+        return UniqueViolation("a row with the same unique value already exists")
+    if kind == "foreign_key":
+        return ForeignKeyViolation("the change references a missing row, or a row that others still reference")
+    if kind == "not_null":
+        return Conflict("a required column was left empty", constraint="not_null")
+    return Conflict("the change violates a database constraint")
+
+
+def _integrity_kind(orig) -> str:
+    args = getattr(orig, "args", ())
+    if args and isinstance(args[0], int):  # PyMySQL: (errno, message); its sqlstate is a generic 23000
+        return {1062: "unique", 1451: "foreign_key", 1452: "foreign_key", 1048: "not_null"}.get(args[0], "other")
+    sqlstate = getattr(orig, "sqlstate", None)  # psycopg
+    if sqlstate:
+        return {"23505": "unique", "23503": "foreign_key", "23502": "not_null"}.get(sqlstate, "other")
+    message = str(orig)  # sqlite3
+    for prefix, kind in (("UNIQUE", "unique"), ("FOREIGN KEY", "foreign_key"), ("NOT NULL", "not_null")):
+        if message.startswith(prefix + " constraint failed"):
+            return kind
+    return "other"
