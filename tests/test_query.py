@@ -10,7 +10,7 @@ from envelope import assert_error, ok
 
 from tiddly import (
     create_app,
-    database,  # noqa: F401 - writes NULLS FIRST/LAST for MySQL/MariaDB
+    storage,  # noqa: F401 - writes NULLS FIRST/LAST for MySQL/MariaDB
 )
 from tiddly.config import Config
 
