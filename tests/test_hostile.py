@@ -17,7 +17,8 @@ from sqlalchemy import create_engine, insert, select
 from tiddly.models import Base, User
 from tiddly.passwords import hash_password
 from tiddly.registry import Registry
-from tiddly.services.query import OPERATORS, QUERY_KEYS
+from tiddly.services.query import OPERATORS
+from tiddly.web.api.language import QUERY_KEYS
 
 SEED_EMAIL, SEED_PASSWORD = "seed@example.com", "Hostile-pw-7f3a"
 TABLES = sorted(Registry.from_metadata(Base.metadata).tables)

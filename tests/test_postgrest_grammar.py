@@ -9,10 +9,12 @@ from urllib.parse import quote
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sqlalchemy import Column, Integer, MetaData, Table
 
 from tiddly import create_app
 from tiddly.config import Config
-from tiddly.web.postgrest import grammar, translate
+from tiddly.registry import table_spec
+from tiddly.web.postgrest import grammar, plan
 from tiddly.web.postgrest.grammar import PostgrestError
 
 
@@ -249,10 +251,13 @@ def test_order_terms():
 
 
 def test_order_puts_nulls_where_postgresql_does_unless_told():
+    columns = ["a", "b", "c", "d", 'e "f"']
+    spec = table_spec(Table("t", MetaData(), Column("id", Integer, primary_key=True),
+                            *(Column(name, Integer) for name in columns)))
     node = grammar.parse_params([("order", 'a,b.desc,c.nullsfirst,d.desc.nullslast,"e \\"f\\""')], 8).root
-    assert translate.query(None, None, node, None, 0, False)["orderby"] == [
-        '"a" asc nulls last', '"b" desc nulls first', '"c" asc nulls first', '"d" desc nulls last',
-        '"e ""f""" asc nulls last']
+    terms = [(t.column.name, t.descending, t.nulls) for t in plan.order(spec, node)]
+    assert terms == [("a", False, "last"), ("b", True, "first"), ("c", False, "first"), ("d", True, "last"),
+                     ('e "f"', False, "last"), ("id", False, None)]
 
 
 def test_select_reads_aliases_hints_and_inner():

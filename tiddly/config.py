@@ -16,6 +16,11 @@ class Config:
     max_body_bytes: int = 1_000_000   # request bodies above this are a 413
     max_where_depth: int = 8          # nesting of and/or/not in a where
     max_in_length: int = 1000         # items in an in/nin list
+    max_conditions: int = 500         # comparisons in one request's filters, all together (a list counts once)
+    max_filter_values: int = 10_000   # values in one request's filters, all together (each list item counts)
+    max_order_terms: int = 50         # ordering terms in one request
+    max_embed_depth: int = 8          # how deep includes/embeds nest
+    max_embedded_rows: int = 10_000   # related rows one answer embeds, at every level together
     max_bulk_rows: int = 10_000       # items in one bulk insert
     max_import_bytes: int = 2_000_000_000  # a CSV/NDJSON import body (streamed, not held in memory)
     max_string_length: int = 65_535   # characters in a value for a text column with no declared length

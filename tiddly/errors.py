@@ -33,6 +33,12 @@ class BadQuery(ApiError):
     doc = "The query is malformed: bad limit/offset, orderby, select, nesting, or an empty delete filter."
 
 
+class ResultTooLarge(BadQuery):
+    code = "result_too_large"
+    doc = ("The answer would be larger than a bound (related rows embedded, bytes): narrow the query or "
+           "limit its embeds.")
+
+
 class UnknownColumn(ApiError):
     status, code = 400, "unknown_column"
     doc = "A name in the body or query is not a readable/writable column of the table."

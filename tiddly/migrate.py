@@ -19,8 +19,8 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import inspect
 from sqlalchemy.engine import Engine
 
-from tiddly.storage import make_engine
 from tiddly.models import Base
+from tiddly.storage import make_engine
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 

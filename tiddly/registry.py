@@ -12,6 +12,7 @@ import decimal
 import enum
 import json
 import math
+import threading
 from dataclasses import dataclass, field, replace
 from typing import Any, Iterable
 
@@ -211,8 +212,10 @@ class RelationSpec:
     hints: frozenset[str] = frozenset()
 
 
-@dataclass
+@dataclass(frozen=True, eq=False)
 class TableSpec:
+    """One exposed table. Never changed once built: a registry (or a view of one) that needs
+    other relations holds other TableSpecs (``dataclasses.replace``)."""
     name: str
     table: Table
     columns: dict[str, ColumnSpec]
@@ -222,7 +225,7 @@ class TableSpec:
     readable: tuple[ColumnSpec, ...] = field(init=False)
 
     def __post_init__(self):
-        self.readable = tuple(c for c in self.columns.values() if c.readable)
+        object.__setattr__(self, "readable", tuple(c for c in self.columns.values() if c.readable))
 
     # -- names -------------------------------------------------------------
     def column(self, name: Any, purpose: str = "read") -> ColumnSpec:
@@ -282,11 +285,14 @@ class TableSpec:
                 spec = self.column(name, purpose="write")
             values[name] = spec.to_stored(raw)
         if insert:
-            missing = [c.name for c in self.columns.values() if c.required and c.name not in values]
-            if missing:
-                raise MissingColumn(f"column '{missing[0]}' of table '{self.name}' is required",
-                                    column=missing[0])
+            self.check_required(values)
         return values
+
+    def check_required(self, values: dict) -> None:
+        """A 400 naming the first required column (NOT NULL, no default) that ``values`` leave out."""
+        missing = [c.name for c in self.columns.values() if c.required and c.name not in values]
+        if missing:
+            raise MissingColumn(f"column '{missing[0]}' of table '{self.name}' is required", column=missing[0])
 
     def with_string_limit(self, max_length: int) -> "TableSpec":
         columns = {name: replace(c, max_length=max_length, length_declared=False)
@@ -401,31 +407,56 @@ def foreign_key_relations(specs: dict[str, TableSpec]) -> dict[str, dict[str, Re
 
 
 class Registry:
-    """The exposed tables, by name."""
+    """The exposed tables, by name. Built once at start and never written while requests run;
+    ``view(tables)`` is the registry as a key limited to some tables sees it (made once per
+    distinct set of tables), whose relations lead only to those tables."""
 
     def __init__(self, specs: Iterable[TableSpec]):
-        self.tables = {spec.name: spec for spec in specs}
-        derived = foreign_key_relations(self.tables)
-        for spec in self.tables.values():
-            spec.relations = {**derived.get(spec.name, {}), **spec.relations}
+        specs = list(specs)
+        derived = foreign_key_relations({spec.name: spec for spec in specs})
+        self.tables = {spec.name: replace(spec, relations={**derived.get(spec.name, {}), **spec.relations})
+                       for spec in specs}
+        self._views: dict[frozenset[str], Registry] = {}
+        self._views_lock = threading.Lock()
+
+    @classmethod
+    def _of(cls, tables: dict[str, TableSpec]) -> "Registry":
+        """A registry of these specs as they are (their relations already chosen)."""
+        registry = cls.__new__(cls)
+        registry.tables, registry._views, registry._views_lock = tables, {}, threading.Lock()
+        return registry
+
+    def view(self, names: frozenset[str] | None) -> "Registry":
+        """The tables called ``names`` (None: all), with only the relations among them."""
+        if names is None:
+            return self
+        with self._views_lock:
+            found = self._views.get(names)
+            if found is None:
+                found = self._views[names] = Registry._of({
+                    name: replace(spec, relations={key: relation for key, relation in spec.relations.items()
+                                                   if relation.target in names})
+                    for name, spec in self.tables.items() if name in names})
+        return found
 
     def add_relations(self, mappers: Iterable) -> "Registry":
-        """Let ``include`` also follow the relationships of these ORM mappers (plain foreign keys
-        between exposed tables, on readable columns: see ``_readable_join``), under their own
-        names; a mapper's name wins over a derived one."""
+        """The same tables, whose ``include`` also follows the relationships of these ORM mappers
+        (plain foreign keys between exposed tables, on readable columns: see ``_readable_join``),
+        under their own names; a mapper's name wins over a derived one."""
+        relations = {name: dict(spec.relations) for name, spec in self.tables.items()}
         for mapper in mappers:
             spec = self.tables.get(mapper.local_table.name)
             if spec is None or spec.table is not mapper.local_table:
                 continue
-            spec.relations = {**spec.relations, **{
+            relations[spec.name].update({
                 rel.key: RelationSpec(rel.key, rel.mapper.local_table.name, bool(rel.uselist),
                                       tuple((lo.name, re.name) for lo, re in rel.local_remote_pairs))
                 for rel in mapper.relationships
                 if rel.secondary is None and rel.mapper.local_table.name in self.tables
                 and _readable_join(spec, self.tables[rel.mapper.local_table.name],
                                    [(lo.name, re.name) for lo, re in rel.local_remote_pairs])
-            }}
-        return self
+            })
+        return Registry._of({name: replace(spec, relations=relations[name]) for name, spec in self.tables.items()})
 
     @classmethod
     def from_metadata(cls, metadata, names: Iterable[str] | None = None) -> "Registry":
@@ -438,7 +469,7 @@ class Registry:
 
     def with_string_limit(self, max_length: int) -> "Registry":
         """The same tables, with text columns that declare no length (Text) capped at ``max_length``."""
-        return Registry(spec.with_string_limit(max_length) for spec in self.tables.values())
+        return Registry._of({name: spec.with_string_limit(max_length) for name, spec in self.tables.items()})
 
     def get(self, name: str) -> TableSpec:
         spec = self.tables.get(name)

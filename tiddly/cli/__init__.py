@@ -9,8 +9,8 @@ import click
 from sqlalchemy.exc import DBAPIError
 
 from tiddly.cli import db, keys, serve, transfer
-from tiddly.storage import translate_error
 from tiddly.errors import ApiError
+from tiddly.storage import translate_error
 
 
 class _OneLineErrors(click.Group):

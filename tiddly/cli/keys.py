@@ -8,11 +8,11 @@ from sqlalchemy import inspect
 
 from tiddly import migrate
 from tiddly.cli import options
-from tiddly.storage import CannotOpen, Database
 from tiddly.errors import ApiError, UniqueViolation
 from tiddly.models import Base, internal_tables
 from tiddly.registry import Registry
 from tiddly.services import auth
+from tiddly.storage import CannotOpen, Database
 
 
 @click.group()

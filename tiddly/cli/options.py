@@ -8,8 +8,8 @@ import click
 
 from tiddly import migrate, schema
 from tiddly.config import DEFAULT_DATABASE_URL, Config
-from tiddly.storage import CannotOpen, Database
 from tiddly.models import Base, internal_tables
+from tiddly.storage import CannotOpen, Database
 
 
 def _names(raw: tuple[str, ...]) -> list[str]:

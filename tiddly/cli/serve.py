@@ -7,8 +7,8 @@ import socket
 import click
 
 from tiddly.cli import options
-from tiddly.storage import Database
 from tiddly.services import auth
+from tiddly.storage import Database
 from tiddly.tiddly import create_app
 
 

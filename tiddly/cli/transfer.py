@@ -1,7 +1,8 @@
-"""`tiddly import TABLE FILE` and `tiddly export TABLE [--where JSON] > file.csv`: export.py from the shell.
+"""`tiddly import TABLE FILE` and `tiddly export TABLE [--where JSON] > file.csv`, from the shell.
 
-Both talk to the database directly (no server needed), through the same
-registry checks, batches and one-transaction rule as the HTTP endpoints.
+Both talk to the database directly (no server needed), through the app the server would
+build: the same registry checks, the same operations and executor (so an import reaches the
+change feed like any other write), batches and one-transaction rule as the HTTP endpoints.
 """
 from __future__ import annotations
 
@@ -20,34 +21,42 @@ from tiddly.cli.options import (
     open_database,
     schema_options,
 )
-from tiddly.storage import Database, translate_error
 from tiddly.errors import ApiError
-from tiddly.services import export
+from tiddly.services import export, reads
+from tiddly.services.auth import COMMAND_LINE
+from tiddly.services.plan import Import
+from tiddly.storage import translate_error
+from tiddly.tiddly import create_app
+from tiddly.web.api import language
 
 _EXTENSIONS = {".csv": "csv", ".ndjson": "ndjson", ".jsonl": "ndjson"}
 
 
 def _open(database_url: str | None, source: dict, table: str):
+    """The gateway the server would build over this database, and the table's spec."""
     config, db = open_database(database_url, reflect=source["reflect"])
-    registry = load_schema(db, source).registry
-    if table in registry.tables and not inspect(db.engine).has_table(table):
+    try:
+        chosen = load_schema(db, source)
+        if table in chosen.registry.tables and not inspect(db.engine).has_table(table):
+            raise click.ClickException(f"the database has no table '{table}' yet: run `tiddly db upgrade` "
+                                       "(or `tiddly serve` once) first")
+    finally:
         db.dispose()
-        raise click.ClickException(f"the database has no table '{table}' yet: run `tiddly db upgrade` "
-                                   "(or `tiddly serve` once) first")
-    return config, db, registry
+    gateway = create_app(config.with_(create_tables=False), chosen.metadata, chosen.registry).extensions["tiddly"]
+    return gateway
 
 
 @contextmanager
-def _as_cli_errors(db: Database):
+def _as_cli_errors(gateway):
     """Typed and driver errors become one clear line on stderr; the engine is always released."""
     try:
-        yield
+        yield gateway.registry
     except ApiError as exc:
         raise click.ClickException(exc.message) from None
     except DBAPIError as exc:
         raise click.ClickException(str(translate_error(exc))) from None
     finally:
-        db.dispose()
+        gateway.db.dispose()
 
 
 @click.command("import")
@@ -62,11 +71,12 @@ def import_command(table: str, file: str, fmt: str | None, database_url: str | N
     fmt = fmt or _EXTENSIONS.get(os.path.splitext(file)[1].lower())
     if fmt is None:
         raise click.UsageError("cannot tell the format from the file name: pass --format csv or ndjson")
-    _config, db, registry = _open(database_url, source, table)
-    with (_as_cli_errors(db), open(file, "rb") as handle,
-          click.progressbar(length=os.path.getsize(file), label=table, file=sys.stderr) as bar,
-          db.session(write=True) as session):
-        count = export.import_rows(session, registry.get(table), _advancing(handle, bar), fmt)
+    gateway = _open(database_url, source, table)
+    with (_as_cli_errors(gateway) as registry, open(file, "rb") as handle,
+          click.progressbar(length=os.path.getsize(file), label=table, file=sys.stderr) as bar):
+        spec = registry.get(table)
+        rows = export.parsed_rows(spec, _advancing(handle, bar), fmt)
+        count = gateway.executor.execute(Import(spec, rows), COMMAND_LINE).count
     click.echo(f"imported {count} rows into {table}", err=True)
 
 
@@ -87,16 +97,17 @@ def _advancing(handle, bar):
 def export_command(table: str, where: str | None, orderby: str | None, selected: str | None, fmt: str,
                    database_url: str | None, source: dict) -> None:
     """Write TABLE's rows (filtered and ordered, every one) to standard output."""
-    config, db, registry = _open(database_url, source, table)
-    with _as_cli_errors(db):
+    gateway = _open(database_url, source, table)
+    with _as_cli_errors(gateway) as registry:
         try:
             parsed_where = json.loads(where) if where else None
         except ValueError:
             raise click.UsageError("--where is not valid JSON") from None
         query = {"where": parsed_where, "orderby": orderby, "select": selected}
-        stmt, names = export.plan(db.dialect_name, registry.get(table), {k: v for k, v in query.items() if v},
-                                  config, b"")
+        read = language.export(registry.get(table), {k: v for k, v in query.items() if v}, gateway.config, b"")
+        names = [c.name for c in read.columns]
         out = sys.stdout.buffer
-        for chunk in export.stream(db.engine, stmt, names, fmt):
+        for chunk in gateway.executor.stream(read, COMMAND_LINE,
+                                             lambda session: export.render(names, reads.stream(session, read), fmt)):
             out.write(chunk)
         out.flush()

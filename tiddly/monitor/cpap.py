@@ -5,8 +5,9 @@ unchanged, so the bodies are what the original produced: Flask's ``jsonify``
 of a string, number or list (sorted keys, compact, a trailing newline), or a
 plain string served as text/html. This module is the compatibility edge: it
 turns each request into a call to ``patients.py`` and that module's typed
-errors into the original's messages. ``register`` adds the routes when the
-shipped ``patients`` model is served.
+errors into the original's messages, each route's work one operation of ``operations.py``
+run by the app's executor. ``tiddly.monitor.register`` adds the routes when the shipped
+``patients`` model is served.
 
 Where Tiddly differs on purpose (docs/patients.md says why): the prescribed
 pressure is stored in the database, is cleared by a room turnover, and cannot
@@ -19,35 +20,28 @@ from __future__ import annotations
 
 from typing import Iterator
 
-from flask import Flask, Response, current_app, jsonify, request
+from flask import Flask, Response, current_app, g, jsonify, request
 
 from tiddly import jsonio
 from tiddly.errors import ApiError, BadJson, BadValue, MissingColumn
 from tiddly.models import Patient
-from tiddly.monitor import patients
-from tiddly.web import guard
+from tiddly.monitor import operations, patients
 
 ORIGINAL_TIME_FORMAT = "%Y-%m-%d %H:%M:%S"  # the original's timestamps (here in UTC)
 NOT_IN_DATABASE = "Patient not in database"
 
 
 def register(app: Flask, gateway) -> None:
-    spec = gateway.registry.tables.get("patients")
-    if spec is None or spec.table is not Patient.__table__:
-        return
-    both = ("patients", "patient_readings")
-    routes = (  # path, endpoint, method, the scope it needs on every table it uses, the view
-        ("/add_patient", "cpap_add_patient", "POST", ("write", both), lambda: add_patient(gateway)),
-        ("/new_cpap_pressure/<room>/<value>", "cpap_new_pressure", "GET", ("write", ("patients",)),
+    routes = (  # path, endpoint, method, the view
+        ("/add_patient", "cpap_add_patient", "POST", lambda: add_patient(gateway)),
+        ("/new_cpap_pressure/<room>/<value>", "cpap_new_pressure", "GET",
          lambda room, value: new_cpap_pressure(gateway, room, value)),
-        ("/CPAP_query/<room>", "cpap_query", "GET", ("read", ("patients",)), lambda room: cpap_query(gateway, room)),
-        ("/get_all_patients", "cpap_all_patients", "GET", ("read", both), lambda: get_all_patients(gateway)),
-        ("/health", "cpap_health", "GET", None, lambda: health(gateway)),
+        ("/CPAP_query/<room>", "cpap_query", "GET", lambda room: cpap_query(gateway, room)),
+        ("/get_all_patients", "cpap_all_patients", "GET", lambda: get_all_patients(gateway)),
+        ("/health", "cpap_health", "GET", lambda: health(gateway)),
     )
-    for path, endpoint, method, access, view in routes:
+    for path, endpoint, method, view in routes:
         app.add_url_rule(path, endpoint, view, methods=[method])
-        if access is not None:  # neither the path nor the verb (a GET that writes) tells the guard
-            guard.ROUTE_ACCESS[endpoint] = access
 
 
 def add_patient(gateway):
@@ -61,9 +55,8 @@ def add_patient(gateway):
         data = patients.parse_patient(body, original_rules=True)
     except ApiError as exc:
         return jsonify(_original_message(exc)), 400
-    with gateway.db.session(write=True) as session:
-        status, _view = patients.apply_patient(session, data, readings=0)
-    return jsonify("New patient created" if status == 201 else "Patient successfully updated"), 200
+    written = gateway.executor.execute(operations.SavePatient(data, readings=0), g.principal)
+    return jsonify("New patient created" if written.created else "Patient successfully updated"), 200
 
 
 def _original_message(exc: ApiError) -> str:
@@ -85,9 +78,8 @@ def new_cpap_pressure(gateway, room: str, value: str):
         pressure = patients.parse_value("CPAP_pressure", value)
     except BadValue:
         return "Bad value for room number or new value", 400
-    with gateway.db.session(write=True) as session:
-        found = patients.prescribe_pressure(session, room_number, pressure)
-    if not found:
+    written = gateway.executor.execute(operations.PrescribePressure(room_number, pressure), g.principal)
+    if not written.count:
         return NOT_IN_DATABASE, 404
     return f"Room number {room_number} CPAP pressure updated to {pressure}", 200
 
@@ -97,8 +89,7 @@ def cpap_query(gateway, room: str):
         room_number = patients.parse_value("room_number", room)
     except BadValue:
         return jsonify(NOT_IN_DATABASE), 400
-    with gateway.db.session() as session:
-        patient = patients.find_patient(session, room_number)
+    patient = gateway.executor.execute(operations.FindPatient(room_number), g.principal)
     if patient is None:
         return jsonify(NOT_IN_DATABASE), 400
     if patient.prescribed_cpap_pressure is None:
@@ -118,19 +109,19 @@ def get_all_patients(gateway):
         limit = patients.view_limit(request.args.get("readings"), default=None)
     except BadValue as exc:
         return jsonify(exc.message), 400
-    with gateway.db.session() as session:
-        rooms = patients.all_patients(session)
-    chunks = _original_views(gateway, rooms, limit, current_app.json.dumps)
+    dumps = current_app.json.dumps
+    chunks = gateway.executor.stream(operations.ListPatients(), g.principal,
+                                     lambda session: _original_views(session, limit, dumps))
     return Response(chunks, 200, mimetype="application/json")
 
 
-def _original_views(gateway, rooms: list[Patient], limit: int | None, dumps) -> Iterator[bytes]:
+def _original_views(session, limit: int | None, dumps) -> Iterator[bytes]:
+    rooms = patients.all_patients(session)
     yield b"["
-    with gateway.db.session() as session:
-        for n, patient in enumerate(rooms):
-            if n:
-                yield b","
-            yield from _original_view(session, patient, limit, dumps)
+    for n, patient in enumerate(rooms):
+        if n:
+            yield b","
+        yield from _original_view(session, patient, limit, dumps)
     yield b"]\n"
 
 

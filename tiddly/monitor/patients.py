@@ -36,9 +36,9 @@ from typing import Any, Callable, Iterator
 from sqlalchemy import Row, func, select, update
 from sqlalchemy.orm import Session
 
-from tiddly.storage import insert_or_update
 from tiddly.errors import BadValue, MissingColumn, UnknownColumn
 from tiddly.models import Patient, PatientReading
+from tiddly.storage import insert_or_update
 
 DEFAULT_VIEW_READINGS = 20    # readings in a patient view unless asked (?readings=N): flow images are large
 MAX_VIEW_READINGS = 1000
@@ -216,17 +216,26 @@ def upsert_patient(session: Session, body: Any, readings: int = DEFAULT_VIEW_REA
 def apply_patient(session: Session, data: PatientInput, readings: int = DEFAULT_VIEW_READINGS,
                   now: dt.datetime | None = None) -> tuple[int, dict]:
     """Write an already checked body, in the caller's transaction."""
+    status, view, _reading = save_patient(session, data, readings, now)
+    return status, view
+
+
+def save_patient(session: Session, data: PatientInput, readings: int = DEFAULT_VIEW_READINGS,
+                 now: dt.datetime | None = None) -> tuple[int, dict, int | None]:
+    """``apply_patient``, and the id of the reading it appended (None: none)."""
     now = now or utcnow()
     patient, created = _claim_room(session, data, now)
     if created or patient.patient_mrn != data.patient_mrn:
         _admit(session, patient, data, now)
     elif data.patient_name is not None:
         patient.patient_name = data.patient_name
+    reading = None
     if data.reading is not None:
-        session.add(PatientReading(room_number=data.room_number, patient_mrn=data.patient_mrn, timestamp=now,
-                                   **vars(data.reading)))
+        reading = PatientReading(room_number=data.room_number, patient_mrn=data.patient_mrn, timestamp=now,
+                                 **vars(data.reading))
+        session.add(reading)
     session.flush()
-    return (201 if created else 200), patient_view(session, patient, readings)
+    return (201 if created else 200), patient_view(session, patient, readings), reading and reading.id
 
 
 def _claim_room(session: Session, data: PatientInput, now: dt.datetime) -> tuple[Patient, bool]:

@@ -6,10 +6,11 @@ nothing to brute-force), and it lets a request find its key with one indexed
 lookup by hash, on every request, so a revocation holds at once on every worker.
 Passwords, which people choose, get scrypt instead (``passwords.py``).
 
-Scopes nest: ``read`` (GET, FETCH, QUERY) < ``write`` (also POST, PUT, PATCH,
-DELETE) < ``admin`` (everything; reserved for gateway-management routes). A key
-may be limited to a list of tables. A login token (``POST /-/login``) acts for
-its user with ``write`` scope on every exposed table.
+Scopes nest: ``read`` (operations that only read) < ``write`` (operations that also
+write) < ``admin`` (everything; reserved for gateway-management routes). A key may be
+limited to a list of tables. A login token (``POST /-/login``) acts for its user with
+``write`` scope on every exposed table. What a principal may do with an operation is
+decided in one place, ``access.decide``, from what the operation reads and writes.
 """
 from __future__ import annotations
 
@@ -24,11 +25,11 @@ from typing import Any
 from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.orm import Session
 
-from tiddly.storage import Database
-from tiddly.errors import BadValue, Forbidden, NotFound, Unauthorized
+from tiddly.errors import BadValue, NotFound, Unauthorized
 from tiddly.models import ApiKey, LoginToken
 from tiddly.passwords import hash_password, verify_password
-from tiddly.registry import Registry, TableSpec
+from tiddly.registry import TableSpec
+from tiddly.storage import Database
 
 SCOPES = ("read", "write", "admin")  # each includes the ones before it
 LOGIN_SCOPE = "write"
@@ -55,6 +56,7 @@ class Principal:
 
 
 OPEN = Principal("open", "open mode", "admin")
+COMMAND_LINE = Principal("command line", "the command line", "admin")  # tiddly import/export: the database's own user
 
 
 def utcnow() -> dt.datetime:
@@ -170,24 +172,6 @@ def _login_principal(db: Database, users: TableSpec, secret: str) -> Principal:
     if row.expires_at <= utcnow():
         raise Unauthorized("the login token has expired; log in again")
     return Principal("login", row.email, LOGIN_SCOPE)
-
-
-def visible_tables(principal: Principal | None, registry: Registry) -> Registry:
-    """The tables ``principal`` may use (None: nobody asked yet, every table): a key limited to
-    some learns nothing of the others, through any door that describes or names tables."""
-    if principal is None or principal.tables is None:
-        return registry
-    return Registry(spec for name, spec in registry.tables.items() if name in principal.tables)
-
-
-def authorize(principal: Principal, scope: str, table: str | None) -> None:
-    """A 403 unless ``principal`` may act with ``scope`` on ``table`` (None: no table)."""
-    if not principal.allows(scope):
-        raise Forbidden(f"'{principal.name}' has {principal.scope} scope; this request needs {scope}",
-                        scope=principal.scope, needed=scope)
-    if table is not None and principal.tables is not None and table not in principal.tables:
-        raise Forbidden(f"'{principal.name}' may not use this table; it may use: "
-                        f"{', '.join(sorted(principal.tables))}")
 
 
 # -- login -----------------------------------------------------------------------

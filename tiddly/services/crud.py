@@ -1,6 +1,6 @@
-"""The generic table service: insert, read, query, upsert, update, delete.
+"""The generic table service's statements: insert, read, upsert, update, delete rows of any table.
 
-Functions take a Session and a ``TableSpec`` and return plain Python values.
+Functions take a Session, a ``TableSpec`` and checked values, and return plain Python values.
 They never commit: the request boundary (``Database.session``) does.
 """
 from __future__ import annotations
@@ -8,61 +8,46 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, insert, select, update
+from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from tiddly.config import Config
-from tiddly.storage import advance_sequence, translate_error
-from tiddly.errors import ApiError, BadQuery, BadValue, NotFound
+from tiddly.errors import ApiError, NotFound
 from tiddly.registry import TableSpec
 from tiddly.services.etags import Precondition, row_etag
-from tiddly.services.query import (
-    Query,
-    build_count,
-    build_select,
-    compile_where,
-    order_clauses,
-    parse_orderby,
-)
+from tiddly.storage import advance_sequence, translate_error
 
 
 def get_row(session: Session, spec: TableSpec, pk: tuple) -> dict:
-    statements = _statements(spec)
-    row = session.execute(statements.select, statements.pk_params(pk)).mappings().first()
+    row = find_row(session, spec, pk)
     if row is None:
         raise NotFound(f"no row of '{spec.name}' has primary key {_pk_text(pk)}", table=spec.name)
-    return dict(row)
+    return row
 
 
-def fetch_rows(session: Session, spec: TableSpec, query: Query) -> dict:
-    rows = session.execute(build_select(spec, query)).mappings().all()
-    result: dict[str, Any] = {"data": [dict(r) for r in rows]}
-    if query.count:
-        result["count"] = session.execute(build_count(spec, query)).scalar_one()
-    return result
+def find_row(session: Session, spec: TableSpec, pk: tuple) -> dict | None:
+    """The row with primary key ``pk`` (its readable columns), or None."""
+    statements = _statements(spec)
+    row = session.execute(statements.select, statements.pk_params(pk)).mappings().first()
+    return None if row is None else dict(row)
 
 
-def insert_row(session: Session, spec: TableSpec, obj: Any) -> tuple[Any, dict]:
-    values = spec.values_for_write(obj, insert=True)
+def insert_values(session: Session, spec: TableSpec, values: dict) -> tuple[tuple, dict]:
+    """Insert one row of checked values; (its primary key, the row as stored)."""
     if not session.get_bind().dialect.insert_returning:
         pk = _insert(session, spec, values)
-        return spec.pk_json(pk), get_row(session, spec, pk)
+        return pk, get_row(session, spec, pk)
     # One round trip: the stored row (generated key, server defaults) comes back with the insert.
     row = session.execute(_statements(spec).insert_returning, values).mappings().one()
-    return spec.pk_json(row[c.name] for c in spec.primary_key), _returned_row(spec, row)
+    return tuple(row[c.name] for c in spec.primary_key), _returned_row(spec, row)
 
 
-def insert_rows(session: Session, spec: TableSpec, items: list, config: Config) -> list:
-    """Insert every item or none; an error names the failing item's index."""
-    if not items:
-        raise BadValue("a bulk insert needs at least one row")
-    if len(items) > config.max_bulk_rows:
-        raise BadQuery(f"a bulk insert takes at most {config.max_bulk_rows} rows, got {len(items)}")
-    rows = [_for_item(index, spec.values_for_write, item, insert=True) for index, item in enumerate(items)]
+def insert_many(session: Session, spec: TableSpec, rows: list[dict]) -> list[tuple]:
+    """Insert every row (checked values) or none; the keys in order. An error names the failing
+    item's index."""
     try:
         with session.begin_nested():
-            return [spec.pk_json(pk) for pk in _insert_many(session, spec, rows)]
+            return _insert_many(session, spec, rows)
     except IntegrityError:
         pass
     # Some row broke a constraint: insert one by one to name it (the caller rolls back).
@@ -71,44 +56,34 @@ def insert_rows(session: Session, spec: TableSpec, items: list, config: Config) 
             with session.begin_nested():
                 _insert(session, spec, values)
         except IntegrityError as exc:
-            raise _at_index(index, translate_error(exc)) from exc
+            raise at_index(index, translate_error(exc)) from exc
     raise AssertionError("a bulk insert failed but no single row did")
 
 
-def upsert_row(session: Session, spec: TableSpec, pk: tuple | None, obj: Any,
-               precondition: Precondition | None = None) -> tuple[bool, Any, dict]:
-    """Update the given fields if the row exists, create it if not. Returns (created, pk, row)."""
-    if not isinstance(obj, dict):
-        raise BadValue(f"a row for table '{spec.name}' must be a JSON object")
-    body_pk = spec.pk_from_body(obj)
-    if pk is None:
-        if body_pk is None:
-            names = ", ".join(c.name for c in spec.primary_key)
-            raise BadValue(f"PUT /{spec.name} needs the primary key ({names}) in the path or the body")
-        pk = body_pk
-    elif body_pk is not None and body_pk != pk:
-        raise BadValue("the primary key in the body differs from the one in the path")
-    pk_values = {c.name: v for c, v in zip(spec.primary_key, pk)}
-    fields = {k: v for k, v in obj.items() if k not in pk_values}
+def put_row(session: Session, spec: TableSpec, pk: tuple, values: dict,
+            precondition: Precondition | None = None) -> tuple[bool, bool, dict]:
+    """Set ``values`` on the row with ``pk`` if it exists, else create it with them.
+    Returns (created, changed, the row as stored)."""
     statements = _statements(spec)
     if precondition is not None:
         _check_locked(session, spec, pk, precondition, must_exist=False)
     exists = session.execute(statements.lock, statements.pk_params(pk)).first()
     if exists is None:
-        values = spec.values_for_write({**fields, **pk_values}, insert=True, allow_pk=True)
-        pk = _insert(session, spec, values)
+        pk_values = {c.name: v for c, v in zip(spec.primary_key, pk)}
+        spec.check_required({**values, **pk_values})
+        created = _insert(session, spec, {**values, **pk_values})
         auto = spec.table.autoincrement_column
-        if auto is not None and auto.name in values:
-            advance_sequence(session, spec.table, auto.name, values[auto.name])
-        return True, spec.pk_json(pk), get_row(session, spec, pk)
-    values = spec.values_for_write(fields, insert=False)
+        if auto is not None and auto.name in pk_values:
+            advance_sequence(session, spec.table, auto.name, pk_values[auto.name])
+        return True, True, get_row(session, spec, created)
     if values:
         session.execute(statements.update, {**values, **statements.pk_params(pk)})
-    return False, spec.pk_json(pk), get_row(session, spec, pk)
+    return False, bool(values), get_row(session, spec, pk)
 
 
-def patch_row(session: Session, spec: TableSpec, pk: tuple, obj: Any, precondition: Precondition | None = None) -> dict:
-    values = spec.values_for_write(obj, insert=False)
+def update_row(session: Session, spec: TableSpec, pk: tuple, values: dict,
+               precondition: Precondition | None = None) -> dict:
+    """Set ``values`` (checked) on the row with ``pk``; the row after, or a 404."""
     if precondition is not None:
         _check_locked(session, spec, pk, precondition, must_exist=True)
     if not values:
@@ -122,72 +97,49 @@ def patch_row(session: Session, spec: TableSpec, pk: tuple, obj: Any, preconditi
         return _returned_row(spec, row)
     if session.execute(statements.update, params).rowcount == 0:
         raise NotFound(f"no row of '{spec.name}' has primary key {_pk_text(pk)}", table=spec.name)
-    return get_row(session, spec, pk)
+    return get_row(session, spec, changed_key(spec, pk, values))
 
 
-def delete_row(session: Session, spec: TableSpec, pk: tuple, precondition: Precondition | None = None) -> Any:
+def delete_row(session: Session, spec: TableSpec, pk: tuple, precondition: Precondition | None = None) -> None:
     statements = _statements(spec)
     if precondition is not None:
         _check_locked(session, spec, pk, precondition, must_exist=True)
     result = session.execute(statements.delete, statements.pk_params(pk))
     if result.rowcount == 0:
         raise NotFound(f"no row of '{spec.name}' has primary key {_pk_text(pk)}", table=spec.name)
-    return spec.pk_json(pk)
 
 
-def delete_where(session: Session, spec: TableSpec, where: Any, config: Config) -> int:
-    if not isinstance(where, dict) or not where:
-        raise BadQuery("deleting by filter needs a non-empty 'where'; to delete one row use its primary key")
-    result = session.execute(delete(spec.table).where(compile_where(spec, where, config)))
-    return result.rowcount
+def changed_key(spec: TableSpec, pk: tuple, values: dict) -> tuple:
+    """The primary key of a row after ``values`` were set on it."""
+    return tuple(values.get(c.name, v) for c, v in zip(spec.primary_key, pk))
 
 
-# -- writes by filter, returning the rows' keys (the PostgREST dialect's PATCH and DELETE) ----------
+# -- writes by filter, by the keys they lock first (so the change feed knows every row) --------
 
 KEYS_PER_WRITE = 1000  # keys per UPDATE/DELETE ... WHERE key IN (...): IN lists stay short
 
 
-def update_where(session: Session, spec: TableSpec, where: Any, obj: Any, config: Config) -> int:
-    """Set ``obj``'s fields on every row ``where`` matches; returns how many rows matched."""
-    values = spec.values_for_write(obj, insert=False)
-    condition = compile_where(spec, _filter(where, "updating"), config)
-    if not values:
-        return session.execute(select(func.count()).select_from(spec.table).where(condition)).scalar_one()
-    return session.execute(update(spec.table).where(condition).values(values)).rowcount
-
-
-def locked_keys(session: Session, spec: TableSpec, where: Any, config: Config, orderby: Any = None,
-                limit: int | None = None, offset: int = 0) -> list[tuple]:
-    """The primary keys of the rows ``where`` matches (the first ``limit`` after ``offset`` in
-    ``orderby``'s order, else key order), locked until the transaction ends, so a write by these
-    keys changes exactly the rows the filter found (portable: MariaDB has no UPDATE ... RETURNING)."""
-    condition = compile_where(spec, _filter(where, "writing"), config)
+def locked_keys(session: Session, spec: TableSpec, condition, order: list, limit: int | None = None,
+                offset: int = 0) -> list[tuple]:
+    """The primary keys of the rows ``condition`` (SQL) matches (the first ``limit`` after ``offset``
+    in ``order``, which the key ends), locked until the transaction ends, so a write by these keys
+    changes exactly the rows the filter found (portable: MariaDB has no UPDATE ... RETURNING)."""
     keys = [c.column for c in spec.primary_key]
-    order = order_clauses(parse_orderby(spec, orderby))  # the key ends it: locks and answers in one order
     stmt = select(*keys).where(condition).order_by(*order).limit(limit).offset(offset or None).with_for_update()
     return [tuple(row) for row in session.execute(stmt)]
 
 
-def update_keys(session: Session, spec: TableSpec, keys: list[tuple], obj: Any) -> list[tuple]:
-    """Set ``obj``'s fields on the rows with these primary keys; returns their keys after the update."""
-    values = spec.values_for_write(obj, insert=False)
+def update_keys(session: Session, spec: TableSpec, keys: list[tuple], values: dict) -> list[tuple]:
+    """Set ``values`` (checked) on the rows with these primary keys; returns their keys after the update."""
     if values:
         for chunk in _chunks(keys):
             session.execute(update(spec.table).where(spec.pk_in(chunk)).values(values))
-    position = {c.name: i for i, c in enumerate(spec.primary_key)}
-    changed = {position[name]: value for name, value in values.items() if name in position}
-    return [tuple(changed.get(i, v) for i, v in enumerate(key)) for key in keys] if changed else keys
+    return [changed_key(spec, key, values) for key in keys]
 
 
 def delete_keys(session: Session, spec: TableSpec, keys: list[tuple]) -> int:
     """Delete the rows with these primary keys; returns how many went."""
     return sum(session.execute(delete(spec.table).where(spec.pk_in(chunk))).rowcount for chunk in _chunks(keys))
-
-
-def _filter(where: Any, doing: str) -> dict:
-    if not isinstance(where, dict) or not where:
-        raise BadQuery(f"{doing} by filter needs a non-empty 'where'; to change one row use its primary key")
-    return where
 
 
 def _chunks(keys: list[tuple]) -> list[list[tuple]]:
@@ -262,6 +214,11 @@ def _insert(session: Session, spec: TableSpec, values: dict) -> tuple:
     return tuple(result.inserted_primary_key)
 
 
+def insert_batch(session: Session, spec: TableSpec, rows: list[dict]) -> list[tuple]:
+    """Insert checked rows in as few statements as the database allows; their primary keys."""
+    return _insert_many(session, spec, rows)
+
+
 def _insert_many(session: Session, spec: TableSpec, rows: list[dict]) -> list[tuple]:
     dialect = session.get_bind().dialect
     same_keys = len({frozenset(r) for r in rows}) == 1
@@ -278,14 +235,15 @@ def _returned_row(spec: TableSpec, row) -> dict:
             for c in spec.readable}
 
 
-def _for_item(index: int, func, item, **kwargs):
+def for_item(index: int, check, item, **kwargs):
+    """``check(item)``, its error naming the item's index."""
     try:
-        return func(item, **kwargs)
+        return check(item, **kwargs)
     except ApiError as exc:
-        raise _at_index(index, exc) from None
+        raise at_index(index, exc) from None
 
 
-def _at_index(index: int, exc: Exception) -> Exception:
+def at_index(index: int, exc: Exception) -> Exception:
     if isinstance(exc, ApiError):
         exc.message = f"item {index}: {exc.message}"
         exc.details["index"] = index

@@ -1,11 +1,11 @@
 """Whole tables in and out: streaming export and bulk import as CSV or NDJSON.
 
 Export: ``Accept: text/csv`` or ``application/x-ndjson`` on a list request
-streams every matching row (filtered, ordered, no page cap) through a
-server-side cursor (``stream_results`` + ``yield_per``), so memory stays flat
-whatever the row count. Import: ``POST`` with one of those content types reads
-the body line by line and inserts in batches, all in the request's one
-transaction; an error names the line. CSV: the first line names the columns;
+streams every matching row (filtered, ordered, no page cap), read in batches through
+a server-side cursor (``reads.stream``) and written here (``render``), so memory stays
+flat whatever the row count. Import: ``POST`` with one of those content types reads
+the body line by line (``parsed_rows``) and inserts in batches (``insert_parsed``), all in
+the request's one transaction; an error names the line. CSV: the first line names the columns;
 an empty field is NULL (for a NOT NULL text column, the empty string).
 Nothing here imports Flask; ``tiddly import``/``tiddly export`` reuse it.
 """
@@ -17,21 +17,17 @@ import datetime as dt
 import io
 import json
 from collections.abc import Iterable, Iterator
-from dataclasses import replace
 from typing import Any
 
 from sqlalchemy import insert
-from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from tiddly import jsonio
-from tiddly.config import Config
-from tiddly.storage import translate_error
-from tiddly.errors import ApiError, BadJson, BadQuery, BadValue
+from tiddly.errors import ApiError, BadJson, BadValue
 from tiddly.registry import TableSpec
-from tiddly.services.pages import keyset_query
-from tiddly.services.query import build_select
+from tiddly.services import crud
+from tiddly.storage import translate_error
 
 FORMATS = {"text/csv": "csv", "application/x-ndjson": "ndjson"}
 MEDIA_TYPES = {fmt: media for media, fmt in FORMATS.items()}
@@ -48,30 +44,12 @@ def wanted_format(accept) -> str | None:
     return FORMATS.get(best)
 
 
-def plan(dialect_name: str, spec: TableSpec, raw: Any, config: Config, key: bytes):
-    """The SELECT for an export (checked before the first byte is sent) and its column names."""
-    raw = {} if raw is None else raw
-    if not isinstance(raw, dict):
-        raise BadQuery("the query must be a JSON object")
-    for name in _NOT_EXPORTED:
-        if raw.get(name) not in (None, False):
-            raise BadQuery(f"'{name}' does not apply to an export, which streams plain rows")
-    limit = raw.get("limit")
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
-        raise BadQuery("'limit' must be a non-negative integer")
-    query = keyset_query(dialect_name, spec, {k: v for k, v in raw.items() if k != "limit"}, config, key)
-    stmt = build_select(spec, replace(query, limit=limit))
-    return stmt, [c.name for c in query.columns]
-
-
-def stream(engine: Engine, stmt, names: list[str], fmt: str) -> Iterator[bytes]:
-    """The rows of ``stmt`` as CSV or NDJSON chunks, read through a server-side cursor."""
-    with engine.connect() as conn:
-        result = conn.execution_options(stream_results=True, yield_per=STREAM_ROWS).execute(stmt)
-        if fmt == "csv":
-            yield from csv_chunks(names, result.partitions())
-        else:
-            yield from (_ndjson_chunk(names, rows) for rows in result.partitions())
+def render(names: list[str], batches: Iterable, fmt: str) -> Iterator[bytes]:
+    """Batches of rows (tuples in ``names``' order) as CSV or NDJSON chunks."""
+    if fmt == "csv":
+        yield from csv_chunks(names, batches)
+    else:
+        yield from (_ndjson_chunk(names, rows) for rows in batches)
 
 
 def csv_chunks(names: list[str], batches: Iterable) -> Iterator[bytes]:
@@ -108,30 +86,35 @@ def _ndjson_chunk(names: list[str], rows) -> bytes:
 
 # -- import ----------------------------------------------------------------------
 
-def import_rows(session: Session, spec: TableSpec, lines: Iterable[bytes], fmt: str) -> int:
-    """Insert every row of a CSV or NDJSON byte stream, in batches; returns the row count."""
+def parsed_rows(spec: TableSpec, lines: Iterable[bytes], fmt: str) -> Iterator[tuple[int, dict]]:
+    """(line number, checked values) for each row of a CSV or NDJSON byte stream, read as it is
+    consumed; an error names the line."""
     parsed = csv_rows(spec, lines) if fmt == "csv" else _ndjson_rows(lines)
-    count, batch = 0, []
     for line, obj in parsed:
         try:
-            batch.append((line, spec.values_for_write(obj, insert=True)))
+            yield line, spec.values_for_write(obj, insert=True)
         except ApiError as exc:
             raise _at_line(line, exc) from None
+
+
+def insert_parsed(session: Session, spec: TableSpec, rows: Iterable[tuple[int, dict]]) -> list[tuple]:
+    """Insert every parsed row, ``IMPORT_BATCH`` per statement; their primary keys."""
+    keys, batch = [], []
+    for item in rows:
+        batch.append(item)
         if len(batch) >= IMPORT_BATCH:
-            count += _insert_batch(session, spec, batch)
+            keys += _insert_batch(session, spec, batch)
             batch = []
-    return count + (_insert_batch(session, spec, batch) if batch else 0)
+    return keys + (_insert_batch(session, spec, batch) if batch else [])
 
 
-def _insert_batch(session: Session, spec: TableSpec, batch: list[tuple[int, dict]]) -> int:
+def _insert_batch(session: Session, spec: TableSpec, batch: list[tuple[int, dict]]) -> list[tuple]:
     groups: dict[tuple, list[dict]] = {}
     for _line, values in batch:
         groups.setdefault(tuple(sorted(values)), []).append(values)
     try:
         with session.begin_nested():
-            for rows in groups.values():
-                session.execute(insert(spec.table), rows)
-        return len(batch)
+            return [key for rows in groups.values() for key in crud.insert_batch(session, spec, rows)]
     except IntegrityError:
         pass
     for line, values in batch:  # find the row that broke a constraint (the request then rolls back)

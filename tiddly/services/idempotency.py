@@ -65,6 +65,17 @@ def _canonical(body: bytes) -> bytes:
         return body
 
 
+def refuse_reuse(session: Session, key: str, request_fingerprint: str, now: dt.datetime | None = None) -> None:
+    """A 409 when ``key`` already belongs to a different request: read before the request's body
+    is checked, so a reused key is answered as such whatever the body (``claim`` decides, in the
+    write's own transaction, for requests that race)."""
+    row = session.execute(select(IdempotencyKey.fingerprint, IdempotencyKey.expires_at)
+                          .where(IdempotencyKey.key == key)).first()
+    if row is not None and row.expires_at > (now or utcnow()) and row.fingerprint != request_fingerprint:
+        raise IdempotencyKeyReused("this Idempotency-Key was already used for a different request",
+                                   header="Idempotency-Key")
+
+
 def claim(session: Session, key: str, request_fingerprint: str, ttl_seconds: int,
           now: dt.datetime | None = None) -> StoredResponse | None:
     """Take the key for this request (None: go ahead and write) or return the stored response.

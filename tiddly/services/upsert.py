@@ -10,22 +10,18 @@ key is a 409 on every database: PostgreSQL and SQLite raise it, while MariaDB's
 ON DUPLICATE KEY reacts to a clash on *any* unique key and updates that other
 row, which leaves no row with the ``on`` values: the read back finds none, says
 409, and the request rolls back.
-``upsert_keys`` does the same for the PostgREST dialect's ``resolution=`` and returns
-the rows' primary keys; ``ignore`` keeps an existing row as it is (DO NOTHING) and
-returns only the rows it inserted. Takes a Session, never commits.
+The PostgREST dialect's ``resolution=`` runs the same; ``ignore`` keeps an existing row as
+it is (DO NOTHING) and names only the rows it inserted. Takes a Session, never commits.
 """
 from __future__ import annotations
-
-from typing import Any
 
 from sqlalchemy import Index, PrimaryKeyConstraint, UniqueConstraint, select, tuple_
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from tiddly.config import Config
 from tiddly.errors import ApiError, BadQuery, BadValue, MissingColumn, UniqueViolation
 from tiddly.registry import ColumnSpec, TableSpec
-from tiddly.services.crud import _at_index
+from tiddly.services.crud import at_index
 
 MAX_PARAMETERS = 30_000  # SQLite allows 32,766 bound parameters per statement, PostgreSQL 65,535
 _INSERTS = {"postgresql": postgresql.insert, "sqlite": sqlite.insert, "mysql": mysql.insert,
@@ -46,57 +42,67 @@ def unique_keys(spec: TableSpec) -> list[tuple[str, ...]]:
     return sorted(keys, key=lambda names: (names != primary, names))
 
 
-def parse_on(spec: TableSpec, raw: str) -> tuple[ColumnSpec, ...]:
-    names = [name.strip() for name in raw.split(",") if name.strip()]
+def unique_key(spec: TableSpec, names: list[str]) -> tuple[ColumnSpec, ...]:
+    """The columns ``names`` as a unique key of the table (the primary key, a unique constraint
+    or index), or a 400 listing the table's unique keys."""
     columns = tuple(spec.column(name) for name in names)
     keys = unique_keys(spec)
     if not names or set(names) not in [set(key) for key in keys]:
         listed = "; ".join(",".join(key) for key in keys) or "none"
-        raise BadQuery(f"'on={raw[:60]}' is not a unique key of table '{spec.name}'; unique keys: {listed}")
+        raise BadQuery(f"'on={','.join(names)[:60]}' is not a unique key of table '{spec.name}'; unique keys: {listed}")
     return columns
 
 
-def upsert_on(session: Session, spec: TableSpec, raw_on: str, body: Any, config: Config) -> dict:
-    on = parse_on(spec, raw_on)
-    single = isinstance(body, dict)
-    items = [body] if single else body
-    if not isinstance(items, list) or not items:
-        raise BadValue(f"PUT /{spec.name}?on=... takes a row object or a non-empty array of rows")
-    rows = _checked(spec, on, items, config)
-    _execute(session, spec, on, rows, ignore=False)
-    stored = _read_back(session, spec, on, rows)
-    if single:
-        return {"id": spec.pk_json(stored[0][c.name] for c in spec.primary_key), "data": stored[0]}
-    return {"data": stored, "count": len(stored)}
-
-
-def upsert_keys(session: Session, spec: TableSpec, raw_on: str, items: list, config: Config,
-                ignore: bool = False) -> list[tuple]:
-    """Upsert ``items`` and return the primary keys of the rows they name, in their order;
-    with ``ignore``, an existing row stays as it is and only the rows inserted are returned."""
-    on = parse_on(spec, raw_on)
+def checked_rows(spec: TableSpec, on: tuple[ColumnSpec, ...], items: list, max_rows: int) -> list[dict]:
+    """Each item checked as a row to upsert (its ``on`` values required, none repeated)."""
     if not items:
         raise BadValue("an upsert needs at least one row")
-    rows = _checked(spec, on, items, config)
+    if len(items) > max_rows:
+        raise BadQuery(f"an upsert takes at most {max_rows} rows, got {len(items)}")
+    allow_pk = any(c in spec.primary_key for c in on)
+    rows, seen = [], {}
+    for index, item in enumerate(items):
+        try:
+            values = spec.values_for_write(item, insert=True, allow_pk=allow_pk)
+            missing = [c.name for c in on if c.name not in values]
+            if missing:
+                raise MissingColumn(f"column '{missing[0]}' names the row to upsert and is required",
+                                    column=missing[0])
+        except ApiError as exc:
+            raise at_index(index, exc) from None
+        key = tuple(values[c.name] for c in on)
+        if key in seen:
+            raise at_index(index, BadValue(f"repeats the key of item {seen[key]}"))
+        seen[key] = index
+        rows.append(values)
+    return rows
+
+
+def upsert(session: Session, spec: TableSpec, on: tuple[ColumnSpec, ...], rows: list[dict],
+           ignore: bool = False) -> tuple[list[tuple], set[tuple]]:
+    """Upsert checked ``rows``: (the primary keys of the rows they name, in their order; the
+    primary keys of those that were inserted). With ``ignore``, an existing row stays as it is
+    and only the rows inserted are named."""
     keys = [tuple(row[c.name] for c in on) for row in rows]
     if ignore:
-        inserted = _insert_new(session, spec, on, rows)
-        keys = [key for key in keys if key in inserted]
+        new = _insert_new(session, spec, on, rows)
+        keys = [key for key in keys if key in new]
     else:
+        new = set(keys) - set(_found(session, spec, on, keys))
         _execute(session, spec, on, rows, ignore=False)
+    found = _found(session, spec, on, keys)
+    _check_found(spec, on, keys, found)
+    return [found[key] for key in keys], {found[key] for key in keys if key in new}
+
+
+def _found(session: Session, spec: TableSpec, on: tuple[ColumnSpec, ...], keys: list[tuple]) -> dict:
+    """``on`` values -> primary key, of the rows with these ``on`` values."""
     pk = [c.column for c in spec.primary_key]
     found = {}
     for start in range(0, len(keys), 1000):
         stmt = select(*(c.column for c in on), *pk).where(_in(on, keys[start:start + 1000]))
         found.update({tuple(row[:len(on)]): tuple(row[len(on):]) for row in session.execute(stmt)})
-    _check_found(spec, on, keys, found)
-    return [found[key] for key in keys]
-
-
-def _checked(spec: TableSpec, on: tuple[ColumnSpec, ...], items: list, config: Config) -> list[dict]:
-    if len(items) > config.max_bulk_rows:
-        raise BadQuery(f"an upsert takes at most {config.max_bulk_rows} rows, got {len(items)}")
-    return _checked_rows(spec, on, items)
+    return found
 
 
 def _execute(session: Session, spec: TableSpec, on: tuple[ColumnSpec, ...], rows: list[dict], ignore: bool,
@@ -143,26 +149,6 @@ def _check_found(spec: TableSpec, on: tuple[ColumnSpec, ...], keys: list[tuple],
                               f"{', '.join(c.name for c in on)} of table '{spec.name}'")
 
 
-def _checked_rows(spec: TableSpec, on: tuple[ColumnSpec, ...], items: list) -> list[dict]:
-    allow_pk = any(c in spec.primary_key for c in on)
-    rows, seen = [], {}
-    for index, item in enumerate(items):
-        try:
-            values = spec.values_for_write(item, insert=True, allow_pk=allow_pk)
-            missing = [c.name for c in on if c.name not in values]
-            if missing:
-                raise MissingColumn(f"column '{missing[0]}' names the row to upsert and is required",
-                                    column=missing[0])
-        except ApiError as exc:
-            raise _at_index(index, exc) from None
-        key = tuple(values[c.name] for c in on)
-        if key in seen:
-            raise _at_index(index, BadValue(f"repeats the key of item {seen[key]}"))
-        seen[key] = index
-        rows.append(values)
-    return rows
-
-
 def _groups(rows: list[dict]) -> list[list[dict]]:
     """Rows by the set of columns they give: one multi-row statement per set."""
     groups: dict[tuple, list[dict]] = {}
@@ -183,21 +169,6 @@ def _statement(insert, spec: TableSpec, on: tuple[ColumnSpec, ...], rows: list[d
         return stmt.on_conflict_do_nothing(index_elements=[c.column for c in on])
     return stmt.on_conflict_do_update(index_elements=[c.column for c in on],
                                       set_={name: stmt.excluded[name] for name in changed})
-
-
-def _read_back(session: Session, spec: TableSpec, on: tuple[ColumnSpec, ...], rows: list[dict]) -> list[dict]:
-    """The stored rows, in the request's order (read in chunks: IN lists stay short)."""
-    keys = [tuple(row[c.name] for c in on) for row in rows]
-    columns = {c.name: c.column for c in spec.readable}
-    columns.update({c.name: c.column for c in on})
-    found = {}
-    for start in range(0, len(keys), 1000):
-        stmt = select(*columns.values()).where(_in(on, keys[start:start + 1000]))
-        for row in session.execute(stmt).mappings():
-            found[tuple(row[c.name] for c in on)] = row
-    _check_found(spec, on, keys, found)
-    readable = {c.name for c in spec.readable}
-    return [{k: v for k, v in found[key].items() if k in readable} for key in keys]
 
 
 def _in(on: tuple[ColumnSpec, ...], keys: list[tuple]):

@@ -6,9 +6,20 @@ database's engines and its session scope (``Database.session()``, the request bo
 differently, and ``errors`` turns driver errors into Tiddly's typed errors.
 """
 from tiddly.storage.database import Database
-from tiddly.storage.dialects import add_sum_parts, advance_sequence, insert_or_update, integer_sum
-from tiddly.storage.engines import SHIPPED_DRIVERS, CannotOpen, StateHome, engine_url, make_engine
-from tiddly.storage.errors import translate_error
+from tiddly.storage.dialects import (
+           add_sum_parts,
+           advance_sequence,
+           insert_or_update,
+           integer_sum,
+)
+from tiddly.storage.engines import (
+           SHIPPED_DRIVERS,
+           CannotOpen,
+           StateHome,
+           engine_url,
+           make_engine,
+)
+from tiddly.storage.errors import Deadlock, translate_error
 
 __all__ = ["Database", "CannotOpen", "StateHome", "SHIPPED_DRIVERS", "engine_url", "make_engine",
-           "translate_error", "insert_or_update", "integer_sum", "add_sum_parts", "advance_sequence"]
+           "translate_error", "Deadlock", "insert_or_update", "integer_sum", "add_sum_parts", "advance_sequence"]

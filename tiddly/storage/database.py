@@ -68,10 +68,12 @@ class Database:
         return self.engine.dialect.name
 
     @contextmanager
-    def session(self, write: bool = False) -> Iterator[Session]:
+    def session(self, write: bool = False, snapshot: bool = False) -> Iterator[Session]:
+        """``snapshot``: a read in one transaction (a streamed export: PostgreSQL's server-side
+        cursors live in one), where other reads run each statement on its own."""
         with self._writers.turn() if write and self._writers else nullcontext():
-            session = Session(bind=self._write_engine if write else self._read_engine,
-                              autoflush=False, expire_on_commit=False)
+            bind = self._write_engine if write else self.engine if snapshot else self._read_engine
+            session = Session(bind=bind, autoflush=False, expire_on_commit=False)
             try:
                 if write and self._begin:
                     session.connection().exec_driver_sql(self._begin)

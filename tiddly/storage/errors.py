@@ -19,6 +19,20 @@ from tiddly.errors import (
 )
 
 
+class Deadlock(DatabaseUnavailable):
+    """The database undid the transaction to break a deadlock (or a serialization failure): the
+    same work, run again, will most likely succeed. ``execute`` retries a write that may."""
+
+
+# PostgreSQL deadlock_detected, serialization_failure; MySQL/MariaDB ER_LOCK_DEADLOCK
+_DEADLOCK_SQLSTATES = ("40P01", "40001")
+_MYSQL_DEADLOCK = 1213
+
+
+def _is_deadlock(orig) -> bool:
+    return getattr(orig, "sqlstate", None) in _DEADLOCK_SQLSTATES or mysql_errno(orig) == _MYSQL_DEADLOCK
+
+
 def translate_error(exc: DBAPIError) -> Exception:
     """Map a driver error to a typed API error; anything unforeseen stays as it is (a 500)."""
     if isinstance(exc, IntegrityError) or mysql_errno(exc.orig) in _MYSQL_CHECK_VIOLATIONS:
@@ -28,6 +42,8 @@ def translate_error(exc: DBAPIError) -> Exception:
     if _is_statement_timeout(exc.orig):
         return StatementTimeout("the query ran longer than the statement timeout and was cancelled; "
                                 "narrow it (a where, a smaller limit) or try again")
+    if _is_deadlock(exc.orig):
+        return Deadlock("the database undid this write to break a deadlock with another; try again")
     cause = _storage_cause(exc.orig)
     if cause is not None:
         return DatabaseUnavailable(_STORAGE_MESSAGES[cause], cause=cause)

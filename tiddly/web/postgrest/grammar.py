@@ -3,8 +3,8 @@
 ``parse_params`` reads the query string into a tree of ``Node``s, one per table:
 the root and each embedded resource of ``select=``, with its columns, filters
 (``col=op.value``, ``or=(...)``), ``order``, ``limit`` and ``offset``. Names are
-only read here, never checked: ``translate.py`` turns the tree into Tiddly's own
-query object, whose parser checks every name and value against the registry.
+only read here, never checked: ``plan.py`` resolves the tree into a typed read plan,
+checking every name and value against the registry.
 The headers (``Prefer``, ``Range``, ``Accept``) have their own small readers.
 
 Every malformed piece is a ``PostgrestError`` in PostgREST's words (PGRST100 for a

@@ -1,29 +1,29 @@
 """The PostgREST dialect's routes: ``GET/HEAD/POST/PATCH/PUT/DELETE <path>/<table>`` and ``GET <path>/``
 (any other verb under ``<path>`` is a 405 in PostgREST's words; OPTIONS lists the verbs).
 
-A request is read by grammar.py, turned into Tiddly's own query object and write
-calls by translate.py, answered by the same services as Tiddly's own API (pages,
-crud, upsert, export's CSV reader) in one session, and rendered by render.py. The
-guard (web/guard.py) has already found the caller (``Authorization: Bearer`` or
-``apikey``) and checked the table in the path; embeds follow only relations to the
-tables the caller may see (``guard.visible_tables``).
+A request is read by grammar.py, planned by plan.py into a typed operation over the
+registry as the caller sees it, run by the app's executor (which alone decides whether the
+caller may: the guard, web/guard.py, has only found who is asking, from ``Authorization:
+Bearer`` or ``apikey``), and rendered by render.py.
 """
 from __future__ import annotations
 
 import io
 from dataclasses import replace
+from typing import Callable
 from urllib.parse import quote, unquote_plus
 
-from flask import Blueprint, Flask, Response, request
+from flask import Blueprint, Flask, Response, g, request
 from werkzeug.routing import Rule
 
 from tiddly import jsonio
-from tiddly.errors import BadJson, NotFound
+from tiddly.errors import BadJson, BadQuery
 from tiddly.registry import Policy, TableSpec
-from tiddly.services import crud, export, pages, upsert
-from tiddly.web import guard
+from tiddly.services import access, crud, export, upsert
+from tiddly.services.plan import Delete, Insert, Put, Read, Update, Upsert, Written
+from tiddly.web import conditional, guard
 from tiddly.web.body import raw_body
-from tiddly.web.postgrest import grammar, openapi, render, translate
+from tiddly.web.postgrest import grammar, openapi, plan, render
 from tiddly.web.postgrest.grammar import Filter, Media, Node, Params, PostgrestError
 
 BLUEPRINT = "postgrest"
@@ -59,14 +59,14 @@ def install(app: Flask, gateway) -> None:
                              (path + "/<path:rest>", "unknown", _unknown)):
         app.url_map.add(Rule(rule, endpoint=f"{BLUEPRINT}.{name}", methods=None, strict_slashes=name != "root"))
         app.view_functions[f"{BLUEPRINT}.{name}"] = view
-    guard.DIALECTS[BLUEPRINT] = DIALECT
+    gateway.dialects[BLUEPRINT] = DIALECT
 
 
 def _root(gateway) -> Response:
     if (options := _options(ROOT_METHODS)) is not None:
         return options
     _profile(request.headers.get("Accept-Profile"))
-    document = openapi.document(guard.visible_tables(gateway.registry), gateway.config.postgrest_path.rstrip("/"))
+    document = openapi.document(gateway.view(g.principal), gateway.config.postgrest_path.rstrip("/"))
     return Response(jsonio.dumps(document), content_type="application/openapi+json; charset=utf-8")
 
 
@@ -85,9 +85,10 @@ def _unknown(rest: str) -> Response:
 
 
 def _table(gateway, table: str) -> Response:
-    spec = gateway.registry.get(table)
+    view = gateway.view(g.principal)
+    spec = access.table(view, g.principal, table)
     if request.method in ("GET", "HEAD"):
-        return _read(gateway, spec)
+        return _read(gateway, view, spec)
     allowed = [verb for verb in METHODS if verb in ("GET", "HEAD") or verb in spec.verbs]
     if (options := _options(allowed, None if "POST" in allowed else f"the table '{table}' is read-only")):
         return options
@@ -98,9 +99,12 @@ def _table(gateway, table: str) -> Response:
     media = grammar.parse_accept(request.headers.get("Accept"))
     prefer = _prefer()
     params = grammar.parse_params(request.args.items(multi=True), gateway.config.max_where_depth)
-    _embeds(gateway.registry, spec, params.root)
+    plan.resolve(view, spec, params.root)
     write = {"POST": _post, "PATCH": _patch, "PUT": _put, "DELETE": _delete}[request.method]
-    return write(gateway, spec, params, prefer, media)
+    operation, status = write(gateway, view, spec, params, prefer)
+    return gateway.executor.execute(operation, g.principal,
+                                    lambda written: _written(gateway, view, spec, params, prefer, media, written,
+                                                             status(written)))
 
 
 def _options(allowed: list[str], why: str | None = None) -> Response | None:
@@ -117,31 +121,26 @@ def _options(allowed: list[str], why: str | None = None) -> Response | None:
 
 # -- reads -------------------------------------------------------------------------------
 
-def _read(gateway, spec: TableSpec) -> Response:
+def _read(gateway, view, spec: TableSpec) -> Response:
     environ = request.environ  # plain dict lookups: this path is the one GET by key takes
     _profile(environ.get("HTTP_ACCEPT_PROFILE"))
     media = grammar.parse_accept(environ.get("HTTP_ACCEPT"))
     key = _by_key(spec, environ) if media.kind != "csv" else None
     if key is not None:  # ?id=eq.5 and nothing else: the statement by key that GET /<table>/<pk> uses
-        with gateway.db.session() as session:
-            try:
-                data = [crud.get_row(session, spec, key)]
-            except NotFound:
-                data = []
+        data = gateway.executor.execute(Read(spec, spec.readable, key=key), g.principal).rows
         return render.rows(data, media, 200, {"Content-Range": render.content_range(0, len(data), None)})
     prefer = _prefer()
     params = grammar.parse_params(request.args.items(multi=True), gateway.config.max_where_depth)
     if params.columns is not None or params.on_conflict is not None:
         raise grammar.parse_error("parameter", "columns" if params.columns else "on_conflict",
                                   "'columns' and 'on_conflict' apply to writes")
-    _embeds(gateway.registry, spec, params.root)
+    plan.resolve(view, spec, params.root)
     offset, limit = _page(params.root, gateway.config.max_limit)
     count = "count" in prefer
-    raw = translate.query(gateway.registry, spec, params.root, limit, offset, count)
-    with gateway.db.session() as session:
-        result = pages.fetch_embedded(session, spec, raw, gateway.config, gateway.registry)
-    data = _shaped(gateway, spec, params.root, result["data"])
-    total = result.get("count")
+    read = plan.read(view, spec, params.root, gateway.config, limit, offset, count)
+    result = gateway.executor.execute(read, g.principal)
+    data = _shaped(view, spec, params.root, result.rows)
+    total = result.count
     status = 200
     if total is not None and offset > total:
         raise PostgrestError(416, "PGRST103", "Requested range not satisfiable",
@@ -183,97 +182,113 @@ def _page(root: Node, max_limit: int) -> tuple[int, int]:
     return offset, min(limit, max_limit)
 
 
-def _shaped(gateway, spec: TableSpec, root: Node, data: list[dict]) -> list[dict]:
-    if translate.needs_projection(root):
-        return translate.project(gateway.registry, spec, root, data)
+def _shaped(view, spec: TableSpec, root: Node, data: list[dict]) -> list[dict]:
+    if plan.needs_projection(root):
+        return plan.project(view, spec, root, data)
     return data
 
 
 # -- writes ------------------------------------------------------------------------------
 
-def _post(gateway, spec: TableSpec, params: Params, prefer: dict, media: Media) -> Response:
+# A write's operation, and its status once written.
+Planned = tuple[object, Callable[[Written], int]]
+
+
+def _post(gateway, view, spec: TableSpec, params: Params, prefer: dict) -> Planned:
     _only_select(params.root)
     payload = _rows_body(spec)
     items = [payload] if isinstance(payload, dict) else payload
     if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
         raise PostgrestError(400, "PGRST102", "the body must be a JSON object or an array of objects")
     items = _columns(spec, items, params.columns, prefer.get("missing") == "default")
-    with gateway.db.session(write=True) as session:
-        if not items:
-            keys = []
-        elif "resolution" in prefer:
-            on = params.on_conflict or ",".join(c.name for c in spec.primary_key)
-            keys = upsert.upsert_keys(session, spec, on, items, gateway.config,
-                                      ignore=prefer["resolution"] == "ignore-duplicates")
-        elif isinstance(payload, dict):
-            keys = [_key(crud.insert_row(session, spec, items[0])[0])]
-        else:
-            keys = [_key(pk) for pk in crud.insert_rows(session, spec, items, gateway.config)]
-        return _written(gateway, session, spec, params, prefer, media, keys, 201)
+    returning = _returning(gateway, view, spec, params, prefer)
+    if "resolution" in prefer and items:
+        names = params.on_conflict.split(",") if params.on_conflict else [c.name for c in spec.primary_key]
+        on = upsert.unique_key(spec, names)
+        rows = upsert.checked_rows(spec, on, items, gateway.config.max_bulk_rows)
+        operation = Upsert(spec, tuple(rows), on, prefer["resolution"] == "ignore-duplicates", returning)
+    elif isinstance(payload, dict):
+        operation = Insert(spec, (spec.values_for_write(items[0], insert=True),), returning=returning)
+    else:
+        if len(items) > gateway.config.max_bulk_rows:
+            raise BadQuery(f"a bulk insert takes at most {gateway.config.max_bulk_rows} rows, got {len(items)}")
+        rows = tuple(crud.for_item(i, spec.values_for_write, item, insert=True) for i, item in enumerate(items))
+        operation = Insert(spec, rows, bulk=True, returning=returning)
+    return operation, lambda written: 201
 
 
-def _patch(gateway, spec: TableSpec, params: Params, prefer: dict, media: Media) -> Response:
-    where = _filtered(spec, params.root, "UPDATE")
+def _patch(gateway, view, spec: TableSpec, params: Params, prefer: dict) -> Planned:
+    condition, key = _filtered(gateway, spec, params.root, "UPDATE")
     payload = _json_body()
     if not isinstance(payload, dict):
         raise PostgrestError(400, "PGRST102", "PATCH takes one JSON object: the columns to set")
     if params.columns is not None:
         payload = _columns(spec, [payload], params.columns, missing_default=True)[0]
-    with gateway.db.session(write=True) as session:
-        if prefer.get("return") != "representation" and not _limited(params.root):
-            count = crud.update_where(session, spec, where, payload, gateway.config)
-            return _written(gateway, session, spec, params, prefer, media, count, 204)
-        keys = crud.update_keys(session, spec, _locked(gateway, session, spec, where, params.root), payload)
-        return _written(gateway, session, spec, params, prefer, media, keys, 200)
+    values = spec.values_for_write(payload, insert=False)
+    operation = Update(spec, values, key, condition, conditional.precondition(), *_limits(spec, params.root),
+                       returning=_returning(gateway, view, spec, params, prefer))
+    return operation, _with_rows(prefer)
 
 
-def _delete(gateway, spec: TableSpec, params: Params, prefer: dict, media: Media) -> Response:
-    where = _filtered(spec, params.root, "DELETE")
-    with gateway.db.session(write=True) as session:
-        if prefer.get("return") != "representation" and not _limited(params.root):
-            count = crud.delete_where(session, spec, where, gateway.config)
-            return _written(gateway, session, spec, params, prefer, media, count, 204)
-        keys = _locked(gateway, session, spec, where, params.root)
-        response = _written(gateway, session, spec, params, prefer, media, keys, 200)
-        crud.delete_keys(session, spec, keys)
-        return response
+def _delete(gateway, view, spec: TableSpec, params: Params, prefer: dict) -> Planned:
+    condition, key = _filtered(gateway, spec, params.root, "DELETE")
+    operation = Delete(spec, key, condition, conditional.precondition(), *_limits(spec, params.root),
+                       returning=_returning(gateway, view, spec, params, prefer))
+    return operation, _with_rows(prefer)
 
 
-def _limited(root: Node) -> bool:
-    return root.limit is not None or root.offset is not None
+def _with_rows(prefer: dict) -> Callable[[Written], int]:
+    return lambda written: 200 if prefer.get("return") == "representation" else 204
 
 
-def _locked(gateway, session, spec: TableSpec, where: dict, root: Node) -> list[tuple]:
-    """The keys of the rows a PATCH or DELETE changes, locked: with ``limit``/``offset``, only
-    those of the filtered rows in ``order`` (the primary key ends it, so the choice is stable)."""
-    return crud.locked_keys(session, spec, where, gateway.config, translate.orderby(root), root.limit,
-                            root.offset or 0)
+def _limits(spec: TableSpec, root: Node) -> tuple:
+    """(order, limit, offset) of a PATCH or DELETE that changes only some of the rows it filters."""
+    if root.limit is None and root.offset is None:
+        return (), None, 0
+    return plan.order(spec, root), root.limit, root.offset or 0
 
 
-def _put(gateway, spec: TableSpec, params: Params, prefer: dict, media: Media) -> Response:
+def _returning(gateway, view, spec: TableSpec, params: Params, prefer: dict) -> Read | None:
+    """What ``return=representation`` reads back of the rows written (``select=``, embeds)."""
+    if prefer.get("return") != "representation":
+        return None
+    node = replace(params.root, conditions=[], order=None, limit=None, offset=None)
+    return plan.read(view, spec, node, gateway.config)
+
+
+def _put(gateway, view, spec: TableSpec, params: Params, prefer: dict) -> Planned:
     """PUT ?<pk>=eq.<value>: one row, created or changed, its key in the URL and the body alike."""
     root = params.root
     if root.limit is not None or root.offset is not None:
         raise PostgrestError(400, "PGRST114", "limit/offset querystring parameters are not allowed for PUT")
-    by_name = {f.column: f for f in root.conditions if isinstance(f, Filter)}
-    if len(root.conditions) != len(spec.primary_key) or set(by_name) != {c.name for c in spec.primary_key} \
-            or any(f.op != "eq" or f.negate or f.modifier for f in by_name.values()):
+    key = _key_filter(spec, root)
+    if key is None:
         raise PostgrestError(405, "PGRST105", "Filters must include all and only primary key columns with 'eq' "
                                               "operators")
-    key = tuple(col.coerce(col.parse_text(by_name[col.name].value)) for col in spec.primary_key)
     payload = _json_body()
     if not isinstance(payload, dict) or spec.pk_from_body(payload) not in (None, key):
         raise PostgrestError(400, "PGRST115", "Payload values do not match URL in primary key column(s)")
-    with gateway.db.session(write=True) as session:
-        created, _pk, _row = crud.upsert_row(session, spec, key, payload)
-        return _written(gateway, session, spec, params, prefer, media, [key], 201 if created else 200)
+    names = {c.name for c in spec.primary_key}
+    values = spec.values_for_write({k: v for k, v in payload.items() if k not in names}, insert=False)
+    operation = Put(spec, key, values, conditional.precondition(), _returning(gateway, view, spec, params, prefer))
+    return operation, lambda written: 201 if written.created else 200
 
 
-def _written(gateway, session, spec: TableSpec, params: Params, prefer: dict, media: Media,
-             keys: list[tuple] | int, status: int) -> Response:
+def _key_filter(spec: TableSpec, root: Node) -> tuple | None:
+    """The primary key a request's filters name exactly (``?id=eq.5``, every key column, nothing
+    else), or None."""
+    by_name = {f.column: f for f in root.conditions if isinstance(f, Filter)}
+    if len(root.conditions) != len(spec.primary_key) or set(by_name) != {c.name for c in spec.primary_key} \
+            or any(f.op != "eq" or f.negate or f.modifier for f in by_name.values()):
+        return None
+    return tuple(col.coerce(col.parse_text(by_name[col.name].value)) for col in spec.primary_key)
+
+
+def _written(gateway, view, spec: TableSpec, params: Params, prefer: dict, media: Media, written: Written,
+             status: int) -> Response:
     """The answer to a write (still in its transaction: an error here undoes it): the rows with
-    ``return=representation``, else no body; ``keys`` is a count when the rows were not kept."""
-    count = keys if isinstance(keys, int) else len(keys)
+    ``return=representation``, else no body."""
+    count = written.count
     if media.kind == "object" and count != 1:
         raise render.singular_error(count)
     most = prefer.get("max-affected") if prefer.get("handling") == "strict" else None
@@ -287,24 +302,29 @@ def _written(gateway, session, spec: TableSpec, params: Params, prefer: dict, me
         headers["Preference-Applied"] = ", ".join(applied)
     if prefer.get("return") == "representation":
         node = replace(params.root, conditions=[], order=None, limit=None, offset=None)
-        raw = translate.query(gateway.registry, spec, node, None, 0, False)
-        data = pages.fetch_embedded(session, spec, raw, gateway.config, gateway.registry, keys)["data"]
-        return render.rows(_shaped(gateway, spec, node, data), media, status, headers)
+        return render.rows(_shaped(view, spec, node, written.rows), media, status, headers)
     if prefer.get("return") == "headers-only" and request.method == "POST" and count == 1:
-        filters = "&".join(f"{quote(c.name)}=eq.{quote(str(v))}" for c, v in zip(spec.primary_key, keys[0]))
+        filters = "&".join(f"{quote(c.name)}=eq.{quote(str(v))}" for c, v in zip(spec.primary_key, written.keys[0]))
         headers["Location"] = f"/{quote(spec.name)}?{filters}"
     return Response(status=status if status == 201 else 204, headers=headers)
 
 
-def _filtered(spec: TableSpec, root: Node, verb: str) -> dict:
-    """The write's filter; none at all is refused, as pg-safeupdate refuses it under PostgREST."""
+def _filtered(gateway, spec: TableSpec, root: Node, verb: str):
+    """The write's filter, and the key it names when it names exactly one row by its key (which
+    a write with If-Match / If-None-Match needs); no filter at all is refused, as pg-safeupdate
+    refuses it under PostgREST."""
     if any(order.embed is not None for order in root.order or ()):
         raise grammar.not_implemented(f"ordering the rows of a {verb} by a related table's column")
-    condition = translate.where(spec, root.conditions)
+    condition = plan.where(spec, root.conditions, gateway.config)
     if condition is None:
         raise PostgrestError(400, "21000", f"{verb} requires a WHERE clause",
                              hint="Tiddly changes or deletes rows by filter only: add one, e.g. ?id=eq.1")
-    return condition
+    if "If-Match" not in request.headers and "If-None-Match" not in request.headers:
+        return condition, None
+    key = _key_filter(spec, root) if root.limit is None and root.offset is None else None
+    if key is None:
+        conditional.refuse_conditions(f"{verb} here filters by something other than exactly the primary key")
+    return None, key
 
 
 def _only_select(root: Node) -> None:
@@ -373,10 +393,3 @@ def _prefer() -> dict[str, str]:
         raise PostgrestError(400, "PGRST122", "Invalid preferences given with handling=strict",
                              f"Invalid preferences: {', '.join(other)}")
     return known
-
-
-def _embeds(registry, spec: TableSpec, node: Node) -> None:
-    """Name the embeds' relations. To a key limited to some tables, a relation to another one is
-    no relation (PGRST200), as those tables are missing from its root document."""
-    visible = guard.visible_tables(registry).tables if node.embeds else None  # (no embed: nothing to look up)
-    translate.resolve(registry, spec, node, visible)

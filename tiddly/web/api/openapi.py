@@ -17,7 +17,8 @@ from tiddly.config import Config
 from tiddly.errors import ERROR_CODES, PreconditionFailed
 from tiddly.registry import ColumnSpec, Policy, Registry, TableSpec
 from tiddly.services.auth import SCOPES
-from tiddly.services.query import MAX_OFFSET, OPERATORS, QUERY_KEYS
+from tiddly.services.query import MAX_OFFSET, OPERATORS
+from tiddly.web.api.language import QUERY_KEYS
 
 OPENAPI_VERSION = "3.1.0"
 _REF = "#/components/schemas/"
