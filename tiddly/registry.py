@@ -15,7 +15,7 @@ import math
 from dataclasses import dataclass, field, replace
 from typing import Any, Iterable
 
-from sqlalchemy import BigInteger, Column, SmallInteger, Table, and_, tuple_
+from sqlalchemy import JSON, BigInteger, Column, SmallInteger, Table, and_, tuple_
 
 from tiddly.errors import (
     BadValue,
@@ -340,6 +340,8 @@ def _int_bits(column: Column, auto_pk: bool) -> int:
 
 
 def _kind(column: Column) -> str:
+    if isinstance(column.type, JSON):  # its python_type is object: any JSON value
+        return "json"
     try:
         python_type = column.type.python_type
     except NotImplementedError:

@@ -18,11 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
-from sqlalchemy import MetaData, UniqueConstraint, inspect
-from sqlalchemy.engine import Engine
+from sqlalchemy import JSON, MetaData, Text, TypeDecorator, UniqueConstraint, cast, inspect
+from sqlalchemy.dialects.postgresql.ranges import AbstractRange
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import DeclarativeBase
 
 from tiddly.registry import Registry, table_spec
+from tiddly.storage.catalog import json_columns
 
 # Alembic's bookkeeping table is never a table a client means to see.
 _BOOKKEEPING = ("alembic_version",)
@@ -72,10 +74,10 @@ def reflected(engine: Engine, tables: Iterable[str] | None = None,
         default = inspect(engine).default_schema_name
         # Referenced tables are reflected too (foreign keys need them), but only chosen ones are exposed.
         metadata.reflect(engine, schema=default, only=chosen, resolve_fks=True)
+        with engine.connect() as conn:
+            _read_catalog(conn, metadata, default)
     except Exception as exc:  # noqa: BLE001 - the CLI reports it in one sentence
         raise SchemaError(f"cannot reflect the database: {exc.__class__.__name__}: {_first_line(exc)}") from exc
-    if engine.dialect.name == "sqlite":
-        _add_sqlite_column_uniques(engine, metadata)
     own = _gateway_tables()
     refused = sorted(own & set(chosen or ()))
     if refused:
@@ -87,6 +89,45 @@ def reflected(engine: Engine, tables: Iterable[str] | None = None,
         raise SchemaError(_nothing_to_reflect(engine, bool(found)))
     _copy_shipped_policies(metadata)
     return Schema(metadata, _registry(metadata, names, set()), False, "reflected")
+
+
+class DatabaseText(TypeDecorator):
+    """A column read and written as its database's own text for the value: a PostgreSQL range
+    is ``"[1,2)"`` (as PostgREST shows it), not an object. Filters and order use the column as
+    it is; a value written or compared is cast back to the column's type by the database."""
+    impl = Text
+    cache_ok = True
+
+    def __init__(self, database_type):
+        super().__init__()
+        self.database_type = database_type
+
+    def column_expression(self, column):
+        return cast(column, Text)
+
+    def bind_expression(self, value):
+        return cast(value, self.database_type)
+
+
+def _read_catalog(conn: Connection, metadata: MetaData, default: str | None) -> None:
+    """What reflection leaves out, from the database's catalog: keys are never null, MariaDB's
+    JSON columns hold JSON, ranges read as text."""
+    if conn.dialect.name == "sqlite":
+        _add_sqlite_column_uniques(conn, metadata)
+    for table_name, column_name in json_columns(conn, default):
+        table = metadata.tables.get(_key(default, table_name))
+        if table is not None and column_name in table.c:
+            table.c[column_name].type = JSON()
+    for table in metadata.tables.values():
+        for column in table.primary_key.columns:
+            column.nullable = False  # SQLite reports its INTEGER PRIMARY KEY nullable; it never holds NULL
+        for column in table.columns:
+            if isinstance(column.type, AbstractRange):
+                column.type = DatabaseText(column.type)
+
+
+def _key(schema: str | None, name: str) -> str:
+    return f"{schema}.{name}" if schema else name
 
 
 def _nothing_to_reflect(engine: Engine, excluded: bool) -> str:
@@ -114,21 +155,20 @@ def _copy_shipped_policies(metadata: MetaData) -> None:
                 column.info.setdefault("policy", declared)
 
 
-def _add_sqlite_column_uniques(engine: Engine, metadata: MetaData) -> None:
+def _add_sqlite_column_uniques(conn: Connection, metadata: MetaData) -> None:
     """SQLAlchemy misses SQLite's column-level UNIQUE (``email TEXT UNIQUE``); its autoindexes tell."""
-    with engine.connect() as conn:
-        for table in metadata.tables.values():
-            known = {frozenset(c.name for c in con.columns) for con in table.constraints
-                     if isinstance(con, UniqueConstraint)}
-            quote = conn.dialect.identifier_preparer.quote
-            for index in conn.exec_driver_sql(f"PRAGMA index_list({quote(table.name)})").mappings():
-                if index["origin"] != "u":
-                    continue
-                info = conn.exec_driver_sql(f"PRAGMA index_info({quote(index['name'])})")
-                names = frozenset(row["name"] for row in info.mappings())
-                if names not in known:
-                    table.append_constraint(UniqueConstraint(*(table.c[n] for n in names)))
-                    known.add(names)
+    for table in metadata.tables.values():
+        known = {frozenset(c.name for c in con.columns) for con in table.constraints
+                 if isinstance(con, UniqueConstraint)}
+        quote = conn.dialect.identifier_preparer.quote
+        for index in conn.exec_driver_sql(f"PRAGMA index_list({quote(table.name)})").mappings():
+            if index["origin"] != "u":
+                continue
+            info = conn.exec_driver_sql(f"PRAGMA index_info({quote(index['name'])})")
+            names = frozenset(row["name"] for row in info.mappings())
+            if names not in known:
+                table.append_constraint(UniqueConstraint(*(table.c[n] for n in names)))
+                known.add(names)
 
 
 def _registry(metadata: MetaData, names: list[str] | None, read_only: set[str]) -> Registry:
