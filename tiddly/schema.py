@@ -18,13 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
-from sqlalchemy import JSON, MetaData, Text, TypeDecorator, UniqueConstraint, cast, inspect
+from sqlalchemy import JSON, MetaData, PrimaryKeyConstraint, Table, Text, TypeDecorator, UniqueConstraint, cast, inspect
 from sqlalchemy.dialects.postgresql.ranges import AbstractRange
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import DeclarativeBase
 
 from tiddly.registry import Registry, table_spec
-from tiddly.storage.catalog import json_columns
+from tiddly.storage.catalog import ViewFacts, json_columns, view_facts
 
 # Alembic's bookkeeping table is never a table a client means to see.
 _BOOKKEEPING = ("alembic_version",)
@@ -64,7 +64,7 @@ def from_models_file(path: str | Path) -> Schema:
 
 def reflected(engine: Engine, tables: Iterable[str] | None = None,
               exclude: Iterable[str] = ()) -> Schema:
-    """Read every table of an existing database (or the named ones) without model code."""
+    """Read every table and view of an existing database (or the named ones) without model code."""
     # A reflected schema is never created (create_app), and Tiddly's own tables live apart from it.
     metadata = MetaData(info={"reflected": True})
     chosen = list(tables) if tables else None
@@ -73,7 +73,7 @@ def reflected(engine: Engine, tables: Iterable[str] | None = None,
         # name none, are then the only ones sent to their home apart (database.StateHome).
         default = inspect(engine).default_schema_name
         # Referenced tables are reflected too (foreign keys need them), but only chosen ones are exposed.
-        metadata.reflect(engine, schema=default, only=chosen, resolve_fks=True)
+        metadata.reflect(engine, schema=default, only=chosen, resolve_fks=True, views=True)
         with engine.connect() as conn:
             _read_catalog(conn, metadata, default)
     except Exception as exc:  # noqa: BLE001 - the CLI reports it in one sentence
@@ -83,7 +83,7 @@ def reflected(engine: Engine, tables: Iterable[str] | None = None,
     if refused:
         raise SchemaError(f"{', '.join(refused)}: Tiddly's own tables (keys, tokens) are never exposed")
     found = [t.name for t in metadata.tables.values()
-             if t.schema == default and t.name not in _BOOKKEEPING and t.name not in own]
+             if t.schema == default and t.name not in _BOOKKEEPING and t.name not in own and not t.info.get("source")]
     names = [n for n in chosen or found if n not in set(exclude)]
     if not names:
         raise SchemaError(_nothing_to_reflect(engine, bool(found)))
@@ -111,7 +111,7 @@ class DatabaseText(TypeDecorator):
 
 def _read_catalog(conn: Connection, metadata: MetaData, default: str | None) -> None:
     """What reflection leaves out, from the database's catalog: keys are never null, MariaDB's
-    JSON columns hold JSON, ranges read as text."""
+    JSON columns hold JSON, ranges read as text, and what each view is (see ``_describe_view``)."""
     if conn.dialect.name == "sqlite":
         _add_sqlite_column_uniques(conn, metadata)
     for table_name, column_name in json_columns(conn, default):
@@ -124,10 +124,65 @@ def _read_catalog(conn: Connection, metadata: MetaData, default: str | None) -> 
         for column in table.columns:
             if isinstance(column.type, AbstractRange):
                 column.type = DatabaseText(column.type)
+    for name, facts in view_facts(conn, default).items():
+        view = metadata.tables.get(_key(default, name))
+        if view is not None:
+            _describe_view(conn, metadata, view, facts, default)
 
 
 def _key(schema: str | None, name: str) -> str:
     return f"{schema}.{name}" if schema else name
+
+
+def _describe_view(conn: Connection, metadata: MetaData, view: Table, facts: ViewFacts, default: str | None) -> None:
+    """A view is written only where its database says it can be, and only by a key: the
+    primary key of the table it shows, when it shows all of it (a view the database writes
+    has one table under it, so that key is the view's too). Each column that shows a table's
+    column unchanged takes that column's type, nullability and default, and lets relations
+    follow that column's foreign keys (``view.info["origins"]``); the columns the database will
+    not write are read-only."""
+    origins = {}
+    for column_name, (table_name, source_name) in facts.origins.items():
+        source = _source_table(conn, metadata, default, table_name)
+        if source is None or source_name not in source.c or column_name not in view.c:
+            continue
+        column, shown = view.c[column_name], source.c[source_name]
+        column.type, column.nullable = shown.type, shown.nullable
+        if shown.server_default is not None or shown.default is not None or shown is source.autoincrement_column:
+            column.info["database_default"] = True
+        origins[column_name] = (source, source_name)
+    view.info.update(view=True, origins=origins, writes=facts.writes)
+    for column_name in facts.read_only_columns:
+        if column_name in view.c:
+            view.c[column_name].info.setdefault("policy", "read_only")
+    key = _shown_key(origins) if facts.writes else None
+    if key:
+        for column_name, source_column in key:
+            view.c[column_name].autoincrement = source_column is source_column.table.autoincrement_column
+        view.append_constraint(PrimaryKeyConstraint(*(view.c[name] for name, _ in key)))
+    else:
+        view.info["read_only"] = True
+
+
+def _source_table(conn: Connection, metadata: MetaData, default: str | None, name: str) -> Table | None:
+    """The table a view shows, reflected when the chosen tables left it out (it is not exposed)."""
+    table = metadata.tables.get(_key(default, name))
+    if table is None:
+        try:
+            table = Table(name, metadata, schema=default, autoload_with=conn, info={"source": True})
+        except Exception:  # noqa: BLE001 - a table it cannot read gives the view no key, nothing worse
+            return None
+    return table
+
+
+def _shown_key(origins: dict) -> list | None:
+    """(view column, table column) for the whole primary key of the table the view shows."""
+    shown = {(source, source_name): name for name, (source, source_name) in origins.items()}
+    for source in dict.fromkeys(source for source, _ in origins.values()):
+        key = [(shown.get((source, column.name)), column) for column in source.primary_key.columns]
+        if key and all(name is not None for name, _ in key):
+            return key
+    return None
 
 
 def _nothing_to_reflect(engine: Engine, excluded: bool) -> str:
