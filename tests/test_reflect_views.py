@@ -168,3 +168,29 @@ def test_serve_reflect_a_view_without_its_table(views_db, live_server_factory):
         assert created.json() == [{"book": 4, "title": "Wild Seed", "writer_id": 1, "pages": 100}]
     counts = requests.get(server.url + "/rest/v1/books_per_writer?writer_id=eq.1").json()
     assert counts == [{"writer_id": 1, "books": 2 if _dialect(views_db) == "sqlite" else 3}]
+
+
+def test_a_view_whose_table_is_gone_is_left_out_not_the_database(views_db):
+    engine = create_engine(views_db)
+    dialect = _dialect(views_db)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("DROP VIEW IF EXISTS stale"))
+            conn.execute(text("DROP TABLE IF EXISTS gone"))
+            conn.execute(text("CREATE TABLE gone (id INTEGER PRIMARY KEY)"))
+            conn.execute(text("CREATE VIEW stale AS SELECT id FROM gone"))
+        if dialect == "postgresql":  # PostgreSQL keeps no view whose table is gone
+            with pytest.raises(Exception, match="depend"), engine.begin() as conn:
+                conn.execute(text("DROP TABLE gone"))
+            return
+        with engine.begin() as conn:
+            conn.execute(text("DROP TABLE gone"))  # SQLite and MariaDB keep the view
+        found = schema.reflected(engine, tables=None)
+        assert "shelf" in found.registry.tables and "stale" not in found.registry.tables
+        with pytest.raises(schema.SchemaError, match="the view stale cannot be read"):
+            schema.reflected(engine, tables=["shelf", "stale"])
+    finally:
+        with engine.begin() as conn:
+            conn.execute(text("DROP VIEW IF EXISTS stale"))
+            conn.execute(text("DROP TABLE IF EXISTS gone"))
+        engine.dispose()

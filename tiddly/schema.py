@@ -13,6 +13,7 @@ and its models. Registry options may sit beside them, as module-level names:
 from __future__ import annotations
 
 import importlib.util
+import logging
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,10 +22,13 @@ from typing import Iterable
 from sqlalchemy import JSON, MetaData, PrimaryKeyConstraint, Table, Text, TypeDecorator, UniqueConstraint, cast, inspect
 from sqlalchemy.dialects.postgresql.ranges import AbstractRange
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase
 
 from tiddly.registry import Registry, table_spec
 from tiddly.storage.catalog import ViewFacts, json_columns, view_facts
+
+log = logging.getLogger("tiddly")
 
 # Alembic's bookkeeping table is never a table a client means to see.
 _BOOKKEEPING = ("alembic_version",)
@@ -72,10 +76,11 @@ def reflected(engine: Engine, tables: Iterable[str] | None = None,
         # The tables name their schema, the database's default one: Tiddly's own tables, which
         # name none, are then the only ones sent to their home apart (database.StateHome).
         default = inspect(engine).default_schema_name
-        # Referenced tables are reflected too (foreign keys need them), but only chosen ones are exposed.
-        metadata.reflect(engine, schema=default, only=chosen, resolve_fks=True, views=True)
+        _reflect(engine, metadata, default, chosen)
         with engine.connect() as conn:
             _read_catalog(conn, metadata, default)
+    except SchemaError:
+        raise
     except Exception as exc:  # noqa: BLE001 - the CLI reports it in one sentence
         raise SchemaError(f"cannot reflect the database: {exc.__class__.__name__}: {_first_line(exc)}") from exc
     own = _gateway_tables()
@@ -89,6 +94,37 @@ def reflected(engine: Engine, tables: Iterable[str] | None = None,
         raise SchemaError(_nothing_to_reflect(engine, bool(found)))
     _copy_shipped_policies(metadata)
     return Schema(metadata, _registry(metadata, names, set()), False, "reflected")
+
+
+def _reflect(engine: Engine, metadata: MetaData, default: str | None, chosen: list[str] | None) -> None:
+    """Reflect the tables and views (all, or the chosen ones). Referenced tables are reflected too
+    (foreign keys need them), but only chosen ones are exposed. A view the database can no longer
+    read (SQLite and MariaDB keep a view whose table was dropped) is left out with a warning, unless
+    it was chosen by name: then it is an error."""
+    try:
+        metadata.reflect(engine, schema=default, only=chosen, resolve_fks=True, views=True)
+    except DBAPIError:
+        metadata.clear()  # some view does not read: take the tables, then the views one by one
+    else:
+        # MariaDB's reflection skips such a view with a warning instead
+        unread = [name for name in chosen or () if _key(default, name) not in metadata.tables]
+        if unread:
+            raise SchemaError(f"the view {', '.join(unread)} cannot be read: its table is gone, or "
+                              "the user may not read it")
+        return
+    inspector = inspect(engine)
+    views = set(inspector.get_view_names(default))
+    metadata.reflect(engine, schema=default, resolve_fks=True,
+                     only=None if chosen is None else [name for name in chosen if name not in views])
+    for name in sorted(views) if chosen is None else [name for name in chosen if name in views]:
+        try:
+            with engine.connect() as conn:
+                Table(name, metadata, schema=default, autoload_with=conn)
+        except DBAPIError as exc:
+            if chosen is not None:
+                raise SchemaError(f"the view {name} cannot be read: {_first_line(exc.orig)}") from exc
+            log.warning("--reflect leaves out the view %s: the database cannot read it (%s)", name,
+                        _first_line(exc.orig))
 
 
 class DatabaseText(TypeDecorator):
