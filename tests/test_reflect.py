@@ -276,3 +276,95 @@ def test_keys_without_reflect_refuse_a_database_of_others_tables(tmp_path):
     assert result.returncode == 1 and "if you serve it with --reflect, add --reflect here too" in result.stderr
     assert _database_itself(url) == before and before["journal_mode"] == "delete"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["theirs.db"]
+
+
+# -- how reflected columns' values become JSON ------------------------------------------------
+
+JSON_TYPE = {"sqlite": "JSON", "postgresql": "JSONB", "mysql": "JSON"}
+# PostgreSQL's ranges; the other databases hold the same text in a text column.
+INT_RANGE = {"sqlite": "TEXT", "postgresql": "INT4RANGE", "mysql": "VARCHAR(40)"}
+TIME_RANGE = {"sqlite": "TEXT", "postgresql": "TSRANGE", "mysql": "VARCHAR(60)"}
+
+
+@pytest.fixture
+def typed_db(existing_db):
+    """``stays``: a JSON column, an integer range and a time range, in each database's own types."""
+    engine = create_engine(existing_db)
+    with engine.begin() as conn:
+        dialect = conn.dialect.name
+        conn.execute(text("DROP TABLE IF EXISTS stays"))
+        conn.execute(text(f"CREATE TABLE stays (id {AUTO_PK[dialect]}, guest VARCHAR(40), notes {JSON_TYPE[dialect]}, "
+                          f"nights {INT_RANGE[dialect]}, during {TIME_RANGE[dialect]})"))
+        conn.execute(text("INSERT INTO stays (guest, notes, nights, during) VALUES "
+                          "('ada', '{\"late\": true, \"bags\": [1, 2]}', '[1,3)', "
+                          "'[\"2000-01-01 13:00:00\",\"2000-01-01 15:00:00\")')"))
+    yield existing_db
+    with engine.begin() as conn:
+        conn.execute(text("DROP TABLE stays"))
+    engine.dispose()
+
+
+@pytest.fixture
+def typed_client(typed_db):
+    engine = create_engine(typed_db)
+    found = schema.reflected(engine, tables=["stays"])
+    engine.dispose()
+    app = create_app(Config(database_url=typed_db), found.metadata, found.registry)
+    yield app.test_client()
+    app.extensions["tiddly"].db.dispose()
+
+
+def test_json_columns_are_json_on_every_database(typed_client):
+    """MariaDB's JSON reflects as LONGTEXT (its CHECK json_valid says it is JSON); PostgreSQL's jsonb
+    and SQLite's JSON reflect as a JSON type: all three read and write JSON values, not strings."""
+    client = typed_client
+    assert ok(client.get("/stays/1"))["data"]["notes"] == {"late": True, "bags": [1, 2]}
+    made = ok(client.post("/stays", json={"guest": "grace", "notes": {"floor": 3, "tags": ["quiet"]}}), 201)
+    assert made["data"]["notes"] == {"floor": 3, "tags": ["quiet"]}
+    assert ok(client.get(f"/stays/{made['id']}"))["data"]["notes"] == {"floor": 3, "tags": ["quiet"]}
+    rows = client.get(f"/rest/v1/stays?select=guest,notes&id=eq.{made['id']}").get_json()
+    assert rows == [{"guest": "grace", "notes": {"floor": 3, "tags": ["quiet"]}}]
+    (stays,) = ok(client.get("/-/tables"))["data"]
+    assert {c["name"]: c["type"] for c in stays["columns"]}["notes"] == "json"
+
+
+def test_ranges_read_and_write_as_postgresql_writes_them(typed_client, typed_db):
+    """A PostgreSQL range is its text, "[1,3)", as PostgREST shows it (and as the other databases
+    hold it in text): read, filtered, ordered and written as that text; text that is no range
+    is a 400 there."""
+    client = typed_client
+    first = client.get("/rest/v1/stays?select=nights,during&id=eq.1").get_json()
+    assert first == [{"nights": "[1,3)", "during": '["2000-01-01 13:00:00","2000-01-01 15:00:00")'}]
+    made = client.post("/rest/v1/stays", json={"guest": "lin", "nights": "[2,5)"},
+                       headers={"Prefer": "return=representation"})
+    assert made.status_code == 201 and made.get_json()[0]["nights"] == "[2,5)"
+    assert client.get("/rest/v1/stays?select=guest&nights=eq.[2,5)").get_json() == [{"guest": "lin"}]
+    assert [r["nights"] for r in client.get("/rest/v1/stays?select=nights&order=nights.desc").get_json()] \
+        == ["[2,5)", "[1,3)"]
+    patched = client.patch("/stays/1", json={"nights": "[1,4)"})
+    assert ok(patched)["data"]["nights"] == "[1,4)"
+    if typed_db.startswith("postgresql"):
+        assert_error(client.post("/stays", json={"nights": "[3,1)"}), 400, "bad_value")
+        assert_error(client.post("/stays", json={"nights": "one to three"}), 400, "bad_value")
+
+
+def test_many_rows_into_an_integer_primary_key(existing_db):
+    """SQLite reports an INTEGER PRIMARY KEY nullable; a key never is (a bulk insert needs it so)."""
+    engine = create_engine(existing_db)
+    with engine.begin() as conn:
+        conn.execute(text("DROP TABLE IF EXISTS hotel"))
+        conn.execute(text(f"CREATE TABLE hotel (id {AUTO_PK[conn.dialect.name]}, name VARCHAR(40) NULL)"))
+    try:
+        found = schema.reflected(engine, tables=["hotel"])
+        app = create_app(Config(database_url=existing_db), found.metadata, found.registry)
+        client = app.test_client()
+        made = client.post("/rest/v1/hotel", json=[{"name": "a"}, {"name": "b"}],
+                           headers={"Prefer": "return=representation"})
+        assert made.status_code == 201, made.get_data(as_text=True)
+        assert made.get_json() == [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}]
+        assert ok(client.post("/hotel", json=[{"name": "c"}, {"name": None}]), 201)["ids"] == [3, 4]
+        app.extensions["tiddly"].db.dispose()
+    finally:
+        with engine.begin() as conn:
+            conn.execute(text("DROP TABLE hotel"))
+        engine.dispose()

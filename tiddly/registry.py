@@ -16,7 +16,7 @@ import threading
 from dataclasses import dataclass, field, replace
 from typing import Any, Iterable
 
-from sqlalchemy import BigInteger, Column, SmallInteger, Table, and_, tuple_
+from sqlalchemy import JSON, BigInteger, Column, SmallInteger, Table, and_, tuple_
 
 from tiddly.errors import (
     BadValue,
@@ -36,6 +36,10 @@ class Policy(str, enum.Enum):
 
 
 _INT_BITS = ((BigInteger, 64), (SmallInteger, 16))
+_ALL_WRITES = frozenset({"insert", "update", "delete"})
+# What each writing verb asks of the database: PUT creates the row or changes it.
+_WRITE_VERBS = (("POST", {"insert"}), ("PUT", {"insert", "update"}), ("PATCH", {"update"}),
+                ("DELETE", {"delete"}))
 _KINDS = {bool: "boolean", int: "integer", float: "number", decimal.Decimal: "decimal", str: "string",
           dt.datetime: "datetime", dt.date: "date", dt.time: "time", bytes: "binary",
           dict: "json", list: "json"}
@@ -244,7 +248,9 @@ class TableSpec:
         reads = ["GET", "FETCH", "QUERY"]
         if self.read_only or not self.primary_key:
             return reads
-        return reads + ["POST", "PUT", "PATCH", "DELETE"]
+        # A view says which writes its database takes; a table takes them all.
+        writes = self.table.info.get("writes", _ALL_WRITES)
+        return reads + [verb for verb, needs in _WRITE_VERBS if needs <= writes]
 
     # -- primary keys ------------------------------------------------------
     def pk_from_path(self, raw: str) -> tuple:
@@ -325,7 +331,8 @@ def column_spec(column: Column) -> ColumnSpec:
     auto_pk = column.table.autoincrement_column is column
     declared = column.info.get("policy")
     policy = Policy(declared) if declared else (Policy.READ_ONLY if auto_pk else Policy.NORMAL)
-    has_default = column.default is not None or column.server_default is not None
+    has_default = (column.default is not None or column.server_default is not None
+                   or bool(column.info.get("database_default")))  # a view's column, from its table
     # A key is never null, though SQLite reports its keys (INTEGER PRIMARY KEY too) nullable.
     nullable = bool(column.nullable) and not column.primary_key
     return ColumnSpec(
@@ -346,6 +353,8 @@ def _int_bits(column: Column, auto_pk: bool) -> int:
 
 
 def _kind(column: Column) -> str:
+    if isinstance(column.type, JSON):  # its python_type is object: any JSON value
+        return "json"
     try:
         python_type = column.type.python_type
     except NotImplementedError:
@@ -376,24 +385,19 @@ def foreign_key_relations(specs: dict[str, TableSpec]) -> dict[str, dict[str, Re
     """The relations every foreign key between exposed tables gives, both ways, named as
     PostgREST names them: after the other table (``items`` -> ``stores`` is one store,
     ``stores`` -> ``items`` many items). Works for reflected tables, which have no mappers.
-    When two tables are joined by several foreign keys, the name alone would not say which
-    is meant: each is named ``<table>!<its foreign key column(s)>`` instead (PostgREST's
-    hint). A table that refers to itself, and a name a column already has, get none."""
-    by_table = {spec.table: spec for spec in specs.values()}
+    A view that shows a foreign key's columns unchanged has that key's relations too (as
+    PostgREST infers them). When two tables are joined by several foreign keys, the name alone
+    would not say which is meant: each is named ``<table>!<its foreign key column(s)>`` instead
+    (PostgREST's hint). A table that refers to itself, and a name a column already has, get none."""
     found: dict[tuple[str, str], list[RelationSpec]] = {}
-    for spec in specs.values():
-        for fk in spec.table.foreign_key_constraints:
-            target = by_table.get(fk.referred_table)
-            if target is None or target is spec:
-                continue
-            pairs = tuple((element.parent.name, element.column.name) for element in fk.elements)
-            if not _readable_join(spec, target, pairs):
-                continue
-            hints = frozenset({",".join(local for local, _ in pairs), *([fk.name] if fk.name else [])})
-            found.setdefault((spec.name, target.name), []).append(
-                RelationSpec(target.name, target.name, False, pairs, hints))
-            found.setdefault((target.name, spec.name), []).append(
-                RelationSpec(spec.name, spec.name, True, tuple((remote, local) for local, remote in pairs), hints))
+    for spec, target, pairs, fk_name in _foreign_keys(specs):
+        if target is spec or not _readable_join(spec, target, pairs):
+            continue
+        hints = frozenset({",".join(local for local, _ in pairs), *([fk_name] if fk_name else [])})
+        found.setdefault((spec.name, target.name), []).append(
+            RelationSpec(target.name, target.name, False, pairs, hints))
+        found.setdefault((target.name, spec.name), []).append(
+            RelationSpec(spec.name, spec.name, True, tuple((remote, local) for local, remote in pairs), hints))
     relations: dict[str, dict[str, RelationSpec]] = {}
     for (source, name), candidates in found.items():
         if name in specs[source].columns:
@@ -404,6 +408,28 @@ def foreign_key_relations(specs: dict[str, TableSpec]) -> dict[str, dict[str, Re
                 relation = replace(relation, name=f"{name}!{key}")
             relations.setdefault(source, {})[relation.name] = relation
     return relations
+
+
+def _foreign_keys(specs: dict[str, TableSpec]):
+    """(exposed source, exposed target, (local, remote) column pairs, constraint name) for every
+    foreign key of the database's tables, once between the tables themselves and once more for
+    each exposed view that shows all of its columns on one side or both."""
+    shown_by: dict[Table, list[tuple[TableSpec, dict[str, str]]]] = {}
+    for spec in specs.values():
+        shown_by.setdefault(spec.table, []).append((spec, {c: c for c in spec.table.columns.keys()}))
+        for name, (table, column) in spec.table.info.get("origins", {}).items():
+            views = shown_by.setdefault(table, [])
+            if not views or views[-1][0] is not spec:
+                views.append((spec, {}))
+            views[-1][1].setdefault(column, name)
+    tables = dict.fromkeys(table for spec in specs.values() for table in spec.table.metadata.tables.values())
+    for table in (table for table in tables if table in shown_by):
+        for fk in sorted(table.foreign_key_constraints, key=lambda fk: (fk.name or "", *fk.column_keys)):
+            columns = [(element.parent.name, element.column.name) for element in fk.elements]
+            for spec, local in shown_by.get(table, ()):
+                for target, remote in shown_by.get(fk.referred_table, ()):
+                    if all(a in local for a, _ in columns) and all(b in remote for _, b in columns):
+                        yield spec, target, tuple((local[a], remote[b]) for a, b in columns), fk.name
 
 
 class Registry:

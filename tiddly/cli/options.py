@@ -21,7 +21,8 @@ def schema_options(command):
     options = (
         click.option("--models", "models_file", type=click.Path(dir_okay=False), default=None,
                      help="a Python file with your own declarative models, instead of the shipped ones"),
-        click.option("--reflect", is_flag=True, help="expose the tables the database already has (no models)"),
+        click.option("--reflect", is_flag=True,
+                     help="expose the tables and views the database already has (no models)"),
         click.option("--tables", multiple=True, help="with --reflect: expose only these (comma-separated)"),
         click.option("--exclude", multiple=True, help="with --reflect: do not expose these (comma-separated)"),
     )

@@ -3,7 +3,9 @@
 ``engines`` makes the engines (only this package creates them), ``database`` holds one
 database's engines and its session scope (``Database.session()``, the request boundary),
 ``writers`` queues SQLite's writers, ``dialects`` writes what each database writes
-differently, and ``errors`` turns driver errors into Tiddly's typed errors.
+differently, ``errors`` turns driver errors into Tiddly's typed errors, and ``catalog``
+and ``functions`` read what a database's own catalog says of its views, JSON columns and
+callable functions.
 """
 from tiddly.storage.database import Database
 from tiddly.storage.dialects import (
