@@ -35,8 +35,7 @@ class BadQuery(ApiError):
 
 class ResultTooLarge(BadQuery):
     code = "result_too_large"
-    doc = ("The answer would be larger than a bound (related rows embedded, bytes): narrow the query or "
-           "limit its embeds.")
+    doc = "The answer would embed more related rows than allowed (max_embedded_rows): filter or limit its embeds."
 
 
 class UnknownColumn(ApiError):

@@ -29,6 +29,7 @@ from tiddly.errors import (
     PayloadTooLarge,
     PreconditionFailed,
     ReadOnlyColumn,
+    ResultTooLarge,
     StatementTimeout,
     Unauthorized,
     UniqueViolation,
@@ -53,6 +54,7 @@ CODES: dict[type, tuple[int, str]] = {
     UnknownTable: (404, "PGRST205"),
     UnknownColumn: (400, "42703"),        # a write's unknown key is PGRST204, see _tiddly_error
     UnknownOperator: (400, "PGRST100"),
+    ResultTooLarge: (400, "PGRST100"),
     BadQuery: (400, "PGRST100"),
     BadCursor: (400, "PGRST100"),
     BadJson: (400, "PGRST102"),
