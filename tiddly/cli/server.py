@@ -42,7 +42,9 @@ def _run_granian(factory: Callable, host: str, port: int, workers: int, threads:
     server = Server("tiddly", address=host, port=port, interface=Interfaces.WSGI, workers=workers,
                     blocking_threads=per_worker, backpressure=per_worker, http=HTTPModes.http1,
                     websockets=False, log_dictconfig=_granian_logging(access_log),
-                    workers_kill_timeout=STOP_SECONDS)
+                    workers_kill_timeout=STOP_SECONDS, respawn_failed_workers=True)
+    # A worker that dies (kill -9, the OOM killer) is replaced while the others serve on; granian
+    # stops the server only when the same worker dies again within ~5 s of its replacement.
     # Workers are forked, as gunicorn's are, so the app factory (a closure over the schema
     # prepared once) reaches them as it is; granian would spawn them where fork is not the default.
     multiprocessing.set_start_method("fork", force=True)
