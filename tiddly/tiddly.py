@@ -45,7 +45,7 @@ from tiddly.services import (
 )
 from tiddly.services.query import query_from_args
 from tiddly.web import conditional, guard, postgrest, ui
-from tiddly.web.body import raw_body
+from tiddly.web.body import import_stream, raw_body
 
 log = logging.getLogger("tiddly")
 
@@ -338,7 +338,8 @@ def _post_collection(gateway, spec, session):
     conditional.refuse_conditions("POST inserts new rows")
     if request.mimetype in export.FORMATS:  # a bulk import
         request.max_content_length = gateway.config.max_import_bytes
-        count = export.import_rows(session, spec, request.stream, export.FORMATS[request.mimetype])
+        count = export.import_rows(session, spec, import_stream(), export.FORMATS[request.mimetype],
+                                   max_line_bytes=gateway.config.max_body_bytes)
         return {"count": count}, 201
     body = _read_body()
     if isinstance(body, list):

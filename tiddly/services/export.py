@@ -108,8 +108,13 @@ def _ndjson_chunk(names: list[str], rows) -> bytes:
 
 # -- import ----------------------------------------------------------------------
 
-def import_rows(session: Session, spec: TableSpec, lines: Iterable[bytes], fmt: str) -> int:
-    """Insert every row of a CSV or NDJSON byte stream, in batches; returns the row count."""
+def import_rows(session: Session, spec: TableSpec, lines: Iterable[bytes], fmt: str,
+                max_line_bytes: int | None = None) -> int:
+    """Insert every row of a CSV or NDJSON byte stream, in batches; returns the row count.
+    With ``max_line_bytes``, ``lines`` is a binary stream whose lines are read at most that long:
+    a longer one is refused as soon as that many bytes of it arrived, not once it ends."""
+    if max_line_bytes is not None:
+        lines = bounded_lines(lines, max_line_bytes)
     parsed = csv_rows(spec, lines) if fmt == "csv" else _ndjson_rows(lines)
     count, batch = 0, []
     for line, obj in parsed:
@@ -121,6 +126,21 @@ def import_rows(session: Session, spec: TableSpec, lines: Iterable[bytes], fmt: 
             count += _insert_batch(session, spec, batch)
             batch = []
     return count + (_insert_batch(session, spec, batch) if batch else 0)
+
+
+def bounded_lines(stream, limit: int) -> Iterator[bytes]:
+    """The lines of a binary stream; a 400 at the first longer than ``limit`` bytes (its newline
+    aside), read no further than that."""
+    number = 0
+    while True:
+        line = stream.readline(limit + 1)
+        if not line:
+            return
+        number += 1
+        if len(line) > limit and not line.endswith(b"\n"):
+            raise BadValue(f"line {number}: longer than {limit} bytes, the most one row of an import may take "
+                           "(max_body_bytes)", line=number)
+        yield line
 
 
 def _insert_batch(session: Session, spec: TableSpec, batch: list[tuple[int, dict]]) -> int:
