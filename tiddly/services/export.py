@@ -69,23 +69,36 @@ def stream(engine: Engine, stmt, names: list[str], fmt: str) -> Iterator[bytes]:
     with engine.connect() as conn:
         result = conn.execution_options(stream_results=True, yield_per=STREAM_ROWS).execute(stmt)
         if fmt == "csv":
-            yield from csv_chunks(names, result.partitions())
+            yield from csv_chunks(names, result.partitions(), formula_safe=True)
         else:
             yield from (_ndjson_chunk(names, rows) for rows in result.partitions())
 
 
-def csv_chunks(names: list[str], batches: Iterable) -> Iterator[bytes]:
-    """The header line, then each batch of rows, as CSV (every line ends with a newline)."""
-    yield csv_chunk(names, [names])
+def csv_chunks(names: list[str], batches: Iterable, formula_safe: bool = False) -> Iterator[bytes]:
+    """The header line, then each batch of rows, as CSV (every line ends with a newline).
+    ``formula_safe``: a text cell a spreadsheet would run as a formula gets a leading ``'``."""
+    yield csv_chunk(names, [names], formula_safe)
     for rows in batches:
-        yield csv_chunk(names, rows)
+        yield csv_chunk(names, rows, formula_safe)
 
 
-def csv_chunk(names: list[str], rows) -> bytes:
+def csv_chunk(names: list[str], rows, formula_safe: bool = False) -> bytes:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerows([_csv_value(v) for v in row] for row in rows)
+    value = _safe_csv_value if formula_safe else _csv_value
+    writer.writerows([value(v) for v in row] for row in rows)
     return buffer.getvalue().encode("utf-8")
+
+
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")  # what spreadsheets read as the start of a formula
+
+
+def _safe_csv_value(value: Any) -> Any:
+    """A text cell that begins like a formula, quoted with a leading ``'`` (OWASP's advice), so a
+    spreadsheet shows it as text; numbers (a -5 in an integer column) are not text and stay."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return _csv_value(value)
 
 
 def _csv_value(value: Any) -> Any:
