@@ -32,11 +32,13 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+from tiddly.errors import ApiError
 from tiddly.web import native
 
 access_logger = logging.getLogger("tiddly.access")
 HEALTH_PATH = "/-/health"
 FLUSH_BYTES = 64 * 1024  # a streamed response reaches the client in chunks of about this size
+ARRIVING_S = 0.01  # a body not in within this of its headers counts as still arriving (the client cap)
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,11 @@ class Limits:
 
 class BodyTimeout(Exception):
     pass
+
+
+class BodyTooSlow(ApiError):
+    status, code = 408, "request_timeout"
+    doc = "The request body arrived too slowly (body_timeout_s); a streamed import is rolled back."
 
 
 class ClientGone(Exception):
@@ -129,40 +136,41 @@ class Admission:
 
     async def _read_or_answer(self, scope, receive, send, length: int, capped: bool) -> bytes | None:
         """The whole body, or None when the request was answered (a timeout, the cap) or its
-        client went away before sending it all (nothing is answered then)."""
-        client = _client(scope)
-        if capped and not self._enter(client):
-            await self._refuse(scope, send, 429, "too_many_requests",
-                               f"this address has {self.limits.per_client} requests whose body is still arriving; "
-                               "send the bodies, or wait for their answers", [(b"retry-after", b"1")])
-            return None
+        client went away before sending it all (nothing is answered then). A body that came
+        with its headers is not counted against the client's cap: only one still arriving is."""
+        started = time.monotonic()
+        deadline = started + self.limits.body_timeout_s
+        client, entered = _client(scope), False
+        parts, got = [], 0
         try:
-            return await self._read(receive, length)
+            while True:
+                pending = asyncio.ensure_future(receive())
+                if not entered:
+                    await asyncio.wait({pending}, timeout=max(0.0, started + ARRIVING_S - time.monotonic()))
+                    if not pending.done():
+                        if capped and not self._enter(client):
+                            pending.cancel()
+                            await self._refuse(scope, send, 429, "too_many_requests",
+                                               f"this address has {self.limits.per_client} requests whose body is "
+                                               "still arriving; send the bodies, or wait for their answers",
+                                               [(b"retry-after", b"1")])
+                            return None
+                        entered = capped
+                message = await self._receive_by(lambda: pending, deadline)
+                chunk = message.get("body", b"")
+                parts.append(chunk)
+                got += len(chunk)
+                if not message.get("more_body"):
+                    break
         except BodyTimeout:
             await self._refuse(scope, send, 408, "request_timeout", self._timeout_message())
             return None
         except ClientGone:
             return None
         finally:
-            if capped:
+            if entered:
                 self._leave(client)
-
-    async def _read(self, receive: Callable, length: int) -> bytes:
-        """Exactly ``length`` bytes (a chunked body: up to the end, at most the JSON limit + 1)."""
-        parts, got = [], 0
-        deadline = time.monotonic() + self.limits.body_timeout_s
-        while True:
-            message = await self._receive_by(receive, deadline)
-            chunk = message.get("body", b"")
-            parts.append(chunk)
-            got += len(chunk)
-            if not message.get("more_body"):
-                break
-            if got > self.limits.body_limit:
-                break
-        if length and got < length:
-            raise ClientGone()
-        return b"".join(parts)
+        return b"".join(parts) if got >= length else None  # short: the client went
 
     async def _receive_by(self, receive: Callable, deadline: float) -> dict:
         try:
@@ -174,8 +182,7 @@ class Admission:
         return message
 
     def _timeout_message(self) -> str:
-        return (f"the request body arrived too slowly: each {self.limits.body_limit} bytes must arrive within "
-                f"{self.limits.body_timeout_s:g} s (body_timeout_s)")
+        return _timeout_message(self.limits)
 
     def _enter(self, client: str) -> bool:
         count = self.pending.get(client, 0)
@@ -260,7 +267,7 @@ class Admission:
         prefix = self.limits.postgrest_path
         path = scope["path"]
         if prefix and (path == prefix or path.startswith(prefix + "/")):
-            body = _json({"code": _PGRST.get(status, "PGRST000"), "message": message, "details": None, "hint": None})
+            body = _json({"code": code, "message": message, "details": None, "hint": None})
         else:
             body = _json({"status": "error", "error": message, "code": code})
         await send({"type": "http.response.start", "status": status,
@@ -269,7 +276,9 @@ class Admission:
         await send({"type": "http.response.body", "body": body})
 
 
-_PGRST = {400: "PGRST000", 408: "PGRST000", 429: "PGRST000", 431: "PGRST000"}
+def _timeout_message(limits: Limits) -> str:
+    return (f"the request body arrived too slowly: each {limits.body_limit} bytes must arrive within "
+            f"{limits.body_timeout_s:g} s (body_timeout_s)")
 
 
 def _json(value: dict) -> bytes:
@@ -349,8 +358,8 @@ class _Incoming(io.RawIOBase):
                 return 0
             try:
                 self.pending = asyncio.run_coroutine_threadsafe(self._next(), self.loop).result()
-            except BodyTimeout:
-                raise OSError("the request body arrived too slowly (body_timeout_s)") from None
+            except BodyTimeout:  # not an OSError: werkzeug would make that a bare 400
+                raise BodyTooSlow(_timeout_message(self.limits)) from None
             except ClientGone:
                 raise OSError("the client closed the connection before its body was complete") from None
         count = min(len(buffer), len(self.pending))
