@@ -23,8 +23,10 @@ The contract, for code that adds such a path:
    ``scope["client"]`` the peer's ``(address, port)``). Tiddly checks nothing for it: the
    handler authenticates the caller itself (``auth`` through ``call``), answers its own errors
    (``error_response`` below gives Tiddly's envelope), and must end when the client goes:
-   ``receive()`` returns ``{"type": "http.disconnect"}`` (``"websocket.disconnect"``) then, and
-   a ``send`` after that raises ``OSError`` or returns quietly.
+   ``receive()`` first returns the request's body as ``http.request`` messages (one with
+   ``b""`` for a GET), then ``{"type": "http.disconnect"}`` once the client is gone
+   (``"websocket.disconnect"``); a ``send`` after that raises ``OSError`` or returns quietly.
+   The body is not read ahead or bounded for a native path: read it yourself, or ignore it.
 
 3. ``call(fn, *args, **kwargs)`` awaits ``fn(*args, **kwargs)`` run in one of the worker's
    threads, taking one of its ``--threads`` slots while it runs, like any request. Everything
