@@ -36,6 +36,7 @@ from tiddly.errors import ApiError
 from tiddly.web import native
 
 access_logger = logging.getLogger("tiddly.access")
+log = logging.getLogger("tiddly")
 HEALTH_PATH = "/-/health"
 FLUSH_BYTES = 64 * 1024  # a streamed response reaches the client in chunks of about this size
 ARRIVING_S = 0.01  # a body not in within this of its headers counts as still arriving (the client cap)
@@ -237,6 +238,11 @@ class Admission:
         try:
             await loop.run_in_executor(pool, self._call_app, environ, response)
         except ClientGone:
+            return
+        except Exception:  # noqa: BLE001 (Flask answers its own errors: this is one while streaming)
+            log.exception("the app failed on %s %s", scope["method"], scope["path"])
+            if not response.started:
+                await self._refuse(scope, send, 500, "internal_error", "an internal error occurred; it has been logged")
             return
         await response.finish()
 
