@@ -2,6 +2,12 @@
 nothing, while one client times GET by key; for each HTTP server and database.
 
     python bench/slow_clients.py [--db sqlite,postgresql] [--http granian,gunicorn] [--stalled 64]
+                                 [--kind body|import]
+
+--kind import: each stalled connection is a CSV import instead (`POST /users`, text/csv,
+Content-Length 10 MB) that sends a header line and 1.1 MB of rows, past the JSON limit, so the
+server streams it into the database, then nothing. Besides the GETs, 20 `GET /-/health` with the
+same timeout are counted (answered or timed out) while the connections stall.
 
 Serves the bench's users table (built as bench/run.py builds it, unless --skip-build) with
 `tiddly serve --server S` (2 workers x 4 threads by default), opens --stalled connections
@@ -64,13 +70,43 @@ def http_client(port: int, timeout: float) -> http.client.HTTPConnection:
     return http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
 
 
-def stall(port: int, count: int) -> list[socket.socket]:
+IMPORT_HEAD = (b"POST /users HTTP/1.1\r\nHost: bench\r\nContent-Type: text/csv\r\n"
+               b"Content-Length: 10000000\r\n\r\nemail,name,age\n")
+
+
+def import_rows(n: int) -> bytes:
+    """About 1.1 MB of new users' rows: past the 1 MB JSON limit."""
+    return b"".join(b"s%d-%06d@slow.test,slow,30\n" % (n, i) for i in range(40_000))
+
+
+def stall(port: int, count: int, kind: str = "body") -> list[socket.socket]:
     sockets = []
-    for _ in range(count):
-        sock = socket.create_connection(("127.0.0.1", port))
-        sock.sendall(STALLED_REQUEST)
+    for n in range(count):
+        try:
+            sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+            sock.sendall(STALLED_REQUEST if kind == "body" else IMPORT_HEAD + import_rows(n))
+        except OSError:  # refused or reset: the server held no more
+            continue
         sockets.append(sock)
     return sockets
+
+
+def time_health(port: int, count: int, timeout: float) -> tuple[int, int]:
+    """(answered 200, timed out or failed) of ``count`` GET /-/health, each on a fresh connection."""
+    answered = failed = 0
+    for _ in range(count):
+        conn = http_client(port, timeout)
+        try:
+            conn.request("GET", "/-/health")
+            response = conn.getresponse()
+            response.read()
+            answered += response.status == 200
+            failed += response.status != 200
+        except (OSError, http.client.HTTPException):
+            failed += 1
+        finally:
+            conn.close()
+    return answered, failed
 
 
 def still_open(sockets: list[socket.socket]) -> int:
@@ -119,9 +155,10 @@ def measure(server: str, url: str, port: int, args, log) -> dict:
     try:
         time_gets(port, 1, args.timeout)  # warm-up
         quiet, _ = time_gets(port, args.seconds, args.timeout)
-        sockets = stall(port, args.stalled)
+        sockets = stall(port, args.stalled, args.kind)
         time.sleep(1)
         loaded, timeouts = time_gets(port, args.seconds, args.timeout)
+        health_ok, health_failed = time_health(port, 20, args.timeout)
         held = still_open(sockets)
         for sock in sockets:
             sock.close()
@@ -129,7 +166,8 @@ def measure(server: str, url: str, port: int, args, log) -> dict:
         stop(process)
     return {"quiet_p50": percentile(quiet, 50), "quiet_p99": percentile(quiet, 99),
             "p50": percentile(loaded, 50), "p99": percentile(loaded, 99), "max": max(loaded),
-            "requests": len(loaded), "timeouts": timeouts, "held": held}
+            "requests": len(loaded), "timeouts": timeouts, "held": held, "opened": len(sockets),
+            "health_ok": health_ok, "health_failed": health_failed}
 
 
 def main() -> None:
@@ -137,6 +175,8 @@ def main() -> None:
     parser.add_argument("--db", default="sqlite,postgresql")
     parser.add_argument("--http", default="granian,gunicorn")
     parser.add_argument("--stalled", type=int, default=64, help="connections that send headers and `{`, then nothing")
+    parser.add_argument("--kind", choices=["body", "import"], default="body",
+                        help="body: a JSON POST's first byte; import: a CSV import past the JSON limit")
     parser.add_argument("--seconds", type=float, default=10, help="how long the GETs are timed, each phase")
     parser.add_argument("--timeout", type=float, default=5, help="a GET slower than this counts as this")
     parser.add_argument("--workers", type=int, default=2)
@@ -156,13 +196,15 @@ def main() -> None:
                 r = measure(server, url, PORT + 10 * n + m, args, log)
             rows.append((db, server, r))
             print(f"{db} {server}: {r}", file=sys.stderr)
-    print(f"\nGET /users/N with {args.stalled} stalled connections open ({args.workers} workers x {args.threads} "
+    what = "stalled JSON bodies" if args.kind == "body" else "stalled CSV imports"
+    print(f"\nGET /users/N with {args.stalled} {what} ({args.workers} workers x {args.threads} "
           f"threads, {args.seconds:g}s per phase, ms; a timed-out GET counts as {args.timeout:g} s)")
     print(f"{'database':<11}{'server':<10}{'quiet p50':>10}{'quiet p99':>10}{'p50':>9}{'p99':>9}{'max':>9}"
-          f"{'GETs':>7}{'timeouts':>9}{'stalled held':>13}")
+          f"{'GETs':>7}{'timeouts':>9}{'health ok/20':>13}{'stalled held':>13}")
     for db, server, r in rows:
         print(f"{db:<11}{server:<10}{r['quiet_p50']:>10.1f}{r['quiet_p99']:>10.1f}{r['p50']:>9.1f}{r['p99']:>9.1f}"
-              f"{r['max']:>9.1f}{r['requests']:>7}{r['timeouts']:>9}{r['held']:>10}/{args.stalled}")
+              f"{r['max']:>9.1f}{r['requests']:>7}{r['timeouts']:>9}{r['health_ok']:>13}"
+              f"{r['held']:>10}/{args.stalled}")
 
 
 if __name__ == "__main__":

@@ -32,6 +32,9 @@ class Config:
     open_mode_allowed: bool = True    # serve without a key while none exists; `tiddly serve` allows it on loopback only
     login_token_ttl_s: int = 3600     # lifetime of a token from POST /-/login
     postgrest_path: str = "/rest/v1"  # where the PostgREST dialect answers; "" turns it off
+    body_timeout_s: int = 30          # tiddly serve: each max_body_bytes of a body must arrive within this
+    max_pending_bodies_per_client: int = 32  # tiddly serve: requests from one address whose body is arriving; 0: any
+    max_header_bytes: int = 65_536    # tiddly serve: the request's headers, names and values, in all
 
     @classmethod
     def from_env(cls, environ=None, **overrides) -> "Config":

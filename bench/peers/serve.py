@@ -14,7 +14,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-CLI = HERE.parent.parent / "tiddly" / "cli"  # server.py runs either server; granian's path needs admission.py
+PACKAGE = HERE.parent.parent / "tiddly"
+CLI = PACKAGE / "cli"  # server.py runs either server; granian's path needs admission.py (and what it imports)
 
 
 def _load(name: str, path: Path):
@@ -26,12 +27,15 @@ def _load(name: str, path: Path):
 
 
 def runner():
-    """server.run, with tiddly.cli.admission loaded by path under its own name (the package's
-    __init__ would import Tiddly's app, which needs a newer Flask than the peers run on)."""
-    for name in ("tiddly", "tiddly.cli"):
+    """server.run, with tiddly.cli.admission and the two standalone modules it imports loaded by
+    path under their own names (the package's __init__ would import Tiddly's app, which needs a
+    newer Flask than the peers run on)."""
+    for name in ("tiddly", "tiddly.cli", "tiddly.web"):
         package = types.ModuleType(name)
         package.__path__ = []
         sys.modules.setdefault(name, package)
+    _load("tiddly.errors", PACKAGE / "errors.py")
+    _load("tiddly.web.native", PACKAGE / "web" / "native.py")
     _load("tiddly.cli.admission", CLI / "admission.py")
     return _load("bench_http_runner", CLI / "server.py").run
 

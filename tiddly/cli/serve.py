@@ -17,6 +17,8 @@ from tiddly.tiddly import create_app
 @click.option("--port", default=5000, show_default=True, type=int)
 @click.option("--workers", default=2, show_default=True, type=int, help="worker processes")
 @click.option("--threads", default=4, show_default=True, type=int, help="threads per worker")
+@click.option("--connections", default=4096, show_default=True, type=click.IntRange(16),
+              help="connections (requests, streams) each worker holds at once (granian)")
 @click.option("--insecure", is_flag=True, help="serve without API keys even on an address other machines can reach")
 @click.option("--access-log", metavar="FILE", default=None,
               help="append a line per request to FILE (- for stderr); default: no access log")
@@ -25,7 +27,7 @@ from tiddly.tiddly import create_app
 @options.database_url_option
 @options.schema_options
 def serve(host: str, port: int, workers: int, threads: int, database_url: str | None, source: dict,
-          insecure: bool, access_log: str | None, http_server: str) -> None:
+          insecure: bool, access_log: str | None, http_server: str, connections: int) -> None:
     """Serve the gateway with granian (or gunicorn), a production HTTP server."""
     from tiddly.cli.server import (  # the HTTP server is imported only to serve
         address,
@@ -55,7 +57,15 @@ def serve(host: str, port: int, workers: int, threads: int, database_url: str | 
     click.echo(f"Tiddly: auth: {mode}", err=True)
     app_config = config.with_(create_tables=False, open_mode_allowed=open_allowed)
     run(lambda: create_app(app_config, chosen.metadata, chosen.registry), host, port, workers, threads, access_log,
-        server=http_server, body_limit=app_config.max_body_bytes)
+        server=http_server, limits=_limits(app_config), connections=connections)
+
+
+def _limits(config):
+    from tiddly.cli.admission import Limits
+
+    return Limits(body_limit=config.max_body_bytes, body_timeout_s=config.body_timeout_s,
+                  per_client=config.max_pending_bodies_per_client, header_bytes=config.max_header_bytes,
+                  postgrest_path=config.postgrest_path)
 
 
 def _auth_mode(db: Database, host: str, insecure: bool) -> tuple[bool, str]:

@@ -1,5 +1,5 @@
-"""Run a WSGI app factory in-process under granian (the default) or gunicorn; neither's own
-command line is read."""
+"""Run the app factory in-process under granian (the default; ASGI, through tiddly/cli/admission.py)
+or gunicorn (WSGI); neither's own command line is read."""
 from __future__ import annotations
 
 import errno
@@ -11,51 +11,57 @@ from collections.abc import Callable
 
 import click
 
-CONNECTIONS = 1024  # a worker takes up to CONNECTIONS // workers connections at once (granian)
+CONNECTIONS = 4096  # connections (open requests and streams) each granian worker holds at once
 STOP_SECONDS = 5  # a worker still busy this long after Ctrl-C or SIGTERM is killed
 
 
 def run(factory: Callable, host: str, port: int, workers: int, threads: int, access_log: str | None = None,
-        server: str = "granian", body_limit: int = 1_000_000) -> None:
+        server: str = "granian", limits=None, connections: int = CONNECTIONS) -> None:
     """``access_log``: a file to append one line per request to, "-" for stderr, None for none.
-    ``body_limit``: under granian, a body up to this size is read before its request takes one of
-    the worker's ``threads``."""
+    ``limits``: under granian, the admission layer's bounds (``tiddly.cli.admission.Limits``)."""
     if server == "gunicorn":
         _run_gunicorn(factory, host, port, workers, threads, access_log)
     else:
-        _run_granian(factory, host, port, workers, threads, access_log, body_limit)
+        _run_granian(factory, host, port, workers, threads, access_log, limits, connections)
 
 
 # -- granian ----------------------------------------------------------------------------
 
 def _run_granian(factory: Callable, host: str, port: int, workers: int, threads: int,
-                 access_log: str | None, body_limit: int) -> None:
+                 access_log: str | None, limits, connections: int) -> None:
     from granian.constants import HTTPModes, Interfaces
+    from granian.http import HTTP1Settings
     from granian.server import Server
 
-    from tiddly.cli.admission import Admission
+    from tiddly.cli.admission import Admission, Limits
 
-    # Each request runs in a granian thread: one per connection the worker holds, so a
-    # request waiting for its body never keeps another from running; Admission lets
-    # `threads` of them into the app at once.
-    per_worker = max(1, CONNECTIONS // workers)
-    server = Server("tiddly", address=host, port=port, interface=Interfaces.WSGI, workers=workers,
-                    blocking_threads=per_worker, backpressure=per_worker, http=HTTPModes.http1,
-                    websockets=False, log_dictconfig=_granian_logging(access_log),
-                    workers_kill_timeout=STOP_SECONDS)
+    limits = limits or Limits()
+    _allow_open_files(workers * connections + 256)
+    # ASGI: each worker's event loop reads bodies and holds streams; Admission runs the Flask
+    # app in `threads` threads of its own (tiddly/cli/admission.py). granian's own limit on the
+    # header block sits above Tiddly's, which answers 431 with a body that says why.
+    server = Server("tiddly", address=host, port=port, interface=Interfaces.ASGINL, workers=workers,
+                    backpressure=connections, http=HTTPModes.http1, websockets=True,
+                    http1_settings=HTTP1Settings(max_buffer_size=max(limits.header_bytes * 2, 8192 + 4096 * 100)),
+                    log_dictconfig=_granian_logging(access_log),
+                    workers_kill_timeout=STOP_SECONDS, respawn_failed_workers=True)
+    # A worker that dies (kill -9, the OOM killer) is replaced while the others serve on; granian
+    # stops the server only when the same worker dies again within ~5 s of its replacement.
     # Workers are forked, as gunicorn's are, so the app factory (a closure over the schema
     # prepared once) reaches them as it is; granian would spawn them where fork is not the default.
     multiprocessing.set_start_method("fork", force=True)
-    server.serve(target_loader=lambda: Admission(factory(), threads, body_limit, access_log is not None),
+    server.serve(target_loader=lambda: Admission(factory(), threads, limits, access_log is not None),
                  wrap_loader=False)
 
 
-class _NoThreadCountWarning(logging.Filter):
-    """granian warns when a worker may start more threads than the machine has cores: here the
-    extra threads only wait for bodies, and Admission bounds how many run Python."""
+def _allow_open_files(wanted: int) -> None:
+    """Raise the soft limit on open files toward ``wanted`` (each connection is one), up to the hard limit."""
+    import resource
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "Python threads" not in record.getMessage()
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
 
 
 def _granian_logging(access_log: str | None) -> dict:
@@ -68,9 +74,8 @@ def _granian_logging(access_log: str | None) -> dict:
         "formatters": {"server": {"format": "[%(asctime)s] [%(process)d] [%(levelname)s] %(message)s",
                                   "datefmt": "%Y-%m-%d %H:%M:%S %z"},
                        "bare": {"format": "%(message)s"}},
-        "filters": {"thread_count": {"()": _NoThreadCountWarning}},
         "handlers": {"server": {"class": "logging.StreamHandler", "stream": "ext://sys.stderr",
-                                "formatter": "server", "filters": ["thread_count"]},
+                                "formatter": "server"},
                      "access": access},
         "loggers": {"_granian": {"handlers": ["server"], "level": "INFO", "propagate": False},
                     "granian.access": {"handlers": [], "propagate": False},

@@ -45,25 +45,39 @@ def wanted_format(accept) -> str | None:
 
 
 def render(names: list[str], batches: Iterable, fmt: str) -> Iterator[bytes]:
-    """Batches of rows (tuples in ``names``' order) as CSV or NDJSON chunks."""
+    """Batches of rows (tuples in ``names``' order) as CSV (formula-safe: see ``csv_chunks``) or
+    NDJSON chunks."""
     if fmt == "csv":
-        yield from csv_chunks(names, batches)
+        yield from csv_chunks(names, batches, formula_safe=True)
     else:
         yield from (_ndjson_chunk(names, rows) for rows in batches)
 
 
-def csv_chunks(names: list[str], batches: Iterable) -> Iterator[bytes]:
-    """The header line, then each batch of rows, as CSV (every line ends with a newline)."""
-    yield csv_chunk(names, [names])
+def csv_chunks(names: list[str], batches: Iterable, formula_safe: bool = False) -> Iterator[bytes]:
+    """The header line, then each batch of rows, as CSV (every line ends with a newline).
+    ``formula_safe``: a text cell a spreadsheet would run as a formula gets a leading ``'``."""
+    yield csv_chunk(names, [names], formula_safe)
     for rows in batches:
-        yield csv_chunk(names, rows)
+        yield csv_chunk(names, rows, formula_safe)
 
 
-def csv_chunk(names: list[str], rows) -> bytes:
+def csv_chunk(names: list[str], rows, formula_safe: bool = False) -> bytes:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerows([_csv_value(v) for v in row] for row in rows)
+    value = _safe_csv_value if formula_safe else _csv_value
+    writer.writerows([value(v) for v in row] for row in rows)
     return buffer.getvalue().encode("utf-8")
+
+
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")  # what spreadsheets read as the start of a formula
+
+
+def _safe_csv_value(value: Any) -> Any:
+    """A text cell that begins like a formula, quoted with a leading ``'`` (OWASP's advice), so a
+    spreadsheet shows it as text; numbers (a -5 in an integer column) are not text and stay."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return _csv_value(value)
 
 
 def _csv_value(value: Any) -> Any:
@@ -86,9 +100,14 @@ def _ndjson_chunk(names: list[str], rows) -> bytes:
 
 # -- import ----------------------------------------------------------------------
 
-def parsed_rows(spec: TableSpec, lines: Iterable[bytes], fmt: str) -> Iterator[tuple[int, dict]]:
+def parsed_rows(spec: TableSpec, lines: Iterable[bytes], fmt: str,
+                max_line_bytes: int | None = None) -> Iterator[tuple[int, dict]]:
     """(line number, checked values) for each row of a CSV or NDJSON byte stream, read as it is
-    consumed; an error names the line."""
+    consumed; an error names the line. With ``max_line_bytes``, ``lines`` is a binary stream whose
+    lines are read at most that long: a longer one is refused as soon as that many bytes of it
+    arrived, not once it ends."""
+    if max_line_bytes is not None:
+        lines = bounded_lines(lines, max_line_bytes)
     parsed = csv_rows(spec, lines) if fmt == "csv" else _ndjson_rows(lines)
     for line, obj in parsed:
         try:
@@ -106,6 +125,21 @@ def insert_parsed(session: Session, spec: TableSpec, rows: Iterable[tuple[int, d
             keys += _insert_batch(session, spec, batch)
             batch = []
     return keys + (_insert_batch(session, spec, batch) if batch else [])
+
+
+def bounded_lines(stream, limit: int) -> Iterator[bytes]:
+    """The lines of a binary stream; a 400 at the first longer than ``limit`` bytes (its newline
+    aside), read no further than that."""
+    number = 0
+    while True:
+        line = stream.readline(limit + 1)
+        if not line:
+            return
+        number += 1
+        if len(line) > limit and not line.endswith(b"\n"):
+            raise BadValue(f"line {number}: longer than {limit} bytes, the most one row of an import may take "
+                           "(max_body_bytes)", line=number)
+        yield line
 
 
 def _insert_batch(session: Session, spec: TableSpec, batch: list[tuple[int, dict]]) -> list[tuple]:

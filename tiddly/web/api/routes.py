@@ -46,7 +46,7 @@ from tiddly.services.plan import (
 )
 from tiddly.web import conditional
 from tiddly.web.api import language
-from tiddly.web.body import raw_body
+from tiddly.web.body import import_stream, raw_body
 
 READ_VERBS = ("GET", "FETCH", "QUERY")
 COLLECTION_VERBS = ("GET", "HEAD", "POST", "PUT", "DELETE", "FETCH", "QUERY")
@@ -201,7 +201,8 @@ def _post(gateway, view, spec: TableSpec) -> Planned:
     conditional.refuse_conditions("POST inserts new rows")
     if request.mimetype in export.FORMATS:  # a bulk import, read as it streams in
         request.max_content_length = gateway.config.max_import_bytes
-        rows = export.parsed_rows(spec, request.stream, export.FORMATS[request.mimetype])
+        rows = export.parsed_rows(spec, import_stream(), export.FORMATS[request.mimetype],
+                                  max_line_bytes=gateway.config.max_body_bytes)
         return Import(spec, rows), lambda written: ({"count": written.count}, 201)
     body = read_body()
     if isinstance(body, list):
