@@ -103,10 +103,13 @@ class ColumnSpec:
         return value
 
 
+_EXACT_FLOAT = 2**53  # past it a float has lost digits: JSON's integers beyond 64 bits arrive as such floats
+
+
 def _coerce_int(spec: ColumnSpec, value):
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError
-    if isinstance(value, float) and not value.is_integer():
+    if isinstance(value, float) and (not value.is_integer() or abs(value) >= _EXACT_FLOAT):
         raise ValueError
     low, high = spec.int_range
     if not low <= value <= high:

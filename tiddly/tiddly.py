@@ -12,6 +12,7 @@ under granian (or gunicorn).
 from __future__ import annotations
 
 import logging
+from urllib.parse import unquote_to_bytes
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -21,7 +22,7 @@ from werkzeug.exceptions import HTTPException
 
 from tiddly import jsonio, monitor
 from tiddly.config import Config
-from tiddly.errors import ApiError, BadValue, NotFound
+from tiddly.errors import ApiError, BadQuery, BadValue, NotFound
 from tiddly.models import Base, internal_tables
 from tiddly.registry import Registry
 from tiddly.services import access, auth, cursor
@@ -94,6 +95,7 @@ def create_app(config: Config | None = None, metadata=None, registry: Registry |
     app.register_error_handler(ApiError, _api_error)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Exception, _unexpected_error)
+    app.before_request(_refuse_bytes_that_are_not_utf8)
     guard.install(app, gateway)  # who is asking (API keys, login tokens, open mode), CORS: see guard.py
     monitor.register(app, gateway)  # the patient monitor, when its tables are served
     postgrest.install(app, gateway)  # PostgREST's grammar at config.postgrest_path (web/postgrest)
@@ -129,6 +131,17 @@ def _http_error(exc: HTTPException) -> Response:
 def _unexpected_error(exc: Exception) -> Response:
     log.exception("unexpected error on %s %s", request.method, request.path)
     return _error(500, "internal_error", "an internal error occurred; it has been logged")
+
+
+def _refuse_bytes_that_are_not_utf8() -> None:
+    """A URL whose percent-escapes are not UTF-8 (``?title=eq.%ff``) is a 400, not a filter on
+    U+FFFD, which werkzeug would have put in their place."""
+    try:
+        unquote_to_bytes(request.query_string.replace(b"+", b" ")).decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadQuery("the query string holds percent-escapes that are not UTF-8 text") from None
+    if "\ufffd" in request.path:  # what the server put for bytes that were not UTF-8
+        raise BadQuery("the path holds percent-escapes that are not UTF-8 text")
 
 
 # -- meta routes ---------------------------------------------------------------

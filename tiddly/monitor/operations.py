@@ -50,7 +50,7 @@ class ListPatients:
     writes = frozenset()
 
 
-def save(session: Session, op: SavePatient, _budget=None) -> Written:
+def save(session: Session, op: SavePatient, _context=None) -> Written:
     status, view, reading = patients.save_patient(session, op.data, op.readings)
     room = (op.data.room_number,)
     changes = [Change(PATIENTS, "insert" if status == 201 else "update", room)]
@@ -59,14 +59,14 @@ def save(session: Session, op: SavePatient, _budget=None) -> Written:
     return Written([room], [view], 1, status == 201, changes)
 
 
-def prescribe(session: Session, op: PrescribePressure, _budget=None) -> Written:
+def prescribe(session: Session, op: PrescribePressure, _context=None) -> Written:
     if not patients.prescribe_pressure(session, op.room_number, op.pressure):
         return Written()
     room = (op.room_number,)
     return Written([room], count=1, changes=[Change(PATIENTS, "update", room)])
 
 
-def find(session: Session, op: FindPatient, _budget=None) -> Patient | None:
+def find(session: Session, op: FindPatient, _context=None) -> Patient | None:
     return patients.find_patient(session, op.room_number)
 
 

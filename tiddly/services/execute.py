@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 from tiddly.config import Config
 from tiddly.services import access, idempotency, limits, reads, writes
 from tiddly.services.auth import Principal
-from tiddly.services.plan import Change, Read
+from tiddly.services.plan import Change, Context, Read
 from tiddly.storage import Database, Deadlock
 
 DEADLOCK_ATTEMPTS = 4
@@ -48,16 +48,16 @@ class Idempotent:
 class Executor:
     def __init__(self, db: Database, config: Config):
         self.db, self.config = db, config
-        self._runners: dict[type, Callable] = {Read: reads.run, **writes.RUNNERS}
+        self._runners: dict[type, Callable] = {Read: _read, **writes.RUNNERS}
         self._in_transaction: list[Callable[[Session, list[Change]], None]] = []
         self._after_commit: list[Callable[[list[Change]], None]] = []
 
     # -- registration ------------------------------------------------------------------------
 
     def register(self, operation_type: type, runner: Callable) -> None:
-        """An extension's operation: ``runner(session, operation, budget)`` runs it (a write returns
-        ``plan.Written``; ``budget``: the related rows it may still embed, ``limits.Budget``); the
-        operation's ``reads`` and ``writes`` name its tables."""
+        """An extension's operation: ``runner(session, operation, context)`` runs it (a write returns
+        ``plan.Written``; ``context``: ``plan.Context``, the settings and the embedding budget);
+        the operation's ``reads`` and ``writes`` name its tables."""
         self._runners[operation_type] = runner
 
     def on_changes(self, in_transaction: Callable[[Session, list[Change]], None] | None = None,
@@ -82,7 +82,7 @@ class Executor:
         runner = self._runners[type(operation)]
         if not operation.writes:
             with self.db.session() as session:
-                result = runner(session, operation, self._budget())
+                result = runner(session, operation, self._context())
                 return render(result) if render is not None else result
         if idempotent is not None:
             self._purge_expired_keys()
@@ -128,7 +128,7 @@ class Executor:
                                            self.config.idempotency_ttl_s)
                 if stored is not None:
                     return Answer(stored.status, stored.body, replayed=True), []
-            written = runner(session, operation, self._budget())
+            written = runner(session, operation, self._context())
             answer = render(written) if render is not None else written
             if idempotent is not None:
                 idempotency.record(session, idempotent.key, answer.status, answer.body)
@@ -136,8 +136,8 @@ class Executor:
                 hook(session, written.changes)
         return answer, written.changes
 
-    def _budget(self) -> limits.Budget:
-        return limits.Budget(self.config.max_embedded_rows)
+    def _context(self) -> Context:
+        return Context(self.config, limits.Budget(self.config.max_embedded_rows))
 
     def _purge_expired_keys(self) -> None:
         # In transactions of their own, before the write's: the purge holds no lock the write waits on.
@@ -146,6 +146,10 @@ class Executor:
         if expired:
             with self.db.session(write=True) as session:
                 idempotency.delete_expired(session, expired)
+
+
+def _read(session: Session, read: Read, context: Context):
+    return reads.run(session, read, context.budget)
 
 
 def _streamed(scope: ExitStack, first: bytes | None, chunks: Iterator[bytes]) -> Iterator[bytes]:

@@ -191,6 +191,8 @@ def csv_rows(spec: TableSpec, lines: Iterable[bytes], null: str = "") -> Iterato
         return
     except csv.Error as exc:
         raise BadValue(f"line 1: {exc}", line=1) from None
+    if header:  # a file saved "as UTF-8" by a spreadsheet starts with a byte order mark
+        header[0] = header[0].removeprefix("\ufeff")
     columns = []
     for name in header:
         try:

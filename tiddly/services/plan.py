@@ -133,6 +133,14 @@ class ReadResult:
     last: tuple | None = None  # the last row's values of the order (a full page: where the next starts)
 
 
+@dataclass
+class Context:
+    """What a runner gets beside its session and operation: the settings, and the related rows
+    the answer may still embed (``limits.Budget``)."""
+    config: Any
+    budget: Any
+
+
 # -- writes ----------------------------------------------------------------------------------
 
 

@@ -15,15 +15,24 @@ it is (DO NOTHING) and names only the rows it inserted. Takes a Session, never c
 """
 from __future__ import annotations
 
-from sqlalchemy import Index, PrimaryKeyConstraint, UniqueConstraint, select, tuple_
+from sqlalchemy import Index, PrimaryKeyConstraint, UniqueConstraint, select, text, tuple_
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from tiddly.errors import ApiError, BadQuery, BadValue, MissingColumn, UniqueViolation
+from tiddly.errors import (
+    ApiError,
+    BadQuery,
+    BadValue,
+    Conflict,
+    ForeignKeyViolation,
+    MissingColumn,
+    UniqueViolation,
+)
 from tiddly.registry import ColumnSpec, TableSpec
 from tiddly.services.crud import at_index
 
 MAX_PARAMETERS = 30_000  # SQLite allows 32,766 bound parameters per statement, PostgreSQL 65,535
+_DUPLICATE_KEY, _FOREIGN_KEY = 1062, 1452  # MariaDB's warnings after INSERT IGNORE
 _INSERTS = {"postgresql": postgresql.insert, "sqlite": sqlite.insert, "mysql": mysql.insert,
             "mariadb": mysql.insert}
 
@@ -128,17 +137,36 @@ def _insert_new(session: Session, spec: TableSpec, on: tuple[ColumnSpec, ...], r
     """Insert the rows whose ``on`` values are new, leave the others be; the ``on`` values inserted.
 
     PostgreSQL and SQLite say which with ON CONFLICT DO NOTHING ... RETURNING. MariaDB's RETURNING
-    also returns the rows ON DUPLICATE KEY left alone, so the keys already there are read first,
-    locked: under its REPEATABLE READ the lock also keeps others from inserting them meanwhile."""
+    also returns the rows ON DUPLICATE KEY left alone, so there it is INSERT IGNORE ... RETURNING,
+    which returns only the rows inserted and takes no lock on the gaps where the missing keys
+    would go (a locking read of them first deadlocked concurrent upserts). IGNORE also skips a row
+    for other reasons: any warning but a duplicate is a 409, and a row skipped as a duplicate of
+    another unique key than ``on`` is one too (``_check_found``)."""
     if session.get_bind().dialect.name not in ("mysql", "mariadb"):
         return set(_execute(session, spec, on, rows, ignore=True, returning=True))
-    keys = [tuple(row[c.name] for c in on) for row in rows]
-    there = set()
-    for start in range(0, len(keys), 1000):
-        stmt = select(*(c.column for c in on)).where(_in(on, keys[start:start + 1000])).with_for_update()
-        there.update(tuple(row) for row in session.execute(stmt))
-    _execute(session, spec, on, rows, ignore=True)
-    return set(keys) - there
+    inserted = set()
+    for group in _groups(rows):
+        per_statement = max(1, MAX_PARAMETERS // len(group[0]))
+        for start in range(0, len(group), per_statement):
+            chunk = group[start:start + per_statement]
+            stmt = mysql.insert(spec.table).values(chunk).prefix_with("IGNORE").returning(*(c.column for c in on))
+            returned = {tuple(row) for row in session.execute(stmt)}
+            if len(returned) < len(chunk):
+                _refuse_warnings(session)
+            inserted |= returned
+    skipped = [tuple(row[c.name] for c in on) for row in rows]
+    skipped = [key for key in skipped if key not in inserted]
+    _check_found(spec, on, skipped, _found(session, spec, on, skipped))
+    return inserted
+
+
+def _refuse_warnings(session: Session) -> None:
+    """After INSERT IGNORE skipped rows: a 409 unless every one was a duplicate key (MariaDB 1062)."""
+    codes = {row[1] for row in session.execute(text("SHOW WARNINGS"))}
+    if codes - {_DUPLICATE_KEY}:
+        if _FOREIGN_KEY in codes:
+            raise ForeignKeyViolation("the change references a missing row, or a row that others still reference")
+        raise Conflict("the change violates a database constraint")
 
 
 def _check_found(spec: TableSpec, on: tuple[ColumnSpec, ...], keys: list[tuple], found: dict) -> None:

@@ -13,7 +13,6 @@ from typing import Callable
 from sqlalchemy.orm import Session
 
 from tiddly.services import crud, export, nested, reads, upsert
-from tiddly.services.limits import Budget
 from tiddly.services.plan import (
     Change,
     Delete,
@@ -28,34 +27,35 @@ from tiddly.services.plan import (
 from tiddly.services.query import order_clauses, where_clause
 
 
-def run_insert(session: Session, op: Insert, budget: Budget) -> Written:
+def run_insert(session: Session, op: Insert, context: Context) -> Written:
     spec = op.table
     if op.bulk:
         keys = crud.insert_many(session, spec, list(op.rows))
-        return _returned(session, op, budget, Written(keys, count=len(keys), changes=_changes(spec.name, "insert", keys)))
+        return _returned(session, op, context, Written(keys, count=len(keys), changes=_changes(spec.name, "insert", keys)))
     key, row = crud.insert_values(session, spec, op.rows[0])
     written = Written([key], [row], 1, changes=[Change(spec.name, "insert", key)])
     for children in op.children:
         rows, changes = nested.insert_children(session, spec, row, key, children)
         row[children.relation.name] = rows
         written.changes += changes
-    return _returned(session, op, budget, written)
+    return _returned(session, op, context, written)
 
 
-def run_upsert(session: Session, op: Upsert, budget: Budget) -> Written:
+def run_upsert(session: Session, op: Upsert, context: Context) -> Written:
     keys, inserted = upsert.upsert(session, op.table, op.on, list(op.rows), op.ignore)
     changes = [Change(op.table.name, "insert" if key in inserted else "update", key) for key in keys]
-    return _returned(session, op, budget, Written(keys, count=len(keys), changes=changes))
+    return _returned(session, op, context, Written(keys, count=len(keys), changes=changes))
 
 
-def run_put(session: Session, op: Put, budget: Budget) -> Written:
-    created, changed, row = crud.put_row(session, op.table, op.key, op.values, op.precondition)
+def run_put(session: Session, op: Put, context: Context) -> Written:
+    created, changed, row = crud.put_row(session, op.table, op.key, op.values, op.precondition,
+                                         context.config.max_key_gap)
     key = crud.changed_key(op.table, op.key, {} if created else op.values)
     changes = [Change(op.table.name, "insert" if created else "update", key)] if changed else []
-    return _returned(session, op, budget, Written([key], [row], 1, created, changes))
+    return _returned(session, op, context, Written([key], [row], 1, created, changes))
 
 
-def run_update(session: Session, op: Update, budget: Budget) -> Written:
+def run_update(session: Session, op: Update, context: Context) -> Written:
     spec = op.table
     if op.key is not None:
         row = crud.update_row(session, spec, op.key, op.values, op.precondition)
@@ -66,10 +66,10 @@ def run_update(session: Session, op: Update, budget: Budget) -> Written:
         written = Written(keys, count=len(keys))
     if op.values:
         written.changes = _changes(spec.name, "update", keys)
-    return _returned(session, op, budget, written)
+    return _returned(session, op, context, written)
 
 
-def run_delete(session: Session, op: Delete, budget: Budget) -> Written:
+def run_delete(session: Session, op: Delete, context: Context) -> Written:
     spec = op.table
     if op.key is not None:
         crud.delete_row(session, spec, op.key, op.precondition)
@@ -77,18 +77,18 @@ def run_delete(session: Session, op: Delete, budget: Budget) -> Written:
         written = Written(keys, count=1)
     else:
         keys = _locked(session, op)
-        written = _returned(session, op, budget, Written(keys, count=len(keys)))  # read before they go
+        written = _returned(session, op, context, Written(keys, count=len(keys)))  # read before they go
         crud.delete_keys(session, spec, keys)
     written.changes = _changes(spec.name, "delete", keys)
     return written
 
 
-def run_import(session: Session, op: Import, budget: Budget) -> Written:
+def run_import(session: Session, op: Import, context: Context) -> Written:
     keys = export.insert_parsed(session, op.table, op.rows)
     return Written(keys, count=len(keys), changes=_changes(op.table.name, "insert", keys))
 
 
-RUNNERS: dict[type, Callable[[Session, object, Budget], Written]] = {
+RUNNERS: dict[type, Callable[[Session, object, Context], Written]] = {
     Insert: run_insert, Upsert: run_upsert, Put: run_put, Update: run_update, Delete: run_delete,
     Import: run_import,
 }
@@ -101,11 +101,11 @@ def _locked(session: Session, op: Update | Delete) -> list[tuple]:
     return crud.locked_keys(session, op.table, where_clause(op.where), order, op.limit, op.offset)
 
 
-def _returned(session: Session, op, budget: Budget, written: Written) -> Written:
+def _returned(session: Session, op, context: Context, written: Written) -> Written:
     """``written`` with the rows the plan reads back, by their keys, in their order (its embeds
     bounded as a read's: see ``execute``)."""
     if op.returning is not None:
-        written.rows = reads.run(session, replace(op.returning, keys=tuple(written.keys)), budget).rows
+        written.rows = reads.run(session, replace(op.returning, keys=tuple(written.keys)), context.budget).rows
     return written
 
 

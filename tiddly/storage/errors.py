@@ -42,6 +42,9 @@ def translate_error(exc: DBAPIError) -> Exception:
     if _is_statement_timeout(exc.orig):
         return StatementTimeout("the query ran longer than the statement timeout and was cancelled; "
                                 "narrow it (a where, a smaller limit) or try again")
+    if getattr(exc.orig, "sqlstate", None) == "2200H" or mysql_errno(exc.orig) == 1467:
+        return Conflict("the table's generated keys are used up: its sequence or AUTO_INCREMENT is at the end "
+                        "of its type", constraint="key_generator")
     if _is_deadlock(exc.orig):
         return Deadlock("the database undid this write to break a deadlock with another; try again")
     cause = _storage_cause(exc.orig)

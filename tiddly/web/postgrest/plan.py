@@ -58,11 +58,11 @@ def _read(view: Registry, spec: TableSpec, node: Node, config: Config) -> Read:
             raise PostgrestError(400, "PGRST127", "Feature not implemented",
                                  f"'{embed.relation}' is embedded twice; embed each relation once")
         includes.append(_include(view, spec, embed, config))
-    if node.star or not node.fields:
-        # Embeds alone still need one column to stand on; projection leaves it out.
-        columns = spec.readable if node.star else ((spec.primary_key or spec.readable)[0],)
-    else:
-        columns = tuple(dict.fromkeys(spec.column(column) for _key, column in node.fields))
+    named = tuple(dict.fromkeys(spec.column(column) for _key, column in node.fields))  # each name checked
+    if node.star:
+        columns = spec.readable
+    else:  # embeds alone still need one column to stand on; projection leaves it out
+        columns = named or ((spec.primary_key or spec.readable)[0],)
     read = Read(spec, columns, where(spec, node.conditions, config), includes=tuple(includes))
     return replace(read, order=order(spec, node, read))
 
