@@ -9,24 +9,19 @@ missing URL fails the run: CI must never skip a database.
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
-import requests
+from serving import ROOT, LiveServer, free_port  # noqa: F401 - also for the tests that import them from here
 from sqlalchemy import MetaData, create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.schema import DropSchema
 
 from tiddly import create_app
 from tiddly.config import Config
-from tiddly.storage import StateHome
 from tiddly.models import Base
+from tiddly.storage import StateHome
 
-ROOT = Path(__file__).resolve().parent.parent
 SERVER_URL_VARS = {"postgresql": "TIDDLY_TEST_POSTGRESQL_URL", "mysql": "TIDDLY_TEST_MYSQL_URL"}
 DATABASES = ["sqlite", "postgresql", "mysql"]
 
@@ -134,53 +129,6 @@ def client(app):
 
 
 # -- a real server ---------------------------------------------------------------
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class LiveServer:
-    """`tiddly serve` in a subprocess, reached over real HTTP."""
-
-    def __init__(self, database_url: str | None, workers: int = 2, threads: int = 4, extra_args=(), env=None,
-                 wait: bool = True, cwd=ROOT, host: str = "127.0.0.1"):
-        """``database_url`` None: the server reads it from ``env``; ``wait`` False: call wait_ready()."""
-        self.port = free_port()
-        bare = host.strip("[]")
-        self.url = f"http://[{bare}]:{self.port}" if ":" in bare else f"http://{bare}:{self.port}"
-        command = [sys.executable, "-m", "tiddly", "serve", "--host", host, "--port", str(self.port),
-                   "--workers", str(workers), "--threads", str(threads),
-                   *(("--database-url", database_url) if database_url else ()), *extra_args]
-        self.process = subprocess.Popen(command, cwd=cwd, env={**os.environ, **(env or {})},
-                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        if wait:
-            self.wait_ready()
-
-    def wait_ready(self, timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"tiddly serve exited early:\n{self.process.stdout.read()}")
-            try:
-                if requests.get(self.url + "/-/health", timeout=1).status_code == 200:
-                    return
-            except (requests.ConnectionError, requests.Timeout):  # a busy machine may answer late
-                time.sleep(0.1)
-        self.stop()
-        raise RuntimeError("tiddly serve did not become healthy in time")
-
-    def stop(self) -> str:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        return self.process.stdout.read()
-
 
 @pytest.fixture
 def live_server_factory():

@@ -7,7 +7,7 @@ import pytest
 from envelope import assert_error, ok
 from sqlalchemy import create_engine, func, select
 
-from tiddly.models import Book, Dual, Item, Store, User
+from tiddly.models import Book, Item, User
 from tiddly.passwords import verify_password
 
 

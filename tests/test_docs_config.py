@@ -10,8 +10,7 @@ import sys
 from dataclasses import MISSING, fields
 
 import click
-from conftest import ROOT, free_port
-from test_models_file import _tiddly, _wait_healthy
+from serving import ROOT, free_port, tiddly_command, wait_healthy
 
 from tiddly.cli import main, serve
 from tiddly.config import Config
@@ -60,11 +59,11 @@ def test_getting_started_works_as_written(tmp_path):
     argv = shlex.split(serve_line)
     assert argv[:2] == ["tiddly", "serve"]
     port = free_port()
-    process = subprocess.Popen([_tiddly(), *argv[1:], "--port", str(port)], cwd=tmp_path,
+    process = subprocess.Popen([tiddly_command(), *argv[1:], "--port", str(port)], cwd=tmp_path,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                env={**os.environ, "PYTHONPATH": str(ROOT)})
     try:
-        _wait_healthy(f"http://127.0.0.1:{port}", process)
+        wait_healthy(f"http://127.0.0.1:{port}", process)
         answers = [json.loads(subprocess.run(shlex.split(line.replace("localhost:5000", f"127.0.0.1:{port}")),
                                              capture_output=True, text=True, check=True, timeout=30).stdout)
                    for line in curl_block.strip().splitlines()]

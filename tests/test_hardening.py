@@ -13,8 +13,8 @@ from typing import Optional
 import pytest
 import requests
 from click.testing import CliRunner
-from conftest import free_port
 from envelope import assert_error, ok
+from serving import free_port
 from sqlalchemy import (
     BigInteger,
     Column,
@@ -36,10 +36,10 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from tiddly import create_app
 from tiddly.cli import main
 from tiddly.config import Config
-from tiddly.storage import add_sum_parts, integer_sum
 from tiddly.models import ApiKey
 from tiddly.registry import Registry
 from tiddly.services import auth
+from tiddly.storage import add_sum_parts, integer_sum
 
 # -- 1. input that reached the database and came back a 500 ---------------------------------
 

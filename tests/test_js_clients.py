@@ -23,8 +23,9 @@ from types import SimpleNamespace
 
 import pytest
 import requests
-from conftest import DATABASES, LiveServer, cannot_run, clean_database
-from test_security import new_key
+from conftest import DATABASES, cannot_run, clean_database
+from keys import new_key
+from serving import LiveServer
 
 CLIENTS = Path(__file__).resolve().parent / "clients"
 ERROR_KEYS = {"code", "message", "details", "hint"}

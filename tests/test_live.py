@@ -5,11 +5,10 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import requests
-from conftest import free_port
+from serving import free_port, wait_healthy
 
 CLIENTS, INSERTS_EACH = 8, 200
 
@@ -23,7 +22,7 @@ def test_serve_command_serves_demo_schema_from_a_fresh_directory(tmp_path):
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         base = f"http://127.0.0.1:{port}"
-        _wait_healthy(base, process)
+        wait_healthy(base, process)
         health = requests.get(base + "/-/health")
         assert health.headers["Server"] == "granian"
         tables = {t["name"] for t in requests.get(base + "/-/tables").json()["data"]}
@@ -61,13 +60,3 @@ def test_concurrent_inserts_over_http_lose_nothing(db_url, live_server_factory):
     assert texts["count"] == INSERTS_EACH
 
 
-def _wait_healthy(base: str, process, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert process.poll() is None, process.stdout.read()
-        try:
-            if requests.get(base + "/-/health", timeout=1).ok:
-                return
-        except requests.ConnectionError:
-            time.sleep(0.1)
-    raise AssertionError("server did not start")

@@ -8,7 +8,8 @@ import shutil
 import pytest
 import requests
 from click.testing import CliRunner
-from conftest import DATABASES, LiveServer, _prepare_server, free_port, server_url
+from conftest import DATABASES, _prepare_server, server_url
+from serving import LiveServer, free_port
 from sqlalchemy import (
     MetaData,
     Table,

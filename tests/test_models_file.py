@@ -5,15 +5,12 @@ import json
 import os
 import re
 import shlex
-import shutil
 import subprocess
 import sys
-import time
 
 import pytest
-import requests
-from conftest import ROOT, free_port
 from envelope import assert_error, ok
+from serving import ROOT, free_port, tiddly_command, wait_healthy
 
 from tiddly import create_app, schema
 from tiddly.config import Config
@@ -30,10 +27,6 @@ def _blocks(section: str, language: str) -> list[str]:
     return re.findall(rf"```{language}\n(.*?)```", section, re.DOTALL)
 
 
-def _tiddly() -> str:
-    return shutil.which("tiddly") or os.path.join(os.path.dirname(sys.executable), "tiddly")
-
-
 def test_readme_models_example_works_as_written(tmp_path):
     section = _readme_section("Your own models")
     (code,) = _blocks(section, "python")
@@ -46,11 +39,11 @@ def test_readme_models_example_works_as_written(tmp_path):
     port = free_port()
     argv = shlex.split(serve_line)
     assert argv[:2] == ["tiddly", "serve"]
-    process = subprocess.Popen([_tiddly(), *argv[1:], "--port", str(port)], cwd=tmp_path,
+    process = subprocess.Popen([tiddly_command(), *argv[1:], "--port", str(port)], cwd=tmp_path,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                env={**os.environ, "PYTHONPATH": str(ROOT)})
     try:
-        _wait_healthy(f"http://127.0.0.1:{port}", process)
+        wait_healthy(f"http://127.0.0.1:{port}", process)
         outputs = [json.loads(subprocess.run(shlex.split(line.replace("localhost:5000", f"127.0.0.1:{port}")),
                                              capture_output=True, text=True, check=True).stdout)
                    for line in curl_lines]
@@ -60,19 +53,6 @@ def test_readme_models_example_works_as_written(tmp_path):
     assert outputs[0]["status"] == "success" and outputs[0]["id"] == 1, outputs
     assert outputs[1] == {"status": "success", "data": {"id": 1, "body": "hello"}}  # the pin is write-only
     assert "1 table (" in log and (tmp_path / "notes.db").exists()
-
-
-def _wait_healthy(base: str, process, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(process.stdout.read())
-        try:
-            if requests.get(base + "/-/health", timeout=1).status_code == 200:
-                return
-        except requests.ConnectionError:
-            time.sleep(0.1)
-    raise AssertionError("server did not become healthy")
 
 
 MODELS = '''

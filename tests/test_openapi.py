@@ -7,8 +7,8 @@ import sys
 from urllib.parse import urlencode
 
 import requests
-from conftest import ROOT
 from openapi_spec_validator import OpenAPIV31SpecValidator
+from serving import ROOT
 from sqlalchemy import create_engine, text
 
 from tiddly import create_app, schema

@@ -12,13 +12,12 @@ import shutil
 import subprocess
 import sys
 import textwrap
-import time
 import zipfile
 from pathlib import Path
 
 import pytest
 import requests
-from conftest import ROOT, free_port
+from serving import ROOT, free_port, wait_healthy
 
 # Every top-level module and package Tiddly installed before it became one package.
 OLD_NAMES = ("config errors database models registry query crud cursor pages include aggregate nested upsert "
@@ -133,17 +132,8 @@ def test_python_m_tiddly_beside_the_users_own_modules(installed, user_dir):
 def _serve_until_healthy(args: list[str], cwd: Path, site: Path, port: int) -> subprocess.Popen:
     process = subprocess.Popen(args, cwd=cwd, env=_env(site), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                text=True)
-    for _ in range(300):
-        if process.poll() is not None:
-            raise AssertionError(f"exited early:\n{process.stdout.read()}")
-        try:
-            if requests.get(f"http://127.0.0.1:{port}/-/health", timeout=1).status_code == 200:
-                return process
-        except (requests.ConnectionError, requests.Timeout):  # a busy machine may answer late
-            pass
-        time.sleep(0.1)
-    process.kill()
-    raise AssertionError(f"not healthy in time:\n{process.stdout.read()}")
+    wait_healthy(f"http://127.0.0.1:{port}", process)
+    return process
 
 
 def _stop(process: subprocess.Popen) -> None:

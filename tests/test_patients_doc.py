@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from test_docs import matches
+from doc_examples import matches
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "patients.md"
 HOST = "localhost:5000"

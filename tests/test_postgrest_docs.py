@@ -14,14 +14,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-from test_docs import (
-    _FENCE,
-    _HEADER,
-    _RESPONSE,
+from doc_examples import (
     DOC_HOST,
-    _curl_commands,
-    _region,
+    FENCE,
+    HEADER,
+    RESPONSE,
+    curl_commands,
     matches,
+    region,
     run_curl,
 )
 
@@ -32,19 +32,19 @@ DOC = Path(__file__).resolve().parent.parent / "docs" / "postgrest.md"
 
 
 def examples(text: str) -> list[dict]:
-    fences = list(_FENCE.finditer(text))
+    fences = list(FENCE.finditer(text))
     found = []
     for index, fence in enumerate(fences):
-        commands = _curl_commands(fence.group(2)) if fence.group(1) == "sh" else []
+        commands = curl_commands(fence.group(2)) if fence.group(1) == "sh" else []
         if not commands:
             continue
         following = fences[index + 1] if index + 1 < len(fences) else None
         between = text[fence.end():following.start() if following else len(text)]
-        marker = _RESPONSE.search(between)
+        marker = RESPONSE.search(between)
         assert marker, f"line {text.count(chr(10), 0, fence.start()) + 1}: a curl example needs its → line"
         kind = following.group(1) if following is not None and following.group(1) in ("json", "csv") else None
         found.append({"line": text.count("\n", 0, fence.start()) + 1, "commands": commands,
-                      "status": int(marker.group(1)), "headers": dict(_HEADER.findall(marker.group(2))),
+                      "status": int(marker.group(1)), "headers": dict(HEADER.findall(marker.group(2))),
                       "kind": kind, "body": following.group(2) if kind else ""})
     return found
 
@@ -82,7 +82,7 @@ def test_every_tiddly_error_class_is_mapped():
 
 
 def test_the_error_table_matches_the_code():
-    found = _region("error-mapping").search(DOC.read_text())
+    found = region("error-mapping").search(DOC.read_text())
     assert found and found.group(2).rstrip("\n") == error_mapping_table(), \
         "docs/postgrest.md's error table drifted from render.CODES: run `python tests/test_postgrest_docs.py`"
 
@@ -102,6 +102,6 @@ def test_postgrest_doc_examples_run_as_documented(db_url, live_server_factory, t
 
 
 if __name__ == "__main__":
-    DOC.write_text(_region("error-mapping").sub(lambda m: m.group(1) + error_mapping_table() + "\n" + m.group(3),
+    DOC.write_text(region("error-mapping").sub(lambda m: m.group(1) + error_mapping_table() + "\n" + m.group(3),
                                                 DOC.read_text()))
     print("regenerated the error table in docs/postgrest.md")

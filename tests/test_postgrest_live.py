@@ -6,9 +6,9 @@ import pytest
 from postgrest import APIError, CountMethod, SyncPostgrestClient
 from sqlalchemy import delete
 
-from tiddly.storage import Database
 from tiddly.models import ApiKey
 from tiddly.services import auth
+from tiddly.storage import Database
 
 
 def client(base: str, **headers) -> SyncPostgrestClient:

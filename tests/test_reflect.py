@@ -8,8 +8,9 @@ from contextlib import closing
 
 import pytest
 import requests
-from conftest import DATABASES, drop_state_home, free_port, server_url
+from conftest import DATABASES, drop_state_home, server_url
 from envelope import assert_error, ok
+from serving import free_port
 from sqlalchemy import (
     MetaData,
     Table,

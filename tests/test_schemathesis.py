@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import pytest
 import schemathesis
-from conftest import LiveServer, _prepare_server, server_url
+from conftest import _prepare_server, server_url
 from hypothesis import HealthCheck, Phase, settings
 from schemathesis import checks
+from serving import LiveServer
 
 EXAMPLES_PER_OPERATION = 10
 CHECKS = [checks.not_a_server_error, checks.status_code_conformance, checks.content_type_conformance,

@@ -11,6 +11,7 @@ import pytest
 import requests
 from click.testing import CliRunner
 from envelope import assert_error, ok
+from keys import bearer, keys_cli, new_key
 from sqlalchemy import (
     Column,
     Integer,
@@ -39,21 +40,6 @@ def engine(db_url):
     engine = create_engine(db_url)
     yield engine
     engine.dispose()
-
-
-def keys_cli(db_url: str, *args: str):
-    return CliRunner().invoke(main, ["keys", *args, "--database-url", db_url])
-
-
-def new_key(db_url: str, name: str, scope: str = "write", tables: str | None = None, reflect: bool = False) -> str:
-    result = keys_cli(db_url, "create", "--name", name, "--scope", scope, *(["--tables", tables] if tables else []),
-                      *(["--reflect"] if reflect else []))
-    assert result.exit_code == 0, result.output
-    return result.stdout.strip()
-
-
-def bearer(secret: str) -> dict:
-    return {"Authorization": f"Bearer {secret}"}
 
 
 def make_app(db_url: str, **settings):
@@ -525,7 +511,7 @@ def test_live_insecure_public_bind_says_so(sqlite_url, live_server_factory):
 # -- docs/security.md runs as written ------------------------------------------------
 
 def test_security_doc_examples_run_as_documented(db_url, live_server_factory, tmp_path):
-    from test_docs import ROOT, check_example, parse_examples
+    from doc_examples import ROOT, check_example, parse_examples
 
     server = live_server_factory(db_url, workers=1, threads=2)
     created = requests.post(server.url + "/user", json={"email": "ada@example.com", "password": "correct horse"})

@@ -12,7 +12,7 @@ import time
 
 import pytest
 import requests
-from conftest import free_port
+from serving import free_port, wait_healthy
 
 STALLED = 48
 PROMPT = 15  # seconds: a correctness bound (gunicorn never answers here), not a timing target:
@@ -90,16 +90,8 @@ def _serve(tmp_path, *args: str) -> tuple[subprocess.Popen, int]:
     port = free_port()
     process = subprocess.Popen([sys.executable, "-m", "tiddly", "serve", "--port", str(port), *args], cwd=tmp_path,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        assert process.poll() is None, process.stdout.read()
-        try:
-            if requests.get(f"http://127.0.0.1:{port}/-/health", timeout=1).ok:
-                return process, port
-        except requests.ConnectionError:
-            time.sleep(0.1)
-    process.kill()
-    raise AssertionError("server did not start")
+    wait_healthy(f"http://127.0.0.1:{port}", process)
+    return process, port
 
 
 @pytest.mark.parametrize("how", ["ctrl-c", "sigterm"])

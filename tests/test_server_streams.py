@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import free_port
+from serving import free_port, wait_healthy
 from websockets.sync.client import connect
 
 STREAMS = 1000
@@ -27,16 +27,7 @@ class StreamServer:
         self.url = f"http://127.0.0.1:{self.port}"
         self.process = subprocess.Popen([sys.executable, str(APP), "--database-url", db_url, "--port", str(self.port),
                                          *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            assert self.process.poll() is None, self.process.stderr.read()
-            try:
-                if requests.get(self.url + "/-/health", timeout=1).ok:
-                    return
-            except requests.RequestException:
-                time.sleep(0.2)
-        self.stop()
-        raise AssertionError("the stream app did not start")
+        wait_healthy(self.url, self.process, output=self.process.stderr)
 
     def stop(self) -> None:
         self.process.terminate()

@@ -10,10 +10,10 @@ from importlib import metadata
 
 import pytest
 import requests
-from conftest import ROOT, free_port, ready_server, server_url
+from conftest import ready_server, server_url
+from serving import ROOT, free_port, wait_healthy
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
-from test_models_file import _wait_healthy
 
 from tiddly.storage import SHIPPED_DRIVERS
 
@@ -109,7 +109,7 @@ def test_access_log_dash_is_stderr_beside_the_server_lines(tmp_path):
         process = subprocess.Popen([sys.executable, "-m", "tiddly", "serve", "--port", str(port), "--workers", "1",
                                     "--access-log", "-"], cwd=tmp_path, stdout=out, stderr=err)
         try:
-            _wait_healthy(f"http://127.0.0.1:{port}", process)
+            wait_healthy(f"http://127.0.0.1:{port}", process)
             assert requests.get(f"http://127.0.0.1:{port}/books?limit=1").status_code == 200
         finally:
             process.terminate()

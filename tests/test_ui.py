@@ -17,13 +17,13 @@ import sys
 import pytest
 import requests
 from browser import chromium, require_browser
-from conftest import ROOT
+from serving import ROOT
 from sqlalchemy import ForeignKey
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from tiddly.storage import Database
 from tiddly.registry import Registry
 from tiddly.services import auth
+from tiddly.storage import Database
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 AUTHORS = ["Ursula K. Le Guin", "Octavia E. Butler", "Isaac Asimov"]

@@ -19,10 +19,10 @@ from sqlalchemy import Column, Integer, MetaData, String, Table, insert, select
 
 from tiddly import create_app
 from tiddly.config import Config
-from tiddly.storage import Database, writers
 from tiddly.errors import DatabaseUnavailable
 from tiddly.models import Dual
 from tiddly.registry import Registry
+from tiddly.storage import Database, writers
 
 HOLD_S = 0.4
 
