@@ -27,6 +27,9 @@ class Config:
     open_mode_allowed: bool = True    # serve without a key while none exists; `tiddly serve` allows it on loopback only
     login_token_ttl_s: int = 3600     # lifetime of a token from POST /-/login
     postgrest_path: str = "/rest/v1"  # where the PostgREST dialect answers; "" turns it off
+    read_replicas: str = field(default="", repr=False)  # PostgreSQL standbys reads may go to: URLs, comma-separated
+    replica_max_lag_s: float = 5.0    # a replica further behind the primary than this answers no read
+    direct_database_url: str = field(default="", repr=False)  # the primary with no pooler between (LISTEN)
 
     @classmethod
     def from_env(cls, environ=None, **overrides) -> "Config":
@@ -47,6 +50,10 @@ class Config:
     def with_(self, **changes) -> "Config":
         return replace(self, **changes)
 
+    @property
+    def read_replica_urls(self) -> tuple[str, ...]:
+        return tuple(url.strip() for url in self.read_replicas.split(",") if url.strip())
+
     @functools.cached_property  # read on every request (guard.py)
     def cors_origin_list(self) -> tuple[str, ...]:
         return tuple(o.strip().rstrip("/") for o in self.cors_origins.split(",") if o.strip())
@@ -58,6 +65,11 @@ def _parse(type_name: str, raw: str, name: str):
             return int(raw)
         except ValueError:
             raise SystemExit(f"TIDDLY_{name.upper()} must be an integer, got {raw!r}") from None
+    if type_name == "float":
+        try:
+            return float(raw)
+        except ValueError:
+            raise SystemExit(f"TIDDLY_{name.upper()} must be a number, got {raw!r}") from None
     if type_name == "bool":
         return raw.strip().lower() in ("1", "true", "yes", "on")
     return raw

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 from urllib.parse import quote
 
-from flask import Flask, Response, g, request
+from flask import Flask, Response, g, has_app_context, request
 from sqlalchemy.exc import DBAPIError
 from werkzeug.exceptions import HTTPException
 
@@ -66,6 +66,11 @@ class Gateway:
     registry: Registry
     _cursor_key: bytes | None = None
 
+    def session(self, write: bool = False):
+        """``db.session`` for this request's caller: its reads see its own writes (read replicas)."""
+        principal = g.get("principal") if has_app_context() else None  # a streamed body runs after the request
+        return self.db.session(write=write, writer=principal.writer if principal is not None else None)
+
     @property
     def cursor_key(self) -> bytes:
         """Signs keyset cursors (cursor.py). Loaded on first use, not at start, so the app
@@ -80,7 +85,7 @@ def create_app(config: Config | None = None, metadata=None, registry: Registry |
     metadata = metadata if metadata is not None else Base.metadata
     reflected = bool(metadata.info.get("reflected"))
     # A reflected database is someone else's: it is never created, and Tiddly's own state lives apart.
-    db = Database(config.database_url, config.statement_timeout_ms, state_apart=reflected)
+    db = Database.for_config(config, state_apart=reflected)
     if config.create_tables and not reflected:
         db.create_all(metadata)
     if config.create_tables:  # the gateway's own state (API keys, login tokens), whatever the schema
@@ -150,7 +155,7 @@ def _unexpected_error(exc: Exception) -> Response:
 
 def _health(gateway: Gateway) -> Response:
     gateway.db.ping()
-    return _ok({"database": gateway.db.dialect_name})
+    return _ok({"database": gateway.db.dialect_name, **gateway.db.health()})
 
 
 def _unknown_meta_route(rest: str) -> Response:
@@ -163,7 +168,7 @@ def _login(gateway: Gateway) -> Response:
     if not isinstance(body, dict) or set(body) != {"email", "password"}:
         raise BadValue('POST /-/login takes {"email": "...", "password": "..."}')
     # Three scopes: the password's scrypt holds no transaction, no connection and no write lock.
-    with gateway.db.session() as session:
+    with gateway.db.session(latest=True) as session:  # a password just changed holds at once
         attempt = auth.find_login(session, gateway.registry.get("user"), body["email"], body["password"])
     user_id = auth.check_login(attempt, body["password"])
     with gateway.db.session(write=True) as session:
@@ -219,7 +224,7 @@ def _collection(gateway: Gateway, table: str) -> Response:
         return _export(gateway, spec, method)
     write = method not in READ_VERBS + ("HEAD",)
     key = _idempotency_key(gateway) if write else None
-    with gateway.db.session(write=write) as session:
+    with gateway.session(write=write) as session:
         return _respond(gateway, session, key, spec.name, lambda: handler(gateway, spec, session))
 
 
@@ -229,7 +234,7 @@ def _row(gateway: Gateway, table: str, raw_pk: str) -> Response:
     _allowed(spec, method, ROW_VERBS)
     pk = spec.pk_from_path(raw_pk)
     key = _idempotency_key(gateway) if method != "GET" else None
-    with gateway.db.session(write=method != "GET") as session:
+    with gateway.session(write=method != "GET") as session:
         return _respond(gateway, session, key, spec.name,
                         lambda: _ROW_HANDLERS[method](gateway, spec, session, pk))
 

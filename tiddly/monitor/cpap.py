@@ -61,7 +61,7 @@ def add_patient(gateway):
         data = patients.parse_patient(body, original_rules=True)
     except ApiError as exc:
         return jsonify(_original_message(exc)), 400
-    with gateway.db.session(write=True) as session:
+    with gateway.session(write=True) as session:
         status, _view = patients.apply_patient(session, data, readings=0)
     return jsonify("New patient created" if status == 201 else "Patient successfully updated"), 200
 
@@ -85,7 +85,7 @@ def new_cpap_pressure(gateway, room: str, value: str):
         pressure = patients.parse_value("CPAP_pressure", value)
     except BadValue:
         return "Bad value for room number or new value", 400
-    with gateway.db.session(write=True) as session:
+    with gateway.session(write=True) as session:
         found = patients.prescribe_pressure(session, room_number, pressure)
     if not found:
         return NOT_IN_DATABASE, 404
@@ -97,7 +97,7 @@ def cpap_query(gateway, room: str):
         room_number = patients.parse_value("room_number", room)
     except BadValue:
         return jsonify(NOT_IN_DATABASE), 400
-    with gateway.db.session() as session:
+    with gateway.session() as session:
         patient = patients.find_patient(session, room_number)
     if patient is None:
         return jsonify(NOT_IN_DATABASE), 400
@@ -118,7 +118,7 @@ def get_all_patients(gateway):
         limit = patients.view_limit(request.args.get("readings"), default=None)
     except BadValue as exc:
         return jsonify(exc.message), 400
-    with gateway.db.session() as session:
+    with gateway.session() as session:
         rooms = patients.all_patients(session)
     chunks = _original_views(gateway, rooms, limit, current_app.json.dumps)
     return Response(chunks, 200, mimetype="application/json")
@@ -126,7 +126,7 @@ def get_all_patients(gateway):
 
 def _original_views(gateway, rooms: list[Patient], limit: int | None, dumps) -> Iterator[bytes]:
     yield b"["
-    with gateway.db.session() as session:
+    with gateway.session() as session:
         for n, patient in enumerate(rooms):
             if n:
                 yield b","

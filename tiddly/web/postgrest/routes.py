@@ -123,7 +123,7 @@ def _read(gateway, spec: TableSpec) -> Response:
     media = grammar.parse_accept(environ.get("HTTP_ACCEPT"))
     key = _by_key(spec, environ) if media.kind != "csv" else None
     if key is not None:  # ?id=eq.5 and nothing else: the statement by key that GET /<table>/<pk> uses
-        with gateway.db.session() as session:
+        with gateway.session() as session:
             try:
                 data = [crud.get_row(session, spec, key)]
             except NotFound:
@@ -138,7 +138,7 @@ def _read(gateway, spec: TableSpec) -> Response:
     offset, limit = _page(params.root, gateway.config.max_limit)
     count = "count" in prefer
     raw = translate.query(gateway.registry, spec, params.root, limit, offset, count)
-    with gateway.db.session() as session:
+    with gateway.session() as session:
         result = pages.fetch_embedded(session, spec, raw, gateway.config, gateway.registry)
     data = _shaped(gateway, spec, params.root, result["data"])
     total = result.get("count")
@@ -198,7 +198,7 @@ def _post(gateway, spec: TableSpec, params: Params, prefer: dict, media: Media) 
     if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
         raise PostgrestError(400, "PGRST102", "the body must be a JSON object or an array of objects")
     items = _columns(spec, items, params.columns, prefer.get("missing") == "default")
-    with gateway.db.session(write=True) as session:
+    with gateway.session(write=True) as session:
         if not items:
             keys = []
         elif "resolution" in prefer:
@@ -219,7 +219,7 @@ def _patch(gateway, spec: TableSpec, params: Params, prefer: dict, media: Media)
         raise PostgrestError(400, "PGRST102", "PATCH takes one JSON object: the columns to set")
     if params.columns is not None:
         payload = _columns(spec, [payload], params.columns, missing_default=True)[0]
-    with gateway.db.session(write=True) as session:
+    with gateway.session(write=True) as session:
         if prefer.get("return") != "representation" and not _limited(params.root):
             count = crud.update_where(session, spec, where, payload, gateway.config)
             return _written(gateway, session, spec, params, prefer, media, count, 204)
@@ -229,7 +229,7 @@ def _patch(gateway, spec: TableSpec, params: Params, prefer: dict, media: Media)
 
 def _delete(gateway, spec: TableSpec, params: Params, prefer: dict, media: Media) -> Response:
     where = _filtered(spec, params.root, "DELETE")
-    with gateway.db.session(write=True) as session:
+    with gateway.session(write=True) as session:
         if prefer.get("return") != "representation" and not _limited(params.root):
             count = crud.delete_where(session, spec, where, gateway.config)
             return _written(gateway, session, spec, params, prefer, media, count, 204)
@@ -264,7 +264,7 @@ def _put(gateway, spec: TableSpec, params: Params, prefer: dict, media: Media) -
     payload = _json_body()
     if not isinstance(payload, dict) or spec.pk_from_body(payload) not in (None, key):
         raise PostgrestError(400, "PGRST115", "Payload values do not match URL in primary key column(s)")
-    with gateway.db.session(write=True) as session:
+    with gateway.session(write=True) as session:
         created, _pk, _row = crud.upsert_row(session, spec, key, payload)
         return _written(gateway, session, spec, params, prefer, media, [key], 201 if created else 200)
 
