@@ -8,7 +8,7 @@ import click
 
 from tiddly.cli import options
 from tiddly.storage import Database
-from tiddly.services import auth
+from tiddly.services import auth, cursor
 from tiddly.tiddly import create_app
 
 
@@ -52,6 +52,7 @@ def serve(host: str, port: int, workers: int, threads: int, database_url: str | 
     # Once, here, so workers do not race to create tables; the workers inherit the schema.
     chosen = options.prepare_schema(db, source)
     db.check_writable()  # a read-only SQLite file or folder, or a full disk: say so now, in one line
+    cursor.load_key(db, config.secret)  # stored now, so a read replica has it should the primary go down
     try:
         open_allowed, mode = _auth_mode(db, host, insecure)
     finally:

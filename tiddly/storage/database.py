@@ -161,6 +161,8 @@ class Database:
             yield session
             if commit:
                 session.commit()
+                if self.replicas:
+                    self.replicas.primary_up = True  # it answers again: read-your-writes holds at once
                 if writer is not None:
                     self._record(session, writer)
             else:  # nothing to commit, but ending a read can fail too (MariaDB's ROLLBACK
