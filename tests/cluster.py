@@ -171,7 +171,8 @@ class PgBouncer:
     """Debian's PgBouncer in transaction mode in front of one PostgreSQL, every database name
     passed through, its default startup-parameter rules (``options`` refused)."""
 
-    def __init__(self, target: Postgres):
+    def __init__(self, target: Postgres, settings: dict | None = None):
+        """``settings``: more of pgbouncer.ini's [pgbouncer] section (ignore_startup_parameters ...)."""
         self.dir = _owned_dir("tiddly-pgbouncer-")
         self.port = free_port()
         ini, users = self.dir / "pgbouncer.ini", self.dir / "userlist.txt"
@@ -185,7 +186,9 @@ class PgBouncer:
             "max_client_conn = 500\ndefault_pool_size = 20\n"
             f"logfile = {self.dir / 'pgbouncer.log'}\npidfile = {self.dir / 'pgbouncer.pid'}\n"
             "admin_users = postgres\nstats_users = postgres\n"
-            "server_login_retry = 1\n")  # PgBouncer waits 15 s by default before retrying a server that was down
+            # PgBouncer waits 15 s by default before it tries again a server it could not log in to
+            "server_login_retry = 1\n"
+            + "".join(f"{key} = {value}\n" for key, value in (settings or {}).items()))
         if os.geteuid() == 0:
             for path in (ini, users):
                 shutil.chown(path, "postgres", "postgres")

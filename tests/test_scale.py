@@ -203,6 +203,18 @@ def test_tiddly_serves_through_pgbouncer_in_transaction_mode(parts, database, li
     assert refused.returncode != 0
     assert "?pooler=transaction" in refused.stderr and "Traceback" not in refused.stderr
 
+    # A PgBouncer told to drop `options` lets Tiddly connect without the flag, where psycopg's prepared
+    # statements then fail under load and no timeout holds: refused at start, with the same hint.
+    lenient = cluster.PgBouncer(parts.primary, {"ignore_startup_parameters": "options"})
+    try:
+        refused = subprocess.run([sys.executable, "-m", "tiddly", "serve", "--port", "1",
+                                  "--database-url", lenient.url(database, pooler=False)],
+                                 cwd=ROOT, capture_output=True, text=True, timeout=60)
+    finally:
+        lenient.stop()
+    assert refused.returncode != 0
+    assert "?pooler=transaction" in refused.stderr and "Traceback" not in refused.stderr
+
     server = serve(live_server_factory, parts.pooled_url(database), workers=2)
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
         answers = list(itertools.chain.from_iterable(pool.map(lambda w: _mixed_requests(server.url, w, 7), range(8))))

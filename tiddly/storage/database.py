@@ -96,6 +96,7 @@ class Database:
         parsed = engine_url(url)
         self.state_home = StateHome.beside(parsed) if state_apart else None
         self.pooled = pooled(parsed)
+        self._statement_timeout_ms = int(statement_timeout_ms)
         self.engine, self._read_engine = make_engines(url, statement_timeout_ms, self.state_home)
         sqlite = self.engine.dialect.name == "sqlite"
         # SQLite and PostgreSQL: session() begins a write itself, on a connection that rests in
@@ -327,10 +328,23 @@ class Database:
                 and not path.startswith("file:") and not os.path.exists(path):
             raise CannotOpen(f"no SQLite database at {Path(path).resolve()}: check the path in the URL")
         try:
-            with self.engine.connect():
-                pass
+            with self._read_engine.connect() as connection:
+                if self.dialect_name == "postgresql" and not self.pooled:
+                    self._check_direct(connection)
         except DBAPIError as exc:
             raise CannotOpen(explain(exc, self.engine.url)) from None
+
+    def _check_direct(self, connection: Connection) -> None:
+        """The statement timeout sent at connect holds: a pooler that drops the ``options`` startup
+        parameter (ignore_startup_parameters) would let Tiddly connect, then fail under load on
+        psycopg's prepared statements, and run with no timeout. Once, at start."""
+        timeout = connection.exec_driver_sql(
+            "SELECT setting::bigint FROM pg_settings WHERE name = 'statement_timeout'").scalar()
+        if timeout != self._statement_timeout_ms:
+            raise CannotOpen(f"the statement timeout sent at connect ({self._statement_timeout_ms} ms) does not hold "
+                             f"on {self.engine.url.render_as_string(hide_password=True)} ({timeout} ms): a connection "
+                             "pooler that ignores the 'options' startup parameter? add ?pooler=transaction to the "
+                             "URL (docs/scaling.md)")
 
     @contextmanager
     def schema_lock(self) -> Iterator[None]:
