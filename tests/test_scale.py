@@ -105,6 +105,15 @@ def test_reads_go_to_the_replica_and_a_client_sees_its_own_writes_while_it_lags(
     # Another client reads from the replica, which is within the bound (60 s) and has not replayed it.
     assert requests.get(row, headers=other, timeout=10).status_code == 404
     assert requests.get(server.url + "/books", headers=other, timeout=10).json()["data"] == []
+    # A login token is a writer of its own (its check converts the expiry: the typed path).
+    person = {"email": "w@example.org", "password": "a long password"}
+    assert requests.post(server.url + "/user", json={**person, "name": "W"}, headers=writer, timeout=10).ok
+    token = requests.post(server.url + "/-/login", json=person, timeout=30).json()["token"]
+    made = requests.post(server.url + "/books", json=book(2), headers={"Authorization": f"Bearer {token}"},
+                         timeout=10)
+    mine = f"{server.url}/books/{made.json()['id']}"
+    assert requests.get(mine, headers={"Authorization": f"Bearer {token}"}, timeout=10).status_code == 200
+    assert requests.get(mine, headers=other, timeout=10).status_code == 404
 
     parts.standby.resume_replay()
     parts.standby.wait_caught_up(parts.primary)

@@ -206,16 +206,6 @@ class Database:
         except DBAPIError as exc:
             log.warning("could not record a write's position for read-your-writes: %s", _first_line(exc))
 
-    @contextmanager
-    def lookup(self) -> Iterator[Connection]:
-        """A connection for a single read outside the request's session (a login token's
-        check): no Session to build and close, and in autocommit where reads are."""
-        try:
-            with self._read_engine.connect() as connection:
-                yield connection
-        except DBAPIError as exc:
-            raise translate_error(exc) from exc
-
     def identify(self, statement, params: dict | None, writer: str,
                  typed: bool = False) -> tuple[tuple | None, Writer]:
         """The key check: the first row of ``statement`` (``first_row``; ``typed``: through a
