@@ -192,8 +192,9 @@ class PgBouncer:
         if os.geteuid() == 0:
             for path in (ini, users):
                 shutil.chown(path, "postgres", "postgres")
-        self.process = subprocess.Popen(_as_postgres() + ["pgbouncer", str(ini)],
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        as_postgres = {"user": "postgres", "group": "postgres"} if os.geteuid() == 0 else {}
+        self.process = subprocess.Popen(["pgbouncer", str(ini)], stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.DEVNULL, **as_postgres)  # its own pid: signals reach it
         _wait_port(self.port)
 
     def url(self, database: str, pooler: bool = True) -> str:

@@ -23,8 +23,6 @@ import cluster
 from tiddly.services import auth
 from tiddly.storage import CannotOpen, Database
 
-pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
-
 
 @pytest.fixture(scope="session")
 def parts():
@@ -312,3 +310,16 @@ def test_two_instances_behind_haproxy_are_one_service(parts, database, live_serv
     finally:
         parts.standby.resume_replay()
         balancer.stop()
+
+
+def test_a_pooler_or_replicas_a_database_cannot_have_are_refused_in_one_line(tmp_path):
+    sqlite = f"sqlite:///{tmp_path / 'tiddly.db'}"
+    with pytest.raises(CannotOpen, match=r"\?pooler=transaction, on a PostgreSQL URL"):
+        Database(sqlite + "?pooler=transaction")
+    with pytest.raises(CannotOpen, match=r"Tiddly knows \?pooler=transaction"):
+        Database("postgresql://app@127.0.0.1:1/app?pooler=session")
+    with pytest.raises(CannotOpen, match="PostgreSQL streaming standbys"):
+        Database(sqlite, replicas=["postgresql://app@127.0.0.1:1/app"])
+    with pytest.raises(CannotOpen, match="directly, not through a pooler"):
+        Database("postgresql://app@127.0.0.1:1/app?pooler=transaction",
+                 direct_url="postgresql://app@127.0.0.1:1/app?pooler=transaction")
