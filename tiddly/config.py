@@ -36,6 +36,9 @@ class Config:
     body_timeout_s: int = 30          # tiddly serve: each max_body_bytes of a body must arrive within this
     max_pending_bodies_per_client: int = 32  # tiddly serve: requests from one address whose body is arriving; 0: any
     max_header_bytes: int = 65_536    # tiddly serve: the request's headers, names and values, in all
+    read_replicas: str = field(default="", repr=False)  # PostgreSQL standbys reads may go to: URLs, comma-separated
+    replica_max_lag_s: float = 5.0    # a replica further behind the primary than this answers no read
+    direct_database_url: str = field(default="", repr=False)  # the primary with no pooler between (LISTEN)
 
     @classmethod
     def from_env(cls, environ=None, **overrides) -> "Config":
@@ -56,6 +59,10 @@ class Config:
     def with_(self, **changes) -> "Config":
         return replace(self, **changes)
 
+    @property
+    def read_replica_urls(self) -> tuple[str, ...]:
+        return tuple(url.strip() for url in self.read_replicas.split(",") if url.strip())
+
     @functools.cached_property  # read on every request (guard.py)
     def cors_origin_list(self) -> tuple[str, ...]:
         return tuple(o.strip().rstrip("/") for o in self.cors_origins.split(",") if o.strip())
@@ -67,6 +74,11 @@ def _parse(type_name: str, raw: str, name: str):
             return int(raw)
         except ValueError:
             raise SystemExit(f"TIDDLY_{name.upper()} must be an integer, got {raw!r}") from None
+    if type_name == "float":
+        try:
+            return float(raw)
+        except ValueError:
+            raise SystemExit(f"TIDDLY_{name.upper()} must be a number, got {raw!r}") from None
     if type_name == "bool":
         return raw.strip().lower() in ("1", "true", "yes", "on")
     return raw

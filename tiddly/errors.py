@@ -148,7 +148,12 @@ class UnsupportedMediaType(ApiError):
 class DatabaseUnavailable(ApiError):
     status, code = 503, "database_unavailable"
     doc = ("The database cannot be reached right now, or cannot store anything: `details.cause` is `disk_full`, "
-           "`read_only` or `cannot_open` when that is why.")
+           "`read_only` or `cannot_open` when that is why, and `primary_down` for a write while the primary "
+           "cannot be reached and reads are answered by a read replica (with `Retry-After`).")
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": "1"} if self.details.get("cause") == "primary_down" else {}
 
 
 class StatementTimeout(ApiError):

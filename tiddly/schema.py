@@ -19,7 +19,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
-from sqlalchemy import JSON, MetaData, PrimaryKeyConstraint, Table, Text, TypeDecorator, UniqueConstraint, cast, inspect
+from sqlalchemy import (
+    JSON,
+    MetaData,
+    PrimaryKeyConstraint,
+    Table,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    cast,
+    inspect,
+)
 from sqlalchemy.dialects.postgresql.ranges import AbstractRange
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError

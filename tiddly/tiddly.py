@@ -12,9 +12,9 @@ under granian (or gunicorn).
 from __future__ import annotations
 
 import logging
-from urllib.parse import unquote_to_bytes
 from dataclasses import dataclass, field
 from typing import Callable
+from urllib.parse import unquote_to_bytes
 
 from flask import Flask, Response, g, request
 from sqlalchemy.exc import DBAPIError
@@ -72,7 +72,7 @@ def create_app(config: Config | None = None, metadata=None, registry: Registry |
     metadata = metadata if metadata is not None else Base.metadata
     reflected = bool(metadata.info.get("reflected"))
     # A reflected database is someone else's: it is never created, and Tiddly's own state lives apart.
-    db = Database(config.database_url, config.statement_timeout_ms, state_apart=reflected)
+    db = Database.for_config(config, state_apart=reflected)
     if config.create_tables and not reflected:
         db.create_all(metadata)
     if config.create_tables:  # the gateway's own state (API keys, login tokens), whatever the schema
@@ -148,7 +148,7 @@ def _refuse_bytes_that_are_not_utf8() -> None:
 
 def _health(gateway: Gateway) -> Response:
     gateway.db.ping()
-    return _ok({"database": gateway.db.dialect_name})
+    return _ok({"database": gateway.db.dialect_name, **gateway.db.health()})
 
 
 def _unknown_meta_route(rest: str) -> Response:
@@ -161,7 +161,7 @@ def _login(gateway: Gateway) -> Response:
     if not isinstance(body, dict) or set(body) != {"email", "password"}:
         raise BadValue('POST /-/login takes {"email": "...", "password": "..."}')
     # Three scopes: the password's scrypt holds no transaction, no connection and no write lock.
-    with gateway.db.session() as session:
+    with gateway.db.session(latest=True) as session:  # a password just changed holds at once
         attempt = auth.find_login(session, gateway.registry.get("user"), body["email"], body["password"])
     user_id = auth.check_login(attempt, body["password"])
     with gateway.db.session(write=True) as session:

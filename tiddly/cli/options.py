@@ -49,15 +49,15 @@ def database_url_option(command):
     )(command)
 
 
-def open_database(database_url: str | None, reflect: bool = False) -> tuple[Config, Database]:
+def open_database(database_url: str | None, reflect: bool = False, **settings) -> tuple[Config, Database]:
     """The settings and the database a command names, connected once: a bad URL or a
     database that cannot be reached is one or two lines naming the problem, not a traceback.
     ``reflect``: the database is someone else's, served as it is: it must exist already, and
-    Tiddly's own tables live apart from its tables."""
-    config = Config.from_env(database_url=database_url)
+    Tiddly's own tables live apart from its tables. ``settings``: more of the Config's fields."""
+    config = Config.from_env(database_url=database_url, **settings)
     db = None
     try:
-        db = Database(config.database_url, config.statement_timeout_ms, state_apart=reflect)
+        db = Database.for_config(config, state_apart=reflect)
         db.check_open(must_exist=reflect)
     except CannotOpen as exc:
         if db is not None:

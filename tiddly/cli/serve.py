@@ -7,7 +7,7 @@ import socket
 import click
 
 from tiddly.cli import options
-from tiddly.services import auth
+from tiddly.services import auth, cursor
 from tiddly.storage import Database
 from tiddly.tiddly import create_app
 
@@ -25,9 +25,18 @@ from tiddly.tiddly import create_app
 @click.option("--server", "http_server", type=click.Choice(["granian", "gunicorn"]), default="granian",
               show_default=True, help="the HTTP server (gunicorn: its gthread worker)")
 @options.database_url_option
+@click.option("--read-replica", "read_replicas", multiple=True, metavar="URL",
+              help="a PostgreSQL streaming standby reads may go to; repeat for more "
+                   "(env TIDDLY_READ_REPLICAS, comma-separated)")
+@click.option("--replica-max-lag", type=float, default=None, metavar="SECONDS",
+              help="a replica further behind the primary answers no read (env TIDDLY_REPLICA_MAX_LAG_S; default 5)")
+@click.option("--direct-database-url", default=None, metavar="URL",
+              help="the primary with no pooler between, for what outlives a transaction (LISTEN); "
+                   "env TIDDLY_DIRECT_DATABASE_URL")
 @options.schema_options
 def serve(host: str, port: int, workers: int, threads: int, database_url: str | None, source: dict,
-          insecure: bool, access_log: str | None, http_server: str, connections: int) -> None:
+          insecure: bool, access_log: str | None, http_server: str, connections: int,
+          read_replicas: tuple[str, ...], replica_max_lag: float | None, direct_database_url: str | None) -> None:
     """Serve the gateway with granian (or gunicorn), a production HTTP server."""
     from tiddly.cli.server import (  # the HTTP server is imported only to serve
         address,
@@ -39,10 +48,13 @@ def serve(host: str, port: int, workers: int, threads: int, database_url: str | 
     host = host[1:-1] if host.startswith("[") and host.endswith("]") else host  # [::1] is ::1
     check_can_listen(host, port)
     check_access_log(access_log)
-    config, db = options.open_database(database_url, reflect=source["reflect"])
+    config, db = options.open_database(database_url, reflect=source["reflect"],
+                                       read_replicas=",".join(read_replicas) or None,
+                                       replica_max_lag_s=replica_max_lag, direct_database_url=direct_database_url)
     # Once, here, so workers do not race to create tables; the workers inherit the schema.
     chosen = options.prepare_schema(db, source)
     db.check_writable()  # a read-only SQLite file or folder, or a full disk: say so now, in one line
+    cursor.load_key(db, config.secret)  # stored now, so a read replica has it should the primary go down
     try:
         open_allowed, mode = _auth_mode(db, host, insecure)
     finally:
@@ -55,6 +67,9 @@ def serve(host: str, port: int, workers: int, threads: int, database_url: str | 
         click.echo(f"Tiddly: its own tables (API keys, login tokens, idempotency keys, its secret) are in "
                    f"{db.state_home.place}, apart from the database's", err=True)
     click.echo(f"Tiddly: auth: {mode}", err=True)
+    for replica in db.replicas.replicas:
+        click.echo(f"Tiddly: reads may go to the read replica {replica.name} while it is within "
+                   f"{config.replica_max_lag_s:g} s of the primary", err=True)
     app_config = config.with_(create_tables=False, open_mode_allowed=open_allowed)
     run(lambda: create_app(app_config, chosen.metadata, chosen.registry), host, port, workers, threads, access_log,
         server=http_server, limits=_limits(app_config), connections=connections)

@@ -19,17 +19,17 @@ import functools
 import hashlib
 import hmac
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from sqlalchemy import bindparam, delete, insert, select, update
+from sqlalchemy import bindparam, delete, exists, insert, select, update
 from sqlalchemy.orm import Session
 
 from tiddly.errors import BadValue, NotFound, Unauthorized
 from tiddly.models import ApiKey, LoginToken
 from tiddly.passwords import hash_password, verify_password
 from tiddly.registry import TableSpec
-from tiddly.storage import Database
+from tiddly.storage import Database, Writer
 
 SCOPES = ("read", "write", "admin")  # each includes the ones before it
 LOGIN_SCOPE = "write"
@@ -45,6 +45,9 @@ class Principal:
     name: str                              # the key's name, the user's email, or "open mode"
     scope: str
     tables: frozenset[str] | None = None   # None: every exposed table
+    # Read-your-writes: the name its writes are recorded under, and where its last write is
+    # (``Database.identify``, read in the key check); ``Database.session(writer=...)`` takes it.
+    writer: Writer | None = field(default=None, compare=False, repr=False)
 
     def allows(self, scope: str) -> bool:
         return SCOPES.index(self.scope) >= SCOPES.index(scope)
@@ -103,12 +106,15 @@ def count_active_keys(session: Session) -> int:
 
 
 # Run on every keyless request, built once and sent through the driver (Database.first_row):
-# no per-request statement building, cache key, Connection or result object.
-_ANY_ACTIVE_KEY = select(ApiKey.__table__.c.id).where(ApiKey.__table__.c.revoked_at.is_(None)).limit(1)
+# no per-request statement building, cache key, Connection or result object. One row, true or
+# false, so that Database.identify can add open mode's last write position to it.
+_ANY_ACTIVE_KEY = select(exists().where(ApiKey.__table__.c.revoked_at.is_(None)))
+OPEN_WRITER = "open"  # every request in open mode is one writer, for read-your-writes
 
 
-def _any_active_key(db: Database) -> bool:
-    return db.first_row(_ANY_ACTIVE_KEY) is not None
+def _any_active_key(db: Database) -> tuple[bool, Writer]:
+    row, writer = db.identify(_ANY_ACTIVE_KEY, None, OPEN_WRITER)
+    return bool(row[0]), writer
 
 
 # -- who is asking -------------------------------------------------------------
@@ -122,12 +128,13 @@ def authenticate(db: Database, authorization: str | None, open_allowed: bool,
     ``users`` is the exposed user table login tokens belong to (None: no logins).
     One lookup in the database on every call: a key revoked a moment ago fails now."""
     if not authorization:
-        if _any_active_key(db):
+        active, writer = _any_active_key(db)
+        if active:
             raise Unauthorized("this gateway needs a key: send Authorization: Bearer <key>")
         if not open_allowed:
             raise Unauthorized("no API key exists yet and the gateway is not on loopback; "
                                "create one with `tiddly keys create`")
-        return OPEN
+        return replace(OPEN, writer=writer)
     secret = _bearer(authorization)
     if secret.startswith(TOKEN_PREFIX) and users is not None:
         return _login_principal(db, users, secret)
@@ -151,27 +158,27 @@ _KEY_BY_HASH = select(_KEYS.c.name, _KEYS.c.key_hash, _KEYS.c.scope, _KEYS.c.tab
 
 def _key_principal(db: Database, secret: str) -> Principal:
     wanted = digest(secret)
-    row = db.first_row(_KEY_BY_HASH, {"wanted": wanted})
+    row, writer = db.identify(_KEY_BY_HASH, {"wanted": wanted}, wanted)
     # The lookup compares hashes, so its timing says nothing usable about the key;
     # compare_digest keeps the final check constant-time all the same.
     if row is None or not hmac.compare_digest(row[1], wanted) or row[4]:
         raise Unauthorized("the API key is unknown or revoked")
     name, _, scope, tables, _ = row
-    return Principal("key", name, scope, frozenset(tables.split(",")) if tables is not None else None)
+    return Principal("key", name, scope, frozenset(tables.split(",")) if tables is not None else None, writer)
 
 
 def _login_principal(db: Database, users: TableSpec, secret: str) -> Principal:
     wanted = digest(secret)
     tokens, user = LoginToken.__table__.c, users.table.c
-    with db.lookup() as connection:  # the token's expiry is a datetime: a result that converts it
-        row = connection.execute(select(tokens.token_hash, tokens.expires_at, user.email)
-                                 .join_from(LoginToken.__table__, users.table, user.id == tokens.user_id)
-                                 .where(tokens.token_hash == wanted)).first()
-    if row is None or not hmac.compare_digest(row.token_hash, wanted):
+    # The token's expiry is a datetime: typed, through a result that converts it.
+    row, writer = db.identify(select(tokens.token_hash, tokens.expires_at, user.email)
+                              .join_from(LoginToken.__table__, users.table, user.id == tokens.user_id)
+                              .where(tokens.token_hash == wanted), None, wanted, typed=True)
+    if row is None or not hmac.compare_digest(row[0], wanted):
         raise Unauthorized("the login token is unknown")
-    if row.expires_at <= utcnow():
+    if row[1] <= utcnow():
         raise Unauthorized("the login token has expired; log in again")
-    return Principal("login", row.email, LOGIN_SCOPE)
+    return Principal("login", row[2], LOGIN_SCOPE, writer=writer)
 
 
 # -- login -----------------------------------------------------------------------

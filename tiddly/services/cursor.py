@@ -28,6 +28,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import and_, false, insert, or_, select
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.elements import ColumnElement
 
 from tiddly.config import Config
@@ -41,6 +42,9 @@ def load_key(db, configured: str) -> bytes:
     """The HMAC key: from ``TIDDLY_SECRET`` if set, else the one stored in the database."""
     if configured:
         return hashlib.sha256(configured.encode()).digest()
+    stored = _stored_key(db)
+    if stored is not None:
+        return bytes.fromhex(stored)
     Secret.__table__.create(db.engine, checkfirst=True)
     for _attempt in range(3):
         try:
@@ -53,6 +57,16 @@ def load_key(db, configured: str) -> bytes:
         except UniqueViolation:
             continue  # another worker stored its key first: read that one
     raise RuntimeError("could not load or store the cursor key")
+
+
+def _stored_key(db) -> str | None:
+    """The stored key, read where any read goes (a read replica answers while the primary is down);
+    None when there is none yet, or no table for it."""
+    try:
+        with db.session() as session:
+            return session.scalar(select(Secret.value).where(Secret.name == _KEY_NAME))
+    except DBAPIError:  # no such table yet
+        return None
 
 
 def fingerprint(table: str, where: Any, order) -> str:

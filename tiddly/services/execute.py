@@ -3,7 +3,8 @@
 Every dialect (Tiddly's JSON API, the PostgREST dialect), the patient monitor's routes and
 the command line's import hand their typed operation (``plan.py``) to one ``Executor``,
 which, in this order: decides from the operation what it reads and writes whether the
-caller may (``access.decide``); chooses the connection (a write scope, or a read scope);
+caller may (``access.decide``); chooses the connection (a write scope on the primary, or a
+read scope on a read replica that has replayed the caller's own writes, or the primary);
 applies ``Idempotency-Key``; runs the operation's runner; in the write's transaction, hands
 its changes to the hooks registered for them; commits; then hands them to the hooks
 registered for after the commit. A write the database undid to break a deadlock runs again
@@ -81,14 +82,14 @@ class Executor:
         limits.check(operation, self.config)
         runner = self._runners[type(operation)]
         if not operation.writes:
-            with self.db.session() as session:
+            with self.db.session(writer=principal.writer) as session:  # a replica that has its writes
                 result = runner(session, operation, self._context())
                 return render(result) if render is not None else result
         if idempotent is not None:
             self._purge_expired_keys()
         for attempt in range(1, DEADLOCK_ATTEMPTS + 1):
             try:
-                answer, changes = self._write(runner, operation, render, idempotent)
+                answer, changes = self._write(runner, operation, principal, render, idempotent)
                 break
             except Deadlock:
                 if attempt == DEADLOCK_ATTEMPTS or not getattr(operation, "retryable", True):
@@ -100,7 +101,7 @@ class Executor:
 
     def refuse_reused_key(self, idempotent: Idempotent) -> None:
         """A 409 at once when the request's Idempotency-Key belongs to a different request."""
-        with self.db.session() as session:
+        with self.db.session(latest=True) as session:  # a key another instance just stored
             idempotency.refuse_reuse(session, idempotent.key, idempotent.fingerprint)
 
     def stream(self, operation, principal: Principal,
@@ -121,8 +122,9 @@ class Executor:
             raise
         return _streamed(scope, first, produced)
 
-    def _write(self, runner, operation, render, idempotent: Idempotent | None) -> tuple[Any, list[Change]]:
-        with self.db.session(write=True) as session:
+    def _write(self, runner, operation, principal: Principal, render,
+               idempotent: Idempotent | None) -> tuple[Any, list[Change]]:
+        with self.db.session(write=True, writer=principal.writer) as session:
             if idempotent is not None:
                 stored = idempotency.claim(session, idempotent.key, idempotent.fingerprint,
                                            self.config.idempotency_ttl_s)

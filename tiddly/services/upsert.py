@@ -15,7 +15,14 @@ it is (DO NOTHING) and names only the rows it inserted. Takes a Session, never c
 """
 from __future__ import annotations
 
-from sqlalchemy import Index, PrimaryKeyConstraint, UniqueConstraint, select, text, tuple_
+from sqlalchemy import (
+    Index,
+    PrimaryKeyConstraint,
+    UniqueConstraint,
+    select,
+    text,
+    tuple_,
+)
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.orm import Session
 

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from tiddly.services import crud, export, nested, reads, upsert
 from tiddly.services.plan import (
     Change,
+    Context,
     Delete,
     Import,
     Insert,

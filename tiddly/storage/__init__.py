@@ -2,26 +2,27 @@
 
 ``engines`` makes the engines (only this package creates them), ``database`` holds one
 database's engines and its session scope (``Database.session()``, the request boundary),
-``writers`` queues SQLite's writers, ``dialects`` writes what each database writes
-differently, ``errors`` turns driver errors into Tiddly's typed errors, and ``catalog``
-and ``functions`` read what a database's own catalog says of its views, JSON columns and
-callable functions.
+``writers`` queues SQLite's writers, ``replicas`` chooses a read replica (and keeps
+read-your-writes), ``dialects`` writes what each database writes differently, ``errors``
+turns driver errors into Tiddly's typed errors, and ``catalog`` and ``functions`` read what a
+database's own catalog says of its views, JSON columns and callable functions.
 """
 from tiddly.storage.database import Database
 from tiddly.storage.dialects import (
-           add_sum_parts,
-           advance_sequence,
-           insert_or_update,
-           integer_sum,
+    add_sum_parts,
+    advance_sequence,
+    insert_or_update,
+    integer_sum,
 )
 from tiddly.storage.engines import (
-           SHIPPED_DRIVERS,
-           CannotOpen,
-           StateHome,
-           engine_url,
-           make_engine,
+    SHIPPED_DRIVERS,
+    CannotOpen,
+    StateHome,
+    engine_url,
+    make_engine,
 )
 from tiddly.storage.errors import Deadlock, translate_error
+from tiddly.storage.replicas import Writer
 
-__all__ = ["Database", "CannotOpen", "StateHome", "SHIPPED_DRIVERS", "engine_url", "make_engine",
-           "translate_error", "Deadlock", "insert_or_update", "integer_sum", "add_sum_parts", "advance_sequence"]
+__all__ = ["Database", "Writer", "CannotOpen", "StateHome", "SHIPPED_DRIVERS", "engine_url", "make_engine",
+    "translate_error", "Deadlock", "insert_or_update", "integer_sum", "add_sum_parts", "advance_sequence"]

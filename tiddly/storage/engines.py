@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import re
+import select
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,10 @@ POOL_IDLE_PING_S = 5  # a pooled connection idle longer than this is pinged befo
 # Driverless URLs, as hosting services set DATABASE_URL, get the drivers Tiddly ships.
 SHIPPED_DRIVERS = {"postgres": "postgresql+psycopg", "postgresql": "postgresql+psycopg",
                    "mysql": "mysql+pymysql", "mariadb": "mariadb+pymysql"}
+# A URL's own word that a transaction-mode pooler (PgBouncer, Supavisor, ...) sits in front of
+# PostgreSQL: ?pooler=transaction. Tiddly reads it and takes it out before the driver sees the URL.
+POOLER_PARAMETER, POOLER_MODES = "pooler", ("transaction",)
+REPLICA_CONNECT_TIMEOUT_S = 3  # a replica that does not answer a connect is skipped, not waited for
 
 
 class CannotOpen(Exception):
@@ -44,6 +49,11 @@ def engine_url(url: str | URL) -> URL:
                          "sqlite:///file.db, postgresql://user:password@host/dbname or "
                          "mysql://user:password@host/dbname") from None
     parsed = parsed.set(drivername=SHIPPED_DRIVERS.get(parsed.drivername, parsed.drivername))
+    pooler = parsed.query.get(POOLER_PARAMETER)
+    if pooler is not None and (pooler not in POOLER_MODES or parsed.get_backend_name() != "postgresql"):
+        raise CannotOpen(f"?{POOLER_PARAMETER}={pooler} in {_redacted(str(url))!r}: Tiddly knows "
+                         f"?{POOLER_PARAMETER}=transaction, on a PostgreSQL URL (a pooler such as PgBouncer "
+                         "in transaction mode between Tiddly and PostgreSQL)")
     try:
         parsed.get_dialect().import_dbapi()
     except NoSuchModuleError:
@@ -54,6 +64,11 @@ def engine_url(url: str | URL) -> URL:
                          "is not installed; leave the driver out (postgresql://, mysql://) to use the "
                          "one Tiddly ships") from None
     return parsed
+
+
+def pooled(url: URL) -> bool:
+    """Does ``url`` (from ``engine_url``) go through a transaction-mode pooler (``?pooler=transaction``)?"""
+    return url.query.get(POOLER_PARAMETER) in POOLER_MODES
 
 
 def _redacted(text: str) -> str:
@@ -71,6 +86,9 @@ def explain(exc: DBAPIError, url: URL) -> str:
     elif errno == 1049 or 'database "' in message and "does not exist" in message:
         create = f"createdb {url.database}" if backend == "postgresql" else f"CREATE DATABASE {url.database}"
         reason = f"the database {url.database!r} does not exist on {where}\ncreate it ({create}) or fix the URL"
+    elif "unsupported startup parameter" in message:  # PgBouncer refuses what it cannot pass on
+        reason = (f"the server at {where} refused a startup parameter: a connection pooler (PgBouncer) in "
+                  f"transaction mode? add ?{POOLER_PARAMETER}=transaction to the URL (docs/scaling.md)")
     elif "Connection refused" in message:
         reason = f"nothing is listening at {where}\nis the database server running, on that host and port?"
     else:  # the driver's own words, from the line that names the problem
@@ -117,16 +135,19 @@ def make_engine(url: str, statement_timeout_ms: int = 30_000) -> Engine:
     return make_engines(url, statement_timeout_ms)[0]
 
 
-def make_engines(url: str, statement_timeout_ms: int, home: StateHome | None = None) -> tuple[Engine, Engine]:
+def make_engines(url: str, statement_timeout_ms: int, home: StateHome | None = None,
+                 replica: bool = False) -> tuple[Engine, Engine]:
     """The engine for transactions and the engine for reads (``_engines_for``), with Tiddly's
-    own tables (those of the default schema, ``None``) sent to ``home`` when it is given."""
-    engines = _engines_for(engine_url(url), statement_timeout_ms, home)
+    own tables (those of the default schema, ``None``) sent to ``home`` when it is given.
+    ``replica``: a read replica's, which gives up on a connect after REPLICA_CONNECT_TIMEOUT_S."""
+    engines = _engines_for(engine_url(url), statement_timeout_ms, home, replica)
     if home is None:
         return engines
     return tuple(e.execution_options(schema_translate_map={None: home.schema}) for e in engines)
 
 
-def _engines_for(parsed: URL, statement_timeout_ms: int, home: StateHome | None) -> tuple[Engine, Engine]:
+def _engines_for(parsed: URL, statement_timeout_ms: int, home: StateHome | None,
+                 replica: bool = False) -> tuple[Engine, Engine]:
     """The engine for transactions, and the engine of read-only scopes: each statement on
     its own, outside a transaction, where the database reads the same that way.
 
@@ -138,12 +159,7 @@ def _engines_for(parsed: URL, statement_timeout_ms: int, home: StateHome | None)
     if backend == "sqlite":
         return _sqlite_engines(parsed, home)
     if backend == "postgresql":
-        # Connections rest in autocommit: switching a connection out of it and back cost about
-        # 250,000 instructions per checkout. The engine for DDL and migrations switches; a
-        # request's write scope sends its own BEGIN instead (WRITE_BEGIN).
-        options = {"options": f"-c statement_timeout={int(statement_timeout_ms)}"}
-        engine = _ping_when_idle(create_engine(parsed, connect_args=options, isolation_level="AUTOCOMMIT"))
-        return engine.execution_options(isolation_level="READ COMMITTED"), engine
+        return _postgresql_engines(parsed, statement_timeout_ms, replica)
     if backend in ("mysql", "mariadb"):
         engine = _ping_when_idle(create_engine(parsed, pool_recycle=3600))
         _mysql_session_setup(engine, statement_timeout_ms)
@@ -152,19 +168,57 @@ def _engines_for(parsed: URL, statement_timeout_ms: int, home: StateHome | None)
     return engine, engine
 
 
+def _postgresql_engines(parsed: URL, statement_timeout_ms: int, replica: bool) -> tuple[Engine, Engine]:
+    """Connections rest in autocommit: switching a connection out of it and back cost about
+    250,000 instructions per checkout. The engine for DDL and migrations switches; a request's
+    write scope sends its own BEGIN instead (WRITE_BEGIN).
+
+    Directly connected, the statement timeout is set once per connection, at connect, and
+    psycopg prepares a statement run five times on that connection. Through a transaction-mode
+    pooler nothing may outlive a transaction, since the next transaction may run on another
+    server connection (or the same one for another client): no prepared statements, and the
+    timeout is a SET LOCAL in each transaction (``Database`` sends it with its BEGIN)."""
+    through_pooler = pooled(parsed)
+    parsed = parsed.difference_update_query([POOLER_PARAMETER])
+    connect_args: dict = {"prepare_threshold": None} if through_pooler else \
+        {"options": f"-c statement_timeout={int(statement_timeout_ms)}"}
+    if replica:
+        connect_args["connect_timeout"] = REPLICA_CONNECT_TIMEOUT_S
+    engine = _ping_when_idle(create_engine(parsed, connect_args=connect_args, isolation_level="AUTOCOMMIT"))
+    transactional = engine.execution_options(isolation_level="READ COMMITTED")
+    if through_pooler and statement_timeout_ms:
+        set_timeout = local_statement_timeout(statement_timeout_ms)
+
+        @event.listens_for(transactional, "begin")
+        def _on_begin(connection):  # DDL, migrations, exports: psycopg has just sent BEGIN
+            connection.exec_driver_sql(set_timeout)
+
+    return transactional, engine
+
+
+def local_statement_timeout(statement_timeout_ms: int) -> str:
+    """The statement that sets the timeout for the rest of one transaction only."""
+    return f"SET LOCAL statement_timeout = {int(statement_timeout_ms)}"
+
+
 def _ping_when_idle(engine: Engine) -> Engine:
-    """Ping a pooled connection before use only when it sat idle for a while.
+    """Ping a pooled connection before use only when it sat idle for a while, or when the
+    server has spoken on it since it came back to the pool.
 
     pool_pre_ping would cost a round trip on every checkout, one per request or more.
     An idle connection is the one a database restart or an idle timeout closes; one
-    that breaks while busy fails its request (a 503) and the pool drops it."""
+    that breaks while busy fails its request (a 503) and the pool drops it. A server that
+    shuts down (a restart, a standby stopped) tells its idle clients so, or closes their
+    sockets: a socket with something to read while the connection rests is such a one, found
+    with a poll of the socket, no round trip."""
     @event.listens_for(engine, "checkin")
     def _on_checkin(_dbapi_connection, record):
         record.info["idle_since"] = time.monotonic()
 
     @event.listens_for(engine, "checkout")
     def _on_checkout(dbapi_connection, record, _proxy):
-        if time.monotonic() - record.info.get("idle_since", time.monotonic()) < POOL_IDLE_PING_S:
+        if time.monotonic() - record.info.get("idle_since", time.monotonic()) < POOL_IDLE_PING_S \
+                and not _server_spoke(dbapi_connection):
             return
         try:
             engine.dialect.do_ping(dbapi_connection)
@@ -172,6 +226,19 @@ def _ping_when_idle(engine: Engine) -> Engine:
             raise DisconnectionError("a pooled connection failed its ping") from exc
 
     return engine
+
+
+def _server_spoke(dbapi_connection) -> bool:
+    """psycopg: has the server sent anything (a shutdown's notice, the end of the connection) to a
+    connection that is idle in the pool? Idle, it has no reason to."""
+    pgconn = getattr(dbapi_connection, "pgconn", None)
+    if pgconn is None:
+        return False
+    try:
+        readable, _, _ = select.select([pgconn.socket], [], [], 0)
+    except Exception:  # noqa: BLE001 - a connection without a socket is a dead one
+        return True
+    return bool(readable)
 
 
 def _sqlite_engines(url, home: StateHome | None) -> tuple[Engine, Engine]:

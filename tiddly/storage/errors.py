@@ -79,6 +79,21 @@ def _storage_cause(orig) -> str | None:
     return _POSTGRESQL_CAUSES.get(getattr(orig, "sqlstate", None))
 
 
+# PostgreSQL's: a server shutting down or starting up, or no connection (08xxx)
+_UNREACHABLE_SQLSTATES = ("57P01", "57P02", "57P03")
+
+
+def unreachable(exc: DBAPIError) -> bool:
+    """Is the error that the database server cannot be reached (down, restarting, gone), rather
+    than anything about the request? psycopg's own connection failures carry no SQLSTATE."""
+    if exc.connection_invalidated:
+        return True
+    if not isinstance(exc, OperationalError):
+        return False
+    sqlstate = getattr(exc.orig, "sqlstate", None)
+    return sqlstate is None or sqlstate.startswith("08") or sqlstate in _UNREACHABLE_SQLSTATES
+
+
 # PyMySQL raises a CHECK violation as an OperationalError; it is a 409 like any constraint.
 _MYSQL_CHECK_VIOLATIONS = (3819, 4025)  # MySQL, MariaDB
 
