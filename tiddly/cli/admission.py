@@ -39,7 +39,8 @@ access_logger = logging.getLogger("tiddly.access")
 log = logging.getLogger("tiddly")
 HEALTH_PATH = "/-/health"
 FLUSH_BYTES = 64 * 1024  # a streamed response reaches the client in chunks of about this size
-ARRIVING_S = 0.01  # a body not in within this of its headers counts as still arriving (the client cap)
+ARRIVING_S = 0.25  # a body not in within this of its headers counts as still arriving (the client cap);
+# generous, so that a loaded machine never counts a body that came with its headers
 
 
 @dataclass(frozen=True)
