@@ -5,6 +5,9 @@ SQLite always runs. PostgreSQL and MariaDB/MySQL run when their URLs are set:
     TIDDLY_TEST_MYSQL_URL=mysql+pymysql://root@127.0.0.1:3306/test
 Without a URL the server suite is skipped, except under CI (CI=true), where a
 missing URL fails the run: CI must never skip a database.
+
+Run in parallel (``pytest -n 2``, pytest-xdist), each worker gets databases of its own on
+those servers: ``<name>_gw0``, ``<name>_gw1``, ..., made when missing.
 """
 from __future__ import annotations
 
@@ -37,7 +40,32 @@ def server_url(name: str) -> str:
     url = os.environ.get(SERVER_URL_VARS[name])
     if not url:
         cannot_run(f"{SERVER_URL_VARS[name]} is not set", name)
-    return url
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    return url if worker is None else _worker_database(url, worker)
+
+
+_MADE: set[str] = set()
+
+
+def _worker_database(url: str, worker: str) -> str:
+    """The URL of this worker's own database beside ``url``'s, made when missing."""
+    parsed = make_url(url)
+    own = parsed.set(database=f"{parsed.database}_{worker}")
+    rendered = own.render_as_string(hide_password=False)
+    if rendered in _MADE:
+        return rendered
+    if parsed.get_backend_name() == "postgresql":
+        engine = create_engine(parsed.set(database="postgres"), isolation_level="AUTOCOMMIT")
+        with engine.connect() as conn:
+            if conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": own.database}).first() is None:
+                conn.execute(text(f'CREATE DATABASE "{own.database}"'))
+    else:
+        engine = create_engine(parsed)
+        with engine.connect() as conn:
+            conn.execute(text(f"CREATE DATABASE IF NOT EXISTS `{own.database}`"))
+    engine.dispose()
+    _MADE.add(rendered)
+    return rendered
 
 
 @pytest.fixture(scope="session")
