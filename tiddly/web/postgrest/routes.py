@@ -23,13 +23,12 @@ from tiddly.services import access, crud, export, upsert
 from tiddly.services.plan import Delete, Insert, Put, Read, Update, Upsert, Written
 from tiddly.web import conditional, guard
 from tiddly.web.body import raw_body
-from tiddly.web.postgrest import grammar, openapi, plan, render
+from tiddly.web.postgrest import grammar, openapi, plan, render, rpc
 from tiddly.web.postgrest.grammar import Filter, Media, Node, Params, PostgrestError
 
 BLUEPRINT = "postgrest"
 METHODS = ["GET", "HEAD", "POST", "PATCH", "PUT", "DELETE"]
 ROOT_METHODS = ["GET", "HEAD"]
-RPC_METHODS = ["GET", "HEAD", "POST"]
 SCHEMA = "public"  # the one schema name clients may ask for (Accept-Profile / Content-Profile)
 DIALECT = guard.Dialect(
     key_header="apikey",
@@ -53,8 +52,9 @@ def install(app: Flask, gateway) -> None:
     dialect = Blueprint(BLUEPRINT, __name__)
     dialect.register_error_handler(Exception, render.error)
     app.register_blueprint(dialect)
+    functions = rpc.install(gateway)
     for rule, name, view in ((path + "/", "root", lambda: _root(gateway)),
-                             (path + "/rpc/<path:name>", "rpc", _rpc),
+                             (path + "/rpc/<path:name>", "rpc", lambda name: rpc.respond(gateway, functions, name)),
                              (path + "/<table>", "table", lambda table: _table(gateway, table)),
                              (path + "/<path:rest>", "unknown", _unknown)):
         app.url_map.add(Rule(rule, endpoint=f"{BLUEPRINT}.{name}", methods=None, strict_slashes=name != "root"))
@@ -68,16 +68,6 @@ def _root(gateway) -> Response:
     _profile(request.headers.get("Accept-Profile"))
     document = openapi.document(gateway.view(g.principal), gateway.config.postgrest_path.rstrip("/"))
     return Response(jsonio.dumps(document), content_type="application/openapi+json; charset=utf-8")
-
-
-def _rpc(name: str) -> Response:
-    if request.method == "OPTIONS":
-        return _options(RPC_METHODS)
-    if request.method not in RPC_METHODS:
-        raise PostgrestError(405, "PGRST101", f"Cannot use the {request.method[:20]} method on RPC",
-                             headers={"Allow": ", ".join(RPC_METHODS)})
-    raise PostgrestError(404, "PGRST202", f"Could not find the function public.{name[:60]} in the schema cache",
-                         "Tiddly serves tables, not database functions (RPC).")
 
 
 def _unknown(rest: str) -> Response:
