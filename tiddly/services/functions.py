@@ -30,16 +30,17 @@ import threading
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
-from sqlalchemy import ARRAY, BigInteger, Column, Date, DateTime, Float, MetaData, Numeric, Table, Text, Time, column, text
+from sqlalchemy import ARRAY, cast, func, BigInteger, Column, Date, DateTime, Float, MetaData, Numeric, Table, Text, Time, column, text
 from sqlalchemy.dialects.postgresql.base import ischema_names
 from sqlalchemy.dialects.postgresql.ranges import AbstractRange
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
-from sqlalchemy.sql.sqltypes import NullType
+from sqlalchemy.sql.functions import Function as Function_
+from sqlalchemy.types import UserDefinedType
 
 from tiddly import jsonio
 from tiddly.errors import ApiError, BadValue
-from tiddly.registry import ColumnSpec, Registry, TableSpec, column_spec
+from tiddly.registry import ColumnSpec, Policy, Registry, RelationSpec, TableSpec, column_spec
 from tiddly.schema import DatabaseText
 from tiddly.services import reads
 from tiddly.services.plan import Change, Read
@@ -184,24 +185,107 @@ class Called:
     changes: list[Change] = field(default_factory=list)
 
 
+# -- computed fields and computed relationships ----------------------------------------------
+
+@dataclass(frozen=True, eq=False)
+class ComputedSpec(TableSpec):
+    """A table with PostgREST's computed fields: each function of one of its rows that answers a
+    value is a column a request may select, filter and order by (never part of ``*``)."""
+    computed: dict[str, ColumnSpec] = field(default_factory=dict)
+
+    def column(self, name: Any, purpose: str = "read") -> ColumnSpec:
+        found = self.computed.get(name) if purpose == "read" and name not in self.columns else None
+        return found if found is not None else super().column(name, purpose)
+
+
+def with_functions(registry: Registry, catalog: Catalog) -> Registry:
+    """The registry with what functions over its tables' rows add (PostgreSQL): computed fields on
+    each table, and computed relationships (a function of a row answering rows of a served table)
+    as relations to a table of their own, kept under a key with a slash, a name no request path
+    can hold (``<function>/<table>``)."""
+    if catalog.dialect_name != "postgresql":
+        return registry
+    tables: dict[str, TableSpec] = {}
+    for name, spec in registry.tables.items():
+        relations = dict(spec.relations)
+        for function in catalog.on_rows_of(name):
+            target = registry.tables.get(function.returns_relation or "")
+            if target is None or function.name in relations or function.name in spec.columns or not spec.primary_key:
+                continue
+            key = f"{function.name}/{name}"
+            tables[key] = _computed(catalog, registry, _related_rows(catalog, spec, target, function))
+            many = function.returns_set and function.rows != 1
+            relations[function.name] = RelationSpec(function.name, key, many, tuple(
+                (c.name, _PARENT + c.name) for c in spec.primary_key))
+        tables[name] = _computed(catalog, registry, replace(spec, relations=relations))
+    return Registry.of(tables)
+
+
+_PARENT = "pgrst_parent_"
+
+
+def _computed(catalog: Catalog, registry: Registry, spec: TableSpec) -> ComputedSpec:
+    """``spec`` with the computed fields of the table its rows are (``spec.name``)."""
+    base = registry.tables[spec.name]
+    computed = {}
+    for function in catalog.on_rows_of(spec.name):
+        if function.returns_set or function.returns_relation or function.columns or function.returns == "void":
+            continue
+        row = func.row(*(spec.columns[c].column for c in base.columns))
+        argument = cast(row, _Named(f"{catalog.quote(catalog.schema)}.{catalog.quote(spec.name)}"))
+        sqltype = _pg_type(function.returns)
+        expression = Function_(function.name, argument, packagenames=(catalog.schema,), type_=sqltype)
+        computed[function.name] = ColumnSpec(function.name, expression.label(function.name), Policy.READ_ONLY,
+                                             _kind(sqltype), True, False)
+    return ComputedSpec(spec.name, spec.table, spec.columns, spec.primary_key, True, spec.relations, computed)
+
+
+def _kind(sqltype) -> str:
+    """The registry's kind of a value of this type ("integer", "string", ...)."""
+    return column_spec(Table("value", MetaData(), Column("value", sqltype)).c.value).kind
+
+
+def _related_rows(catalog: Catalog, parent: TableSpec, target: TableSpec, function: Function) -> TableSpec:
+    """The rows ``function`` answers for each row of ``parent``, beside that row's primary key:
+    ``SELECT p.<key> AS pgrst_parent_<key>, pgrst_call.* FROM parent p, LATERAL function(p)``."""
+    quote = catalog.quote
+    table = parent.table
+    qualified = f"{quote(table.schema)}.{quote(table.name)}" if table.schema else quote(table.name)
+    keys = ", ".join(f"p.{quote(c.name)} AS {quote(_PARENT + c.name)}" for c in parent.primary_key)
+    sql = f"SELECT {keys}, {SOURCE}.* FROM {qualified} AS p CROSS JOIN LATERAL {catalog.qualified(function)}(p) " \
+          f"AS {SOURCE}" + ("" if function.returns_set else f" WHERE NOT ({SOURCE} IS NULL)")
+    shown = [column(_PARENT + c.name, c.column.type) for c in parent.primary_key]
+    shown += [column(c.name, c.column.type) for c in target.columns.values()]
+    bound = text(sql).columns(*shown).subquery(SOURCE)
+    specs = {name: _repointed(spec, bound.c[name]) for name, spec in target.columns.items()}
+    for c in parent.primary_key:
+        specs[_PARENT + c.name] = replace(_repointed(c, bound.c[_PARENT + c.name]), name=_PARENT + c.name,
+                                          policy=Policy.HIDDEN)
+    return TableSpec(target.name, bound, specs, tuple(specs[c.name] for c in target.primary_key), read_only=True,
+                     relations=dict(target.relations))
+
+
 # -- planning: the call's result as a relation ------------------------------------------------
 
 def result_spec(catalog: Catalog, registry: Registry, function: Function, arguments: dict[str, Any],
-                raw: str | None) -> tuple[TableSpec, str]:
+                raw: str | None) -> TableSpec:
     """The call's rows as a table to read (PostgreSQL): the served table's or view's columns, with
-    their policies (a hidden column stays hidden) and relations, when the function returns its
-    rows; else its OUT / TABLE columns. Returns the spec and the SQL it reads from."""
+    their policies (a hidden column stays hidden), relations and computed fields, when the function
+    returns its rows; else its OUT / TABLE columns."""
     sql = _postgresql_rows_sql(catalog, function, arguments, raw)
     if function.returns_relation:
-        base = registry.tables.get(function.returns_relation)
+        base = registry.tables[function.returns_relation]
+        if not function.returns_set:
+            sql += f" WHERE NOT ({SOURCE} IS NULL)"  # a function answering no row gives a row of NULLs
         columns = [column(c.name, c.column.type) for c in base.columns.values()]
         bound = _bound(sql, arguments, raw).columns(*columns).subquery(SOURCE)
         specs = {name: _repointed(spec, bound.c[name]) for name, spec in base.columns.items()}
-        return TableSpec(base.name, bound, specs, tuple(specs[c.name] for c in base.primary_key),
-                         read_only=True, relations=dict(base.relations)), sql
+        spec = TableSpec(base.name, bound, specs, tuple(specs[c.name] for c in base.primary_key),
+                         read_only=True, relations=dict(base.relations))
+        return _computed(catalog, registry, spec) if isinstance(base, ComputedSpec) else spec
     shape = function.columns or ((function.name, function.returns),)
     table = Table(function.name, MetaData(), *(Column(name, _pg_type(type_name)) for name, type_name in shape))
-    return _spec_over(table, _bound(sql, arguments, raw)), sql
+    return _spec_over(table, _bound(sql, arguments, raw))
 
 
 def _spec_over(table: Table, statement) -> TableSpec:
@@ -246,13 +330,28 @@ def _postgresql_rows_sql(catalog: Catalog, function: Function, arguments: dict[s
 
 
 def _pg_type(type_name: str):
+    """The SQLAlchemy type of a result column PostgreSQL names ``type_name``. A type SQLAlchemy does
+    not know (an enum, a domain) is read as its text and compared as itself."""
     array = type_name.endswith("[]")
     base = re.sub(r"\(.*\)", "", type_name[:-2] if array else type_name).strip()
     found = ischema_names.get(base)
-    sqltype = found() if found is not None else NullType()
-    if isinstance(sqltype, AbstractRange) or array:
-        return DatabaseText(ARRAY(sqltype) if array else sqltype)  # PostgreSQL's own text: "[1,2)", "{a,b}"
-    return sqltype
+    if found is None:
+        return DatabaseText(_Named(type_name))
+    sqltype = found()
+    if isinstance(sqltype, AbstractRange):
+        return DatabaseText(sqltype)  # PostgreSQL's own text: "[1,2)"
+    return ARRAY(sqltype) if array else sqltype
+
+
+class _Named(UserDefinedType):
+    """A type by the name the catalog gives it: what a compared value is cast to."""
+    cache_ok = True
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def get_col_spec(self, **_kw) -> str:
+        return self.name
 
 
 # -- running ---------------------------------------------------------------------------------

@@ -13,13 +13,14 @@ decides from it whether the caller may (a read key: only what the database says 
 from __future__ import annotations
 
 import difflib
+import threading
 
 from flask import Response, g, request
 
 from tiddly import jsonio
 from tiddly.errors import BadJson
-from tiddly.registry import TableSpec
-from tiddly.services import limits
+from tiddly.registry import Registry, TableSpec
+from tiddly.services import access, functions, limits
 from tiddly.services.functions import Call, Called, Catalog, FunctionFailed, call_sql, result_kind, result_spec
 from tiddly.storage.functions import Function
 from tiddly.web.body import raw_body
@@ -36,19 +37,45 @@ AMBIGUOUS_HINT = "Try renaming the parameters or the function itself in the data
                  "can be resolved"
 
 
-def install(gateway) -> Catalog:
-    """The catalog the dialect reads functions from, and the operation's runner on the executor."""
-    from tiddly.services import functions
+class Functions:
+    """The database's functions as the dialect serves them: the catalog (``/rpc``), and the
+    registry with computed fields and relationships that the dialect's reads plan against. Both
+    are read once, at the first request that needs them, and never change after (module doc of
+    ``services/functions.py``)."""
+
+    def __init__(self, gateway):
+        self.catalog = Catalog(gateway.db, gateway.registry)
+        self._plain = gateway.registry
+        self._registry: Registry | None = None if self.catalog.dialect_name == "postgresql" else gateway.registry
+        self._lock = threading.Lock()
+
+    @property
+    def registry(self) -> Registry:
+        if self._registry is None:
+            with self._lock:
+                if self._registry is None:
+                    self._registry = functions.with_functions(self._plain, self.catalog)
+        return self._registry
+
+    def view(self, principal) -> Registry:
+        """The registry as ``principal`` sees it (``access.view``): a key limited to some tables
+        keeps their computed fields, but embeds no function (its relation leads to a table of its own)."""
+        return access.view(self.registry, principal)
+
+
+def install(gateway) -> Functions:
+    """The dialect's functions, and the call's runner on the executor."""
     gateway.executor.register(Call, functions.run)
-    return Catalog(gateway.db, gateway.registry)
+    return Functions(gateway)
 
 
-def respond(gateway, catalog: Catalog, name: str) -> Response:
+def respond(gateway, served: Functions, name: str) -> Response:
     if request.method == "OPTIONS":
         return Response(status=200, headers={"Allow": ", ".join(["OPTIONS", *METHODS])})
     if request.method not in METHODS:
         raise PostgrestError(405, "PGRST101", f"Cannot use the {request.method[:20]} method on RPC",
                              headers={"Allow": ", ".join(METHODS)})
+    catalog = served.catalog
     post = request.method == "POST"
     routes._profile(request.headers.get("Content-Profile" if post else "Accept-Profile"))
     media = grammar.parse_accept(request.headers.get("Accept"))
@@ -59,9 +86,9 @@ def respond(gateway, catalog: Catalog, name: str) -> Response:
     function = choose(catalog, name, overloads, arguments, post)
     if raw is not None or (post and _unnamed(function) and body.strip()):
         raw, arguments = body.decode("utf-8", "replace"), {}
-    view = gateway.view(g.principal)
+    view = served.view(g.principal)
     root = grammar.parse_params(rest, gateway.config.max_where_depth).root
-    call = _call(gateway, view, catalog, function, arguments, raw, root, prefer)
+    call = _call(gateway, view, served, function, arguments, raw, root, prefer)
     try:
         return gateway.executor.execute(call, g.principal,
                                         lambda called: _answer(view, root, called, media, prefer))
@@ -189,8 +216,9 @@ def _hint(catalog: Catalog, name: str, overloads: list[Function], keys: list[str
 
 # -- the operation --------------------------------------------------------------------------------
 
-def _call(gateway, view, catalog: Catalog, function: Function, arguments: dict, raw: str | None, root: Node,
+def _call(gateway, view, served: Functions, function: Function, arguments: dict, raw: str | None, root: Node,
           prefer: dict) -> Call:
+    catalog = served.catalog
     tables = catalog.tables(function)
     kind = result_kind(function)
     if kind in ("none", "value") or (function.kind == "procedure"):
@@ -199,8 +227,7 @@ def _call(gateway, view, catalog: Catalog, function: Function, arguments: dict, 
         planner = _planner(gateway, view, root, prefer) if function.kind == "procedure" else None
         return Call(function, arguments, tables, raw=raw, plan_rows=planner,
                     sql=call_sql(catalog, function, arguments, raw))
-    registry = view if function.returns_relation in view.tables else gateway.registry
-    spec, _sql = result_spec(catalog, registry, function, arguments, raw)
+    spec = result_spec(catalog, served.registry, function, arguments, raw)
     return Call(function, arguments, tables, returning=_planner(gateway, view, root, prefer)(spec), raw=raw)
 
 
