@@ -112,6 +112,13 @@ class Catalog:
         named = _relations(function)
         return all(name in self._registry.tables for name in named)
 
+    def unreadable(self, function: Function) -> frozenset[str]:
+        """The names of the hidden and write-only columns of the tables a call touches: a result
+        column of the function's own (RETURNS TABLE, OUT, a procedure's SELECT) by such a name is
+        never answered, since Tiddly cannot tell it from that table's column."""
+        return frozenset(c.name for name in self.tables(function) for c in self._registry.tables[name].columns.values()
+                         if not c.readable)
+
     def tables(self, function: Function) -> frozenset[str]:
         """The tables a call of ``function`` touches, as far as Tiddly can tell (module doc)."""
         return _relations(function) or frozenset(self._registry.tables)
@@ -158,6 +165,7 @@ class Call:
     raw: str | None = None
     plan_rows: Callable[[TableSpec], Read] | None = None
     sql: str | None = None  # the statement that calls it, when no ``returning`` read does
+    unreadable: frozenset[str] = frozenset()  # result column names never answered (Catalog.unreadable)
     retryable = True
 
     @property
@@ -285,12 +293,14 @@ def result_spec(catalog: Catalog, registry: Registry, function: Function, argume
         return _computed(catalog, registry, spec) if isinstance(base, ComputedSpec) else spec
     shape = function.columns or ((function.name, function.returns),)
     table = Table(function.name, MetaData(), *(Column(name, _pg_type(type_name)) for name, type_name in shape))
-    return _spec_over(table, _bound(sql, arguments, raw))
+    return _spec_over(table, _bound(sql, arguments, raw), catalog.unreadable(function))
 
 
-def _spec_over(table: Table, statement) -> TableSpec:
+def _spec_over(table: Table, statement, unreadable: frozenset[str]) -> TableSpec:
     bound = statement.columns(*(column(c.name, c.type) for c in table.columns)).subquery(SOURCE)
     specs = {c.name: _repointed(column_spec(c), bound.c[c.name]) for c in table.columns}
+    for name in unreadable & set(specs):
+        specs[name] = replace(specs[name], policy=Policy.HIDDEN)
     return TableSpec(table.name, bound, specs, (), read_only=True)
 
 
@@ -416,7 +426,7 @@ def _run_mysql(session: Session, call: Call, budget) -> Called:
                        in enumerate(zip(names, types)))
     statement = text(f"SELECT * FROM JSON_TABLE(:tiddly_rows, '$[*]' COLUMNS ({listed})) AS {SOURCE}") \
         .bindparams(tiddly_rows=jsonio.dumps([[_jsonable(v) for v in row] for row in data]).decode())
-    spec = _spec_over(table, statement)
+    spec = _spec_over(table, statement, call.unreadable)
     return _rows(session, call, call.plan_rows(spec), budget)
 
 
@@ -459,16 +469,24 @@ def _mysql_column_type(type_code: int):
 
 # -- errors ----------------------------------------------------------------------------------
 
+_READ_ONLY = ("25006", 1792)  # PostgreSQL read_only_sql_transaction; MariaDB ER_CANT_EXECUTE_IN_READ_ONLY_TRANSACTION
+
+
 def _failed(exc: DBAPIError) -> Exception:
+    orig = exc.orig
+    args = getattr(orig, "args", ())
+    if getattr(orig, "sqlstate", None) in _READ_ONLY or (args and args[0] in _READ_ONLY):
+        refused = FunctionFailed("the function tried to write, but the database says it does not: it ran in a "
+                                 "READ ONLY transaction, which refused the write", "25006")
+        refused.status = 405
+        return refused
     translated = translate_error(exc)
     if isinstance(translated, ApiError):
         return translated
-    orig = exc.orig
     diag = getattr(orig, "diag", None)
     if diag is not None:  # psycopg
         return FunctionFailed(diag.message_primary or str(orig), getattr(orig, "sqlstate", None),
                               diag.message_detail, diag.message_hint)
-    args = getattr(orig, "args", ())
     message = args[1] if len(args) > 1 else str(orig)
     return FunctionFailed(str(message), str(args[0]) if args else None)
 

@@ -93,7 +93,7 @@ def respond(gateway, served: Functions, name: str) -> Response:
         return gateway.executor.execute(call, g.principal,
                                         lambda called: _answer(view, root, called, media, prefer))
     except FunctionFailed as exc:
-        raise PostgrestError(400, exc.sqlstate or "P0001", exc.message, exc.detail, exc.hint) from None
+        raise PostgrestError(exc.status, exc.sqlstate or "P0001", exc.message, exc.detail, exc.hint) from None
 
 
 # -- arguments --------------------------------------------------------------------------------
@@ -149,7 +149,7 @@ def choose(catalog: Catalog, name: str, overloads: tuple[Function, ...], argumen
     if len(found) == 1:
         return found[0]
     if found:
-        listed = sorted(f"{catalog.schema}.{f.name}({_signature(f)})" for f in found)
+        listed = sorted(f"{routes.SCHEMA}.{f.name}({_signature(f)})" for f in found)
         raise PostgrestError(300, "PGRST203", "Could not choose the best candidate function between: "
                              + ", ".join(listed), None, AMBIGUOUS_HINT)
     raise _not_found(catalog, name, callable_, sorted(keys), post)
@@ -182,7 +182,7 @@ def _takes_body(function: Function, post: bool) -> bool:
 
 
 def _not_found(catalog: Catalog, name: str, overloads: list[Function], keys: list[str], post: bool) -> PostgrestError:
-    qualified = f"{catalog.schema or 'public'}.{name[:60]}"
+    qualified = f"{routes.SCHEMA}.{name[:60]}"
     listed = " without parameters" if not keys else \
         f" with parameter{'s' if len(keys) > 1 else ''} {', '.join(keys)}"
     raw = post and (request.mimetype or "application/json") in ("text/plain", "text/xml", "application/octet-stream")
@@ -204,7 +204,7 @@ def _not_found(catalog: Catalog, name: str, overloads: list[Function], keys: lis
 def _hint(catalog: Catalog, name: str, overloads: list[Function], keys: list[str]) -> str | None:
     """PostgREST's "Perhaps you meant": the closest parameter list of the same function, else the
     closest name among the others."""
-    prefix = f"Perhaps you meant to call the function {catalog.schema}."
+    prefix = f"Perhaps you meant to call the function {routes.SCHEMA}."
     if overloads:
         lists = [", ".join(p.name or "" for p in f.parameters) for f in overloads]
         close = difflib.get_close_matches(", ".join(keys), lists, n=1, cutoff=0.0)
@@ -226,7 +226,7 @@ def _call(gateway, view, served: Functions, function: Function, arguments: dict,
             raise PostgrestError(400, "PGRST100", f"'{function.name}' answers one value: it takes no filter or select")
         planner = _planner(gateway, view, root, prefer) if function.kind == "procedure" else None
         return Call(function, arguments, tables, raw=raw, plan_rows=planner,
-                    sql=call_sql(catalog, function, arguments, raw))
+                    sql=call_sql(catalog, function, arguments, raw), unreadable=catalog.unreadable(function))
     spec = result_spec(catalog, served.registry, function, arguments, raw)
     return Call(function, arguments, tables, returning=_planner(gateway, view, root, prefer)(spec), raw=raw)
 
