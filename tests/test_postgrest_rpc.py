@@ -33,6 +33,8 @@ POSTGRESQL = [
     "AS $$ SELECT a + b $$",
     "CREATE FUNCTION rpc_size(ids integer[]) RETURNS integer LANGUAGE sql IMMUTABLE "
     "AS $$ SELECT cardinality(ids) $$",
+    "CREATE FUNCTION rpc_fail(why text) RETURNS integer LANGUAGE plpgsql IMMUTABLE "
+    "AS $$ BEGIN RAISE EXCEPTION 'refused: %', why; END $$",
     "CREATE FUNCTION rpc_echo(json) RETURNS json LANGUAGE sql IMMUTABLE AS $$ SELECT $1 $$",
     "CREATE FUNCTION rpc_pick(a text) RETURNS text LANGUAGE sql IMMUTABLE AS $$ SELECT 'text' $$",
     "CREATE FUNCTION rpc_pick(a integer) RETURNS text LANGUAGE sql IMMUTABLE AS $$ SELECT 'integer' $$",
@@ -187,6 +189,9 @@ def test_arguments_by_post_and_by_get(served):
         assert rest.rpc("rpc_size", {"ids": [4, 5]}).execute().data == 2
         echoed = httpx.post(served.url + "/rpc/rpc_echo", json={"any": ["shape"]})
         assert echoed.json() == {"any": ["shape"]}
+        failed = httpx.post(served.url + "/rpc/rpc_fail", json={"why": "no"})
+        assert failed.status_code == 400
+        assert (failed.json()["code"], failed.json()["message"]) == ("P0001", "refused: no")
 
 
 def test_overloads_are_chosen_by_argument_names(served):
@@ -277,6 +282,10 @@ def test_a_table_limited_key_calls_only_functions_over_its_tables(served):
     if _dialect(served) == "postgresql":
         with served.client(served.key("read", ["rpc_people", "rpc_pets"])) as both:
             assert both.rpc("rpc_named", {"pattern": "Bob"}).select("name").execute().data == [{"name": "Bob"}]
+        with served.client(served.key("read", ["rpc_people"])) as people_only:
+            hidden = _error(lambda: people_only.rpc("rpc_named", {"pattern": "%"}).select("name,rpc_pets(name)")
+                            .execute())
+            assert hidden.code == "PGRST200" and "rpc_pets" not in (hidden.hint or "")
 
 
 def test_hidden_columns_never_come_out_of_a_function(served):
@@ -307,3 +316,6 @@ def test_computed_fields_and_relationships(served):
     assert star.data == [{"id": 1, "name": "Ann"}]  # a computed field is not part of *
     called = rest.rpc("rpc_named", {"pattern": "Bob"}).select("name,rpc_pet_count").execute()
     assert called.data == [{"name": "Bob", "rpc_pet_count": 1}]
+    # A table with computed fields is written as before.
+    rest.from_("rpc_pets").update({"owner_id": 3}).eq("id", 1).execute()
+    assert rest.from_("rpc_people").select("rpc_pet_count").eq("id", 3).single().execute().data == {"rpc_pet_count": 2}

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import difflib
 import threading
+from dataclasses import replace
 
 from flask import Response, g, request
 
@@ -149,7 +150,8 @@ def choose(catalog: Catalog, name: str, overloads: tuple[Function, ...], argumen
     if len(found) == 1:
         return found[0]
     if found:
-        listed = sorted(f"{routes.SCHEMA}.{f.name}({_signature(f)})" for f in found)
+        listed = [f"{routes.SCHEMA}.{f.name}({_signature(f)})"
+                  for f in sorted(found, key=lambda f: (len(f.parameters), _signature(f)))]
         raise PostgrestError(300, "PGRST203", "Could not choose the best candidate function between: "
                              + ", ".join(listed), None, AMBIGUOUS_HINT)
     raise _not_found(catalog, name, callable_, sorted(keys), post)
@@ -228,6 +230,8 @@ def _call(gateway, view, served: Functions, function: Function, arguments: dict,
         return Call(function, arguments, tables, raw=raw, plan_rows=planner,
                     sql=call_sql(catalog, function, arguments, raw), unreadable=catalog.unreadable(function))
     spec = result_spec(catalog, served.registry, function, arguments, raw)
+    # Its rows embed only what the caller may see (a key limited to some tables: relations among them).
+    spec = replace(spec, relations={key: r for key, r in spec.relations.items() if r.target in view.tables})
     return Call(function, arguments, tables, returning=_planner(gateway, view, root, prefer)(spec), raw=raw)
 
 
@@ -253,8 +257,6 @@ def _answer(view, root: Node, called: Called, media: Media, prefer: dict) -> Res
         return Response(status=204, headers=headers)
     if called.kind == "value":
         headers["Content-Range"] = render.content_range(0, 1, 1 if "count" in prefer else None)
-        if media.kind == "object":
-            raise render.singular_error(1) if not isinstance(called.value, dict) else None
         return Response(jsonio.dumps(called.value), 200, content_type=render.JSON_TYPE, headers=headers)
     rows = called.rows
     most = prefer.get("max-affected") if prefer.get("handling") == "strict" else None
