@@ -30,7 +30,23 @@ import threading
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
-from sqlalchemy import ARRAY, cast, func, BigInteger, Column, Date, DateTime, Float, MetaData, Numeric, Table, Text, Time, column, text
+from sqlalchemy import (
+    ARRAY,
+    BigInteger,
+    Column,
+    Date,
+    DateTime,
+    Float,
+    MetaData,
+    Numeric,
+    Table,
+    Text,
+    Time,
+    cast,
+    column,
+    func,
+    text,
+)
 from sqlalchemy.dialects.postgresql.base import ischema_names
 from sqlalchemy.dialects.postgresql.ranges import AbstractRange
 from sqlalchemy.exc import DBAPIError
@@ -45,7 +61,7 @@ from tiddly.schema import DatabaseText
 from tiddly.services import reads
 from tiddly.services.plan import Change, Read
 from tiddly.storage import translate_error
-from tiddly.storage.functions import Function, Parameter, callable_functions
+from tiddly.storage.functions import Function, callable_functions
 
 SOURCE = "pgrst_call"  # the alias of a call's result as a relation
 _ARGS = "pgrst_args"
@@ -502,4 +518,4 @@ def call_sql(catalog: Catalog, function: Function, arguments: dict[str, Any], ra
     return f"{verb} {catalog.qualified(function)}({placeholders})"
 
 
-__all__ = ["Catalog", "Call", "Called", "FunctionFailed", "Parameter", "call_sql", "result_kind", "result_spec", "run"]
+__all__ = ["Catalog", "Call", "Called", "ComputedSpec", "FunctionFailed", "call_sql", "result_kind", "result_spec", "run"]
