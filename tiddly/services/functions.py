@@ -277,8 +277,9 @@ def _related_rows(catalog: Catalog, parent: TableSpec, target: TableSpec, functi
     table = parent.table
     qualified = f"{quote(table.schema)}.{quote(table.name)}" if table.schema else quote(table.name)
     keys = ", ".join(f"p.{quote(c.name)} AS {quote(_PARENT + c.name)}" for c in parent.primary_key)
+    # A function of one row that finds none answers a row of NULLs, as PostgreSQL (and PostgREST) give it.
     sql = f"SELECT {keys}, {SOURCE}.* FROM {qualified} AS p CROSS JOIN LATERAL {catalog.qualified(function)}(p) " \
-          f"AS {SOURCE}" + ("" if function.returns_set else f" WHERE NOT ({SOURCE} IS NULL)")
+          f"AS {SOURCE}"
     shown = [column(_PARENT + c.name, c.column.type) for c in parent.primary_key]
     shown += [column(c.name, c.column.type) for c in target.columns.values()]
     bound = text(sql).columns(*shown).subquery(SOURCE)
@@ -299,8 +300,6 @@ def result_spec(catalog: Catalog, registry: Registry, function: Function, argume
     sql = _postgresql_rows_sql(catalog, function, arguments, raw)
     if function.returns_relation:
         base = registry.tables[function.returns_relation]
-        if not function.returns_set:
-            sql += f" WHERE NOT ({SOURCE} IS NULL)"  # a function answering no row gives a row of NULLs
         columns = [column(c.name, c.column.type) for c in base.columns.values()]
         bound = _bound(sql, arguments, raw).columns(*columns).subquery(SOURCE)
         specs = {name: _repointed(spec, bound.c[name]) for name, spec in base.columns.items()}
