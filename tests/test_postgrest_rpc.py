@@ -297,6 +297,7 @@ def test_hidden_columns_never_come_out_of_a_function(served):
     for query in ("select=secret", "secret=eq.s1", "order=secret"):
         response = httpx.post(f"{served.url}/rpc/rpc_named?{query}", json={"pattern": "%"})
         assert response.status_code == 400 and "s1" not in response.text, query
+        assert response.json()["code"] == "42703", query  # as a column that does not exist
     # A result column of the function's own named like a hidden column of its tables is held back too.
     pairs = rest.rpc("rpc_pairs", {"upto": 2}).execute().data
     assert [row["n"] for row in pairs] == [1, 2] and all("secret" not in row for row in pairs)

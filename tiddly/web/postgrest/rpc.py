@@ -19,7 +19,7 @@ from dataclasses import replace
 from flask import Response, g, request
 
 from tiddly import jsonio
-from tiddly.errors import BadJson
+from tiddly.errors import BadJson, UnknownColumn
 from tiddly.registry import Registry, TableSpec
 from tiddly.services import access, functions, limits
 from tiddly.services.functions import Call, Called, Catalog, FunctionFailed, call_sql, result_kind, result_spec
@@ -89,12 +89,14 @@ def respond(gateway, served: Functions, name: str) -> Response:
         raw, arguments = body.decode("utf-8", "replace"), {}
     view = served.view(g.principal)
     root = grammar.parse_params(rest, gateway.config.max_where_depth).root
-    call = _call(gateway, view, served, function, arguments, raw, root, prefer)
     try:
+        call = _call(gateway, view, served, function, arguments, raw, root, prefer)
         return gateway.executor.execute(call, g.principal,
                                         lambda called: _answer(view, root, called, media, prefer))
     except FunctionFailed as exc:
         raise PostgrestError(exc.status, exc.sqlstate or "P0001", exc.message, exc.detail, exc.hint) from None
+    except UnknownColumn as exc:  # a POST here reads: not a written body's unknown key (PGRST204)
+        raise PostgrestError(400, "42703", exc.message) from None
 
 
 # -- arguments --------------------------------------------------------------------------------
