@@ -1,5 +1,6 @@
-"""The PostgREST dialect's routes: ``GET/HEAD/POST/PATCH/PUT/DELETE <path>/<table>`` and ``GET <path>/``
-(any other verb under ``<path>`` is a 405 in PostgREST's words; OPTIONS lists the verbs).
+"""The PostgREST dialect's routes: ``GET/HEAD/POST/PATCH/PUT/DELETE <path>/<table>``, ``GET <path>/``
+and ``GET/HEAD/POST <path>/rpc/<fn>`` (rpc.py) (any other verb under ``<path>`` is a 405 in
+PostgREST's words; OPTIONS lists the verbs).
 
 A request is read by grammar.py, planned by plan.py into a typed operation over the
 registry as the caller sees it, run by the app's executor (which alone decides whether the
