@@ -449,6 +449,11 @@ class Registry:
         self._views_lock = threading.Lock()
 
     @classmethod
+    def of(cls, tables: dict[str, TableSpec]) -> "Registry":
+        """A registry of these specs, by these names, as they are (their relations already chosen)."""
+        return cls._of(tables)
+
+    @classmethod
     def _of(cls, tables: dict[str, TableSpec]) -> "Registry":
         """A registry of these specs as they are (their relations already chosen)."""
         registry = cls.__new__(cls)

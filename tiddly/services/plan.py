@@ -148,8 +148,8 @@ class Context:
 class Change:
     """One row a write changed: what the change feed and other after-commit hooks receive."""
     table: str
-    op: str    # "insert", "update" or "delete"
-    key: tuple
+    op: str    # "insert", "update" or "delete"; "call": a stored function that may write ran (services/functions.py)
+    key: tuple  # () for a call: which rows it changed is the database's to know
 
 
 @dataclass

@@ -45,6 +45,7 @@ class Function:
     columns: tuple[tuple[str, str], ...] = ()  # (name, type) of each OUT / TABLE column
     kind: str = "function"        # "function", or "procedure" (MariaDB)
     identity: str = ""            # what tells overloads apart: "name(integer,text)"
+    rows: float = 0               # the rows it declares it returns (ROWS n; PostgreSQL): 1 is one row
 
     @property
     def writes(self) -> bool:
@@ -67,7 +68,7 @@ def callable_functions(conn: Connection, schema: str | None = None) -> list[Func
 # -- PostgreSQL ---------------------------------------------------------------------------------
 
 _PG_FUNCTIONS = text("""
-    SELECT p.oid, p.proname, p.oid::regprocedure::text AS identity, p.proretset, p.provolatile,
+    SELECT p.oid, p.proname, p.oid::regprocedure::text AS identity, p.proretset, p.provolatile, p.prorows,
            format_type(p.prorettype, NULL) AS returns, returned.relname AS returns_relation,
            p.proargnames, p.proargmodes,
            ARRAY(SELECT format_type(t, NULL) FROM unnest(COALESCE(p.proallargtypes, p.proargtypes::oid[]))
@@ -111,7 +112,8 @@ def _postgresql(conn: Connection, schema: str | None) -> list[Function]:
         functions.append(Function(
             name=row["proname"], parameters=tuple(parameters), returns=row["returns"],
             returns_set=row["proretset"], volatility=_PG_VOLATILITY[row["provolatile"]],
-            returns_relation=row["returns_relation"], columns=tuple(columns), identity=row["identity"]))
+            returns_relation=row["returns_relation"], columns=tuple(columns), identity=row["identity"],
+            rows=row["prorows"]))
     return functions
 
 

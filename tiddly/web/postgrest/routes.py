@@ -1,5 +1,6 @@
-"""The PostgREST dialect's routes: ``GET/HEAD/POST/PATCH/PUT/DELETE <path>/<table>`` and ``GET <path>/``
-(any other verb under ``<path>`` is a 405 in PostgREST's words; OPTIONS lists the verbs).
+"""The PostgREST dialect's routes: ``GET/HEAD/POST/PATCH/PUT/DELETE <path>/<table>``, ``GET <path>/``
+and ``GET/HEAD/POST <path>/rpc/<fn>`` (rpc.py) (any other verb under ``<path>`` is a 405 in
+PostgREST's words; OPTIONS lists the verbs).
 
 A request is read by grammar.py, planned by plan.py into a typed operation over the
 registry as the caller sees it, run by the app's executor (which alone decides whether the
@@ -23,13 +24,12 @@ from tiddly.services import access, crud, export, upsert
 from tiddly.services.plan import Delete, Insert, Put, Read, Update, Upsert, Written
 from tiddly.web import conditional, guard
 from tiddly.web.body import raw_body
-from tiddly.web.postgrest import grammar, openapi, plan, render
+from tiddly.web.postgrest import grammar, openapi, plan, render, rpc
 from tiddly.web.postgrest.grammar import Filter, Media, Node, Params, PostgrestError
 
 BLUEPRINT = "postgrest"
 METHODS = ["GET", "HEAD", "POST", "PATCH", "PUT", "DELETE"]
 ROOT_METHODS = ["GET", "HEAD"]
-RPC_METHODS = ["GET", "HEAD", "POST"]
 SCHEMA = "public"  # the one schema name clients may ask for (Accept-Profile / Content-Profile)
 DIALECT = guard.Dialect(
     key_header="apikey",
@@ -53,9 +53,10 @@ def install(app: Flask, gateway) -> None:
     dialect = Blueprint(BLUEPRINT, __name__)
     dialect.register_error_handler(Exception, render.error)
     app.register_blueprint(dialect)
+    functions = rpc.install(gateway)
     for rule, name, view in ((path + "/", "root", lambda: _root(gateway)),
-                             (path + "/rpc/<path:name>", "rpc", _rpc),
-                             (path + "/<table>", "table", lambda table: _table(gateway, table)),
+                             (path + "/rpc/<path:name>", "rpc", lambda name: rpc.respond(gateway, functions, name)),
+                             (path + "/<table>", "table", lambda table: _table(gateway, table, functions.view)),
                              (path + "/<path:rest>", "unknown", _unknown)):
         app.url_map.add(Rule(rule, endpoint=f"{BLUEPRINT}.{name}", methods=None, strict_slashes=name != "root"))
         app.view_functions[f"{BLUEPRINT}.{name}"] = view
@@ -70,22 +71,12 @@ def _root(gateway) -> Response:
     return Response(jsonio.dumps(document), content_type="application/openapi+json; charset=utf-8")
 
 
-def _rpc(name: str) -> Response:
-    if request.method == "OPTIONS":
-        return _options(RPC_METHODS)
-    if request.method not in RPC_METHODS:
-        raise PostgrestError(405, "PGRST101", f"Cannot use the {request.method[:20]} method on RPC",
-                             headers={"Allow": ", ".join(RPC_METHODS)})
-    raise PostgrestError(404, "PGRST202", f"Could not find the function public.{name[:60]} in the schema cache",
-                         "Tiddly serves tables, not database functions (RPC).")
-
-
 def _unknown(rest: str) -> Response:
     raise PostgrestError(404, "PGRST125", "Invalid path specified in request URL")
 
 
-def _table(gateway, table: str) -> Response:
-    view = gateway.view(g.principal)
+def _table(gateway, table: str, view_of=None) -> Response:
+    view = (view_of or gateway.view)(g.principal)  # the tables, with what functions add (rpc.py)
     spec = access.table(view, g.principal, table)
     if request.method in ("GET", "HEAD"):
         return _read(gateway, view, spec)
