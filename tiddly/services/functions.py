@@ -112,7 +112,8 @@ class Catalog:
         if self._by_name is None:
             with self._lock:
                 if self._by_name is None:
-                    with self._db.lookup() as conn:
+                    with self._db.session(latest=True) as session:  # the primary's catalog
+                        conn = session.connection()
                         self.schema = _current_schema(conn)
                         found = callable_functions(conn)
                     by_name: dict[str, list[Function]] = {}
@@ -381,8 +382,10 @@ class _Named(UserDefinedType):
 
 # -- running ---------------------------------------------------------------------------------
 
-def run(session: Session, call: Call, budget=None) -> Called:
-    """Run the call in the executor's scope: a write's transaction, or a read's, made READ ONLY."""
+def run(session: Session, call: Call, context=None) -> Called:
+    """Run the call in the executor's scope: a write's transaction, or a read's, made READ ONLY.
+    ``context``: the executor's ``plan.Context`` (its budget bounds the rows the call's embeds load)."""
+    budget = context.budget if context is not None else None
     connection = session.connection()
     dialect = connection.dialect.name
     read_only = not call.function.writes
