@@ -108,3 +108,13 @@ def test_embeds_nest_no_deeper_than_the_bound(db_url):
     assert "TIDDLY_MAX_EMBED_DEPTH" in body["message"]
     assert client.get(f"/rest/v1/stores?select={quote('id,items(id,stores(id))')}").status_code == 200
     app.extensions["tiddly"].db.dispose()
+
+
+def test_thousands_of_aliases_in_one_select_are_a_400(client):
+    """Issue 20 item 4: 5,800 aliases in one select answered 103 MB."""
+    ok(client.post("/books", json={"title": "T", "author": "A"}), 201)
+    aliases = ",".join(f"a{n}:title" for n in range(5800))
+    body = _postgrest_error(client.get(f"/rest/v1/books?select={aliases}"), 400)
+    assert "TIDDLY_MAX_SELECT_ITEMS" in body["message"]
+    fine = client.get("/rest/v1/books?select=" + ",".join(f"a{n}:title" for n in range(100)))
+    assert fine.status_code == 200 and len(fine.get_json()[0]) == 100

@@ -21,6 +21,7 @@ class Config:
     max_order_terms: int = 50         # ordering terms in one request
     max_embed_depth: int = 8          # how deep includes/embeds nest
     max_embedded_rows: int = 10_000   # related rows one answer embeds, at every level together
+    max_select_items: int = 1_000     # columns (aliases too) and embeds one PostgREST select names
     max_key_gap: int = 10_000         # how far above the highest key a client may choose a generated key
     max_bulk_rows: int = 10_000       # items in one bulk insert
     max_import_bytes: int = 2_000_000_000  # a CSV/NDJSON import body (streamed, not held in memory)

@@ -43,7 +43,16 @@ _OPERATORS = {"eq": "eq", "neq": "ne", "gt": "gt", "gte": "gte", "lt": "lt", "lt
 def read(view: Registry, spec: TableSpec, node: Node, config: Config, limit: int | None = None,
          offset: int = 0, count: bool = False) -> Read:
     """The read of ``node`` on ``spec`` (the root: its page and count; embeds resolved)."""
+    items = _select_items(node)
+    if items > config.max_select_items:
+        raise BadQuery(f"'select' names {items} columns and embeds; at most {config.max_select_items} "
+                       "(TIDDLY_MAX_SELECT_ITEMS)")
     return replace(_read(view, spec, node, config), limit=limit, offset=offset, count=count)
+
+
+def _select_items(node: Node) -> int:
+    """The columns (aliases included: each is one more key of every row) and embeds of a select."""
+    return len(node.fields) + sum(1 + _select_items(embed.node) for embed in node.embeds)
 
 
 def where(spec: TableSpec, conditions: list, config: Config) -> Condition | None:
