@@ -2,7 +2,9 @@
 
 ``Database.session()`` is the request boundary: it yields a Session, commits once when the
 block succeeds, rolls back on any exception, always closes, and turns driver errors into
-typed ``errors``.
+typed ``errors``. A write scope exits only once its work is durably committed, then runs the
+callbacks registered with ``committed.after_commit``; on SQLite its commit is its group's
+(``groups.py``).
 """
 from __future__ import annotations
 
@@ -29,19 +31,11 @@ from tiddly.storage.engines import (
     explain,
     make_engines,
 )
-from tiddly.storage.errors import translate_error
+from tiddly.storage.committed import run_after_commit
+from tiddly.storage.errors import quietly, translate_error
 from tiddly.storage.writers import sqlite_writer_queue
 
 SCHEMA_LOCK_WAIT_S = 60  # how long a starting Tiddly waits for another to finish preparing the schema
-
-
-def quietly(end) -> None:
-    """Roll back or close after a failure: a lost connection has no transaction left to end
-    (the pool drops it), and the request's own error is the one to answer."""
-    try:
-        end()
-    except DBAPIError:
-        pass
 
 
 # The key of the PostgreSQL advisory lock a starting Tiddly holds (advisory locks are per database).
@@ -69,6 +63,12 @@ class Database:
 
     @contextmanager
     def session(self, write: bool = False) -> Iterator[Session]:
+        grouped = self._writers.session(self._write_engine, self._begin) if write and self._writers else None
+        if grouped is not None:  # SQLite: group commit (storage/groups.py)
+            with grouped as session:
+                yield session
+            run_after_commit(session)
+            return
         with self._writers.turn() if write and self._writers else nullcontext():
             session = Session(bind=self._write_engine if write else self._read_engine,
                               autoflush=False, expire_on_commit=False)
@@ -88,6 +88,8 @@ class Database:
                 raise
             finally:
                 quietly(session.close)
+        if write:
+            run_after_commit(session)
 
     @contextmanager
     def lookup(self) -> Iterator[Connection]:
