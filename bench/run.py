@@ -442,6 +442,9 @@ def main() -> None:
     parser.add_argument("--scale", default=None,
                         help="worker counts for the Tiddly scale-out run (default 1,2,4 on postgresql, none elsewhere)")
     parser.add_argument("--skip-build", action="store_true", help="reuse the table from the last run")
+    parser.add_argument("--no-round-trips", action="store_true",
+                        help="on PostgreSQL and MariaDB, skip counting each server's round trips per request "
+                             "(bench/round_trips.py)")
     parser.add_argument("--before", metavar="PYTHON",
                         help="also serve Tiddly with this interpreter's tiddly (the code before a change) as "
                              "'before' and 'before_reflect', for ratios taken in the same run")
@@ -494,17 +497,25 @@ def main() -> None:
             server.stop()
 
     scale_out = run_scale(engine, url, [int(x) for x in scale.split(",") if x], args, tag) if scale else {}
+    trips = {}
+    if args.db != "sqlite" and not args.no_round_trips:
+        import round_trips
+        trips = round_trips.count_all(sys.modules[__name__], servers, url, engine, workloads, args.workers,
+                                      args.threads, args.http)
     summary = summarize(rounds, workloads)
     print(f"\nTiddly benchmark on {args.db}: {args.http}, {args.workers} workers x {args.threads} threads, "
           f"{CONNECTIONS} connections, {args.seconds:g}s x {args.rounds} rounds (medians; CPU is the server's "
           "processes', not the database's)")
     print_table(summary)
+    if trips:
+        import round_trips
+        round_trips.print_counts(trips, workloads)
     for workers, rps in scale_out.items():
         print(f"scale-out: tiddly {workers} worker(s): " + ", ".join(f"{w} {v:.0f} req/s" for w, v in rps.items()))
     out = HERE / "results" / f"{args.db}-{time.strftime('%Y%m%dT%H%M%S')}.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps({"db": args.db, "machine": machine(), "args": vars(args), "summary": summary,
-                               "rounds": rounds, "scale_out": scale_out, "peers": peer_versions(servers)},
+                               "rounds": rounds, "scale_out": scale_out, "round_trips": trips, "peers": peer_versions(servers)},
                               indent=1, default=str))
     print(f"wrote {out.relative_to(HERE.parent)}")
     if any(m.get("errors") for e in summary.values() for m in e.values() if isinstance(m, dict)):

@@ -33,6 +33,7 @@ from tiddly.storage.engines import (
 )
 from tiddly.storage.committed import run_after_commit
 from tiddly.storage.errors import quietly, translate_error
+from tiddly.storage.pipeline import begin_with_first_statement, forget_begin, send_begin_with_first_statement
 from tiddly.storage.writers import sqlite_writer_queue
 
 SCHEMA_LOCK_WAIT_S = 60  # how long a starting Tiddly waits for another to finish preparing the schema
@@ -55,6 +56,10 @@ class Database:
         self._begin = WRITE_BEGIN.get(self.engine.dialect.name)
         self._write_engine = self._read_engine if self._begin else self.engine
         self._writers = sqlite_writer_queue(self.engine, self.state_home) if sqlite else None
+        # PostgreSQL through psycopg (3): the BEGIN goes with the first statement (storage/pipeline.py)
+        self._lazy_begin = self.engine.dialect.name == "postgresql" and self.engine.dialect.driver == "psycopg"
+        if self._lazy_begin:
+            send_begin_with_first_statement(self.engine.dialect)
         self._driver_sql: dict = {}  # statement -> what first_row sends for it
 
     @property
@@ -72,8 +77,12 @@ class Database:
         with self._writers.turn() if write and self._writers else nullcontext():
             session = Session(bind=self._write_engine if write else self._read_engine,
                               autoflush=False, expire_on_commit=False)
+            owing = None
             try:
-                if write and self._begin:
+                if write and self._begin and self._lazy_begin:
+                    owing = session.connection().connection.dbapi_connection
+                    begin_with_first_statement(owing, self._begin)
+                elif write and self._begin:
                     session.connection().exec_driver_sql(self._begin)
                 yield session
                 if write:
@@ -87,6 +96,8 @@ class Database:
                 quietly(session.rollback)
                 raise
             finally:
+                if owing is not None:
+                    forget_begin(owing)
                 quietly(session.close)
         if write:
             run_after_commit(session)
