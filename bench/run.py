@@ -56,7 +56,11 @@ PEERS = ("sandman2", "restless")
 STYLES = {"tiddly": "tiddly", "tiddly_reflect": "tiddly", "reference": "plain", "floor": "plain",
           "flask_floor": "plain", "sandman2": "sandman2", "restless": "restless", "before": "tiddly",
           "before_reflect": "tiddly"}
-RATIO_COLUMNS = ("reference", "floor", "flask_floor", "sandman2", "restless", "before", "before_reflect")
+OTHERS = ("reference", "floor", "flask_floor", "sandman2", "restless")
+# (subject, other) pairs whose same-round ratios are reported: each Tiddly, and each Tiddly of --before,
+# against every other server; and each Tiddly against the same Tiddly before the change.
+RATIO_PAIRS = ([(t, o) for t in (*TIDDLYS, *BEFORE) for o in OTHERS]
+               + [(after, before) for before, after in BEFORE.items()])
 BEFORE_PYTHON: list[str] = []  # set by --before
 READS = ("get_pk", "page_name", "page_age")
 WORKLOADS = READS + ("insert", "update", "delete", "bulk")
@@ -380,14 +384,12 @@ def summarize(rounds: list[dict], workloads) -> dict:
                 entry[s] = {k: median([x[k] for x in runs]) for k in METRICS}
                 entry[s]["peak_rss_mb"] = max(x["peak_rss_mb"] for x in runs)
                 entry[s]["errors"] = sum(x["errors"] for x in runs)
-        for tiddly in TIDDLYS:
-            for other in RATIO_COLUMNS:
-                pairs = [(r[tiddly][w], r[other][w]) for r in rounds
-                         if "rps" in r.get(tiddly, {}).get(w, {}) and "rps" in r.get(other, {}).get(w, {})]
-                if pairs:
-                    entry[f"{tiddly}/{other}"] = median([t["rps"] / o["rps"] for t, o in pairs if o["rps"]])
-                    entry[f"{tiddly}/{other} cpu"] = median([t["cpu_ms"] / o["cpu_ms"]
-                                                             for t, o in pairs if o["cpu_ms"]])
+        for subject, other in RATIO_PAIRS:
+            pairs = [(r[subject][w], r[other][w]) for r in rounds
+                     if "rps" in r.get(subject, {}).get(w, {}) and "rps" in r.get(other, {}).get(w, {})]
+            if pairs:
+                entry[f"{subject}/{other}"] = median([t["rps"] / o["rps"] for t, o in pairs if o["rps"]])
+                entry[f"{subject}/{other} cpu"] = median([t["cpu_ms"] / o["cpu_ms"] for t, o in pairs if o["cpu_ms"]])
         summary[w] = entry
     return summary
 
