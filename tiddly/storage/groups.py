@@ -181,9 +181,11 @@ class WriteGroups:
 
     def _close(self, group: _Group) -> None:
         self._open = None
+        committed = False
         try:
             if group.alive:
                 group.connection.commit()
+                committed = True
             else:
                 quietly(group.connection.rollback)
         except IntegrityError as exc:  # a deferred constraint: whose write broke it is not known
@@ -196,6 +198,9 @@ class WriteGroups:
             group.error = translate_error(exc)
             quietly(group.connection.rollback)
         finally:
+            if not committed and group.error is None:  # interrupted before COMMIT said how it went
+                group.error = DatabaseUnavailable("the write's group was not committed; nothing was written; "
+                                                  "try again")
             quietly(group.connection.close)
             self._queue.processes.release()
             group.over.set()
