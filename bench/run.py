@@ -2,14 +2,17 @@
 on request, the peers sandman2 and Flask-Restless-NG.
 
     python bench/run.py [--db sqlite|postgresql|mysql] [--seconds N] [--workers N] [--rounds N]
-                        [--servers tiddly,reference,floor,flask_floor,sandman2,restless]
+                        [--servers tiddly,tiddly_reflect,reference,floor,flask_floor,sandman2,restless]
+                        [--before PYTHON]
 
-Builds a ``users`` table of 100,000 rows, serves it under the same HTTP server (--http granian|gunicorn;
-bench/serve.py; the peers from their own virtual environments through bench/peers/serve.py), drives each
-with wrk (8 keep-alive connections, bench/wrk.lua) for seven workloads, checks answers, and prints
-requests/s, p50, p99, the server's CPU milliseconds per request and Tiddly's ratios to every other server
-(medians over rounds of same-round ratios). Results go to bench/results/<db>-<time>.json. Needs wrk:
-see bench/README.md.
+Builds a ``users`` table of 100,000 rows (on SQLite a WAL-mode file made by a plain sqlite3 script, as
+a user's file is: make_sqlite_users.py), serves it under the same HTTP server (--http granian|gunicorn;
+Tiddly with --models and with --reflect; bench/serve.py; the peers from their own virtual environments
+through bench/peers/serve.py), drives each with wrk (8 keep-alive connections, bench/wrk.lua) for seven
+workloads, checks answers, and prints requests/s, p50, p99, the server's CPU milliseconds per request and
+each Tiddly's ratios to every other server (medians over rounds of same-round ratios); on PostgreSQL and
+MariaDB then each server's round trips per request (bench/round_trips.py). Results go to
+bench/results/<db>-<time>.json. Needs wrk: see bench/README.md.
 """
 from __future__ import annotations
 
