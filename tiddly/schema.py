@@ -76,6 +76,7 @@ def reflected(engine: Engine, tables: Iterable[str] | None = None,
         raise SchemaError(f"cannot reflect the database: {exc.__class__.__name__}: {_first_line(exc)}") from exc
     if engine.dialect.name == "sqlite":
         _add_sqlite_column_uniques(engine, metadata)
+        _sqlite_rowid_keys_not_null(engine, metadata)
     own = _gateway_tables()
     refused = sorted(own & set(chosen or ()))
     if refused:
@@ -129,6 +130,19 @@ def _add_sqlite_column_uniques(engine: Engine, metadata: MetaData) -> None:
                 if names not in known:
                     table.append_constraint(UniqueConstraint(*(table.c[n] for n in names)))
                     known.add(names)
+
+
+def _sqlite_rowid_keys_not_null(engine: Engine, metadata: MetaData) -> None:
+    """A table's one ``INTEGER PRIMARY KEY`` is never NULL (SQLite's rowid, or enforced WITHOUT ROWID),
+    but reflects as nullable when the DDL does not say NOT NULL, and SQLAlchemy then refuses to insert
+    many rows returning their keys in order (a bulk POST)."""
+    with engine.connect() as conn:
+        quote = conn.dialect.identifier_preparer.quote
+        for table in metadata.tables.values():
+            keys = [row for row in conn.exec_driver_sql(f"PRAGMA table_info({quote(table.name)})").mappings()
+                    if row["pk"]]
+            if len(keys) == 1 and keys[0]["type"].upper() == "INTEGER":
+                table.c[keys[0]["name"]].nullable = False
 
 
 def _registry(metadata: MetaData, names: list[str] | None, read_only: set[str]) -> Registry:
