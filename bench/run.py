@@ -489,7 +489,15 @@ def main() -> None:
                     if reason:
                         result[server.kind][w] = {"n/a": reason}
                         continue
-                    r = one_workload(engine, server, w, args.seconds, f"{tag}{n}", pool)
+                    try:
+                        r = one_workload(engine, server, w, args.seconds, f"{tag}{n}", pool)
+                    except AssertionError as exc:
+                        if server.kind not in BEFORE:
+                            raise
+                        # the code before a change may have had a bug the change fixes: noted, not measured
+                        result[server.kind][w] = {"n/a": f"the code before the change gave a wrong answer: {exc}"}
+                        print(f"round {n + 1} {w:<10} {server.kind:<10} {exc}", file=sys.stderr)
+                        continue
                     result[server.kind][w] = r
                     print(f"round {n + 1} {w:<10} {server.kind:<10} {r['rps']:>8.0f} req/s  p50 {r['p50_ms']:.1f} ms"
                           f"  p99 {r['p99_ms']:.1f} ms  cpu {r['cpu_ms']:.2f} ms/req  bad {r['errors']}"
