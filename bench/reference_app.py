@@ -19,8 +19,10 @@ from sqlalchemy.orm import (
     sessionmaker,
 )
 
-engine = create_engine(os.environ["BENCH_DATABASE_URL"], pool_pre_ping=True)
-db_session = scoped_session(sessionmaker(bind=engine))
+# A tutorial's connection settings: the engine as Flask's SQLAlchemy pattern makes it, SQLAlchemy's and the
+# driver's defaults (on SQLite pysqlite's deferred transactions and 5 s busy timeout, the file's own journal mode).
+engine = create_engine(os.environ["BENCH_DATABASE_URL"])
+db_session = scoped_session(sessionmaker(autoflush=False, bind=engine))
 
 
 class Base(DeclarativeBase):

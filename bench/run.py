@@ -2,14 +2,17 @@
 on request, the peers sandman2 and Flask-Restless-NG.
 
     python bench/run.py [--db sqlite|postgresql|mysql] [--seconds N] [--workers N] [--rounds N]
-                        [--servers tiddly,reference,floor,flask_floor,sandman2,restless]
+                        [--servers tiddly,tiddly_reflect,reference,floor,flask_floor,sandman2,restless]
+                        [--before PYTHON]
 
-Builds a ``users`` table of 100,000 rows, serves it under the same HTTP server (--http granian|gunicorn;
-bench/serve.py; the peers from their own virtual environments through bench/peers/serve.py), drives each
-with wrk (8 keep-alive connections, bench/wrk.lua) for seven workloads, checks answers, and prints
-requests/s, p50, p99, the server's CPU milliseconds per request and Tiddly's ratios to every other server
-(medians over rounds of same-round ratios). Results go to bench/results/<db>-<time>.json. Needs wrk:
-see bench/README.md.
+Builds a ``users`` table of 100,000 rows (on SQLite a WAL-mode file made by a plain sqlite3 script, as
+a user's file is: make_sqlite_users.py), serves it under the same HTTP server (--http granian|gunicorn;
+Tiddly with --models and with --reflect; bench/serve.py; the peers from their own virtual environments
+through bench/peers/serve.py), drives each with wrk (8 keep-alive connections, bench/wrk.lua) for seven
+workloads, checks answers, and prints requests/s, p50, p99, the server's CPU milliseconds per request and
+each Tiddly's ratios to every other server (medians over rounds of same-round ratios); on PostgreSQL and
+MariaDB then each server's round trips per request (bench/round_trips.py). Results go to
+bench/results/<db>-<time>.json. Needs wrk: see bench/README.md.
 """
 from __future__ import annotations
 
@@ -44,13 +47,24 @@ ROWS = 100_000
 NAMES = 500
 CONNECTIONS = 8
 WRK_THREADS = 2
-SERVERS = ("tiddly", "reference", "floor", "flask_floor", "sandman2", "restless")
-DEFAULT_SERVERS = SERVERS[:3]  # flask_floor (Flask's own ceiling) and the peers on request: --servers
+SERVERS = ("tiddly", "tiddly_reflect", "reference", "floor", "flask_floor", "sandman2", "restless",
+           "before", "before_reflect")
+DEFAULT_SERVERS = SERVERS[:4]  # flask_floor (Flask's own ceiling) and the peers on request: --servers
+# Tiddly as users run it: with the table's models (--models bench/bench_models.py), and reading the
+# table from the database (--reflect). Each is compared with every other server.
+TIDDLYS = ("tiddly", "tiddly_reflect")
+# The same two, run by another interpreter (--before PYTHON: one whose tiddly is the code before a change).
+BEFORE = {"before": "tiddly", "before_reflect": "tiddly_reflect"}
 PEERS = ("sandman2", "restless")
-STYLES = {"tiddly": "tiddly", "reference": "plain", "floor": "plain", "flask_floor": "plain",
-          "sandman2": "sandman2", "restless": "restless"}
-RATIO_COLUMNS = {"reference": "T/ref", "floor": "T/floor", "flask_floor": "T/flask", "sandman2": "T/sandman2",
-                 "restless": "T/restless"}
+STYLES = {"tiddly": "tiddly", "tiddly_reflect": "tiddly", "reference": "plain", "floor": "plain",
+          "flask_floor": "plain", "sandman2": "sandman2", "restless": "restless", "before": "tiddly",
+          "before_reflect": "tiddly"}
+OTHERS = ("reference", "floor", "flask_floor", "sandman2", "restless")
+# (subject, other) pairs whose same-round ratios are reported: each Tiddly, and each Tiddly of --before,
+# against every other server; and each Tiddly against the same Tiddly before the change.
+RATIO_PAIRS = ([(t, o) for t in (*TIDDLYS, *BEFORE) for o in OTHERS]
+               + [(after, before) for before, after in BEFORE.items()])
+BEFORE_PYTHON: list[str] = []  # set by --before
 READS = ("get_pk", "page_name", "page_age")
 WORKLOADS = READS + ("insert", "update", "delete", "bulk")
 DELETE_POOL = 100_000
@@ -82,7 +96,8 @@ def user_row(i: int) -> dict:
 
 def build_table(engine) -> None:
     if engine.dialect.name == "sqlite":
-        Path(engine.url.database).parent.mkdir(exist_ok=True)
+        build_sqlite_file(engine)
+        return
     metadata.drop_all(engine)
     metadata.create_all(engine)
     with engine.begin() as conn:
@@ -91,6 +106,17 @@ def build_table(engine) -> None:
         if engine.dialect.name == "postgresql":
             conn.execute(text("SELECT setval(pg_get_serial_sequence('users', 'id'), :n)"), {"n": ROWS})
         conn.execute(text("ANALYZE TABLE users" if engine.dialect.name == "mysql" else "ANALYZE users"))
+
+
+def build_sqlite_file(engine) -> None:
+    """A fresh file, made as another program makes it (make_sqlite_users.py: sqlite3 and SQL, WAL mode),
+    and no Tiddly file beside it: every server opens that one file, as a user serves the file they have."""
+    path = Path(engine.url.database)
+    path.parent.mkdir(exist_ok=True)
+    engine.dispose()
+    for leftover in path.parent.glob(path.name + "*"):  # -wal, -shm, Tiddly's -tiddly sidecar, writer locks
+        leftover.unlink()
+    subprocess.run([sys.executable, str(HERE / "make_sqlite_users.py"), str(path), str(ROWS)], check=True)
 
 
 def fill_delete_pool(engine, base: int) -> None:
@@ -109,10 +135,11 @@ def drop_delete_pool(engine, base: int) -> None:
 # -- servers -------------------------------------------------------------------
 
 def server_argv(kind: str, url: str, port: int, workers: int, threads: int, http: str) -> list[str]:
-    if kind == "tiddly":  # exactly as a user would serve it
-        return [sys.executable, "-m", "tiddly", "serve", "--models", str(HERE / "bench_models.py"),
-                "--database-url", url, "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
-                "--threads", str(threads), "--server", http]
+    if kind in TIDDLYS or kind in BEFORE:  # exactly as a user would serve it
+        schema = ["--models", str(HERE / "bench_models.py")] if "reflect" not in kind else ["--reflect"]
+        python = BEFORE_PYTHON[0] if kind in BEFORE else sys.executable
+        return [python, "-m", "tiddly", "serve", *schema, "--database-url", url, "--host", "127.0.0.1",
+                "--port", str(port), "--workers", str(workers), "--threads", str(threads), "--server", http]
     if kind in PEERS:  # from the peer's own virtual environment (built on first use)
         return [str(venvs.python(kind, http)), str(HERE / "peers" / "serve.py"), kind, venvs.database_url(kind, url),
                 str(port), str(workers), str(threads), http]
@@ -126,7 +153,9 @@ class Server:
         (HERE / "results").mkdir(exist_ok=True)
         dialect = url.split(":", 1)[0].split("+", 1)[0]
         self.log = open(HERE / "results" / f"{dialect}-{kind}.log", "w")
-        self.proc = subprocess.Popen(argv, stderr=self.log, cwd=HERE.parent)
+        # --before's interpreter runs from its own folder: `-m` would import this checkout's tiddly
+        cwd = Path(BEFORE_PYTHON[0]).parent if kind in BEFORE else HERE.parent
+        self.proc = subprocess.Popen(argv, stderr=self.log, cwd=cwd)
         grammar = GRAMMARS[STYLES[kind]]
         deadline = time.time() + 60
         while time.time() < deadline and self.proc.poll() is None:  # not another's server on the port
@@ -344,9 +373,9 @@ METRICS = ("rps", "p50_ms", "p99_ms", "cpu_ms", "client_cpu")
 
 
 def summarize(rounds: list[dict], workloads) -> dict:
-    """Per workload and server: medians over rounds, or {"n/a": reason}; and Tiddly's ratios to each
-    other server, req/s (higher is Tiddly faster) and CPU ms per request (lower is Tiddly cheaper),
-    each taken within one round, then the median."""
+    """Per workload and server: medians over rounds, or {"n/a": reason}; and each Tiddly's ratios to
+    each other server ("tiddly/reference", "tiddly_reflect/reference"), req/s (higher is Tiddly faster)
+    and CPU ms per request (lower is Tiddly cheaper), each taken within one round, then the median."""
     summary = {}
     for w in workloads:
         entry = {}
@@ -358,37 +387,38 @@ def summarize(rounds: list[dict], workloads) -> dict:
                 entry[s] = {k: median([x[k] for x in runs]) for k in METRICS}
                 entry[s]["peak_rss_mb"] = max(x["peak_rss_mb"] for x in runs)
                 entry[s]["errors"] = sum(x["errors"] for x in runs)
-        for other in RATIO_COLUMNS:
-            pairs = [(r["tiddly"][w], r[other][w]) for r in rounds
-                     if "rps" in r.get("tiddly", {}).get(w, {}) and "rps" in r.get(other, {}).get(w, {})]
+        for subject, other in RATIO_PAIRS:
+            pairs = [(r[subject][w], r[other][w]) for r in rounds
+                     if "rps" in r.get(subject, {}).get(w, {}) and "rps" in r.get(other, {}).get(w, {})]
             if pairs:
-                entry[f"tiddly/{other}"] = median([t["rps"] / o["rps"] for t, o in pairs if o["rps"]])
-                entry[f"tiddly/{other} cpu"] = median([t["cpu_ms"] / o["cpu_ms"] for t, o in pairs if o["cpu_ms"]])
+                entry[f"{subject}/{other}"] = median([t["rps"] / o["rps"] for t, o in pairs if o["rps"]])
+                entry[f"{subject}/{other} cpu"] = median([t["cpu_ms"] / o["cpu_ms"] for t, o in pairs if o["cpu_ms"]])
         summary[w] = entry
     return summary
 
 
 def print_table(summary: dict) -> None:
     shown = [s for s in SERVERS if any(s in e for e in summary.values())]
-    print(f"{'workload':<10} {'server':<11}{'req/s':>8}{'p50 ms':>8}{'p99 ms':>8}{'CPU ms/req':>12}"
-          f"{'T/x req/s':>11}{'T/x CPU':>9}")
+    print(f"{'workload':<10} {'server':<15}{'req/s':>8}{'p50 ms':>8}{'p99 ms':>8}{'CPU ms/req':>12}"
+          f"{'T/x req/s':>11}{'T/x CPU':>9}{'R/x req/s':>11}{'R/x CPU':>9}")
     for w, e in summary.items():
         for i, s in enumerate(x for x in shown if x in e):
             label = w if i == 0 else ""
             if "n/a" in e[s]:
-                print(f"{label:<10} {s:<11}{'n/a':>8}  ({e[s]['n/a']})")
+                print(f"{label:<10} {s:<15}{'n/a':>8}  ({e[s]['n/a']})")
                 continue
             r = e[s]
-            ratios = (f"{e[f'tiddly/{s}']:>11.2f}{e[f'tiddly/{s} cpu']:>9.2f}" if f"tiddly/{s}" in e else "")
+            ratios = "".join(f"{e[f'{t}/{s}']:>11.2f}{e[f'{t}/{s} cpu']:>9.2f}" if f"{t}/{s}" in e else " " * 20
+                             for t in TIDDLYS).rstrip()
             bad = f"  BAD ANSWERS: {r['errors']}" if r["errors"] else ""
-            print(f"{label:<10} {s:<11}{r['rps']:>8.0f}{r['p50_ms']:>8.1f}{r['p99_ms']:>8.1f}{r['cpu_ms']:>12.2f}"
+            print(f"{label:<10} {s:<15}{r['rps']:>8.0f}{r['p50_ms']:>8.1f}{r['p99_ms']:>8.1f}{r['cpu_ms']:>12.2f}"
                   + ratios + bad)
     measured = [(s, e[s]) for e in summary.values() for s in shown if "rps" in e.get(s, {})]
     rss = {s: max((m["peak_rss_mb"] for x, m in measured if x == s), default=0) for s in shown}
     errors = {s: sum(m["errors"] for x, m in measured if x == s) for s in shown}
     cpu = median([m["client_cpu"] for _, m in measured])
-    print("T/x: Tiddly's req/s over the server's (above 1: Tiddly serves more), and Tiddly's CPU ms per request"
-          " over the server's (below 1: Tiddly spends less)")
+    print("T/x: Tiddly's (--models) req/s over the server's (above 1: Tiddly serves more), and its CPU ms per"
+          " request over the server's (below 1: Tiddly spends less); R/x: the same for Tiddly --reflect")
     print("peak RSS per worker (MB): " + ", ".join(f"{s} {v:.0f}" for s, v in rss.items()))
     print("bad responses: " + ", ".join(f"{s} {v}" for s, v in errors.items()) +
           f"; wrk client CPU (median): {cpu:.2f} cores")
@@ -417,7 +447,16 @@ def main() -> None:
     parser.add_argument("--scale", default=None,
                         help="worker counts for the Tiddly scale-out run (default 1,2,4 on postgresql, none elsewhere)")
     parser.add_argument("--skip-build", action="store_true", help="reuse the table from the last run")
+    parser.add_argument("--no-round-trips", action="store_true",
+                        help="on PostgreSQL and MariaDB, skip counting each server's round trips per request "
+                             "(bench/round_trips.py)")
+    parser.add_argument("--before", metavar="PYTHON",
+                        help="also serve Tiddly with this interpreter's tiddly (the code before a change) as "
+                             "'before' and 'before_reflect', for ratios taken in the same run")
     args = parser.parse_args()
+    if args.before:
+        BEFORE_PYTHON.append(args.before)
+        args.servers += ",before,before_reflect"
     if not shutil.which("wrk"):
         sys.exit("wrk is needed: apt-get install -y wrk (see bench/README.md)")
     workloads = [w for w in WORKLOADS if w in args.workloads.split(",")]
@@ -450,7 +489,15 @@ def main() -> None:
                     if reason:
                         result[server.kind][w] = {"n/a": reason}
                         continue
-                    r = one_workload(engine, server, w, args.seconds, f"{tag}{n}", pool)
+                    try:
+                        r = one_workload(engine, server, w, args.seconds, f"{tag}{n}", pool)
+                    except AssertionError as exc:
+                        if server.kind not in BEFORE:
+                            raise
+                        # the code before a change may have had a bug the change fixes: noted, not measured
+                        result[server.kind][w] = {"n/a": f"the code before the change gave a wrong answer: {exc}"}
+                        print(f"round {n + 1} {w:<10} {server.kind:<10} {exc}", file=sys.stderr)
+                        continue
                     result[server.kind][w] = r
                     print(f"round {n + 1} {w:<10} {server.kind:<10} {r['rps']:>8.0f} req/s  p50 {r['p50_ms']:.1f} ms"
                           f"  p99 {r['p99_ms']:.1f} ms  cpu {r['cpu_ms']:.2f} ms/req  bad {r['errors']}"
@@ -463,17 +510,25 @@ def main() -> None:
             server.stop()
 
     scale_out = run_scale(engine, url, [int(x) for x in scale.split(",") if x], args, tag) if scale else {}
+    trips = {}
+    if args.db != "sqlite" and not args.no_round_trips:
+        import round_trips
+        trips = round_trips.count_all(sys.modules[__name__], servers, url, engine, workloads, args.workers,
+                                      args.threads, args.http)
     summary = summarize(rounds, workloads)
     print(f"\nTiddly benchmark on {args.db}: {args.http}, {args.workers} workers x {args.threads} threads, "
           f"{CONNECTIONS} connections, {args.seconds:g}s x {args.rounds} rounds (medians; CPU is the server's "
           "processes', not the database's)")
     print_table(summary)
+    if trips:
+        import round_trips
+        round_trips.print_counts(trips, workloads)
     for workers, rps in scale_out.items():
         print(f"scale-out: tiddly {workers} worker(s): " + ", ".join(f"{w} {v:.0f} req/s" for w, v in rps.items()))
     out = HERE / "results" / f"{args.db}-{time.strftime('%Y%m%dT%H%M%S')}.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps({"db": args.db, "machine": machine(), "args": vars(args), "summary": summary,
-                               "rounds": rounds, "scale_out": scale_out, "peers": peer_versions(servers)},
+                               "rounds": rounds, "scale_out": scale_out, "round_trips": trips, "peers": peer_versions(servers)},
                               indent=1, default=str))
     print(f"wrote {out.relative_to(HERE.parent)}")
     if any(m.get("errors") for e in summary.values() for m in e.values() if isinstance(m, dict)):

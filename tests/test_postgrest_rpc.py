@@ -15,7 +15,17 @@ from contextlib import contextmanager
 import httpx
 import pytest
 from postgrest import APIError, CountMethod, SyncPostgrestClient
-from sqlalchemy import Column, ForeignKey, Integer, MetaData, String, Table, create_engine, delete, text
+from sqlalchemy import (
+    Column,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    create_engine,
+    delete,
+    text,
+)
 from werkzeug.serving import make_server
 
 from tiddly import create_app

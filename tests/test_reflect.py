@@ -121,6 +121,15 @@ def test_full_crud_through_the_gateway(reflected_client):
     assert_error(client.post("/event_log", json={"message": "x"}), 405, "method_not_allowed")
 
 
+def test_a_bulk_insert_into_a_reflected_table(reflected_client):
+    """SQLite's `id INTEGER PRIMARY KEY` without NOT NULL (the usual way to write it) reflects as
+    nullable; a bulk POST, which inserts many rows returning their keys in order, failed with a 500."""
+    created = ok(reflected_client.post("/customers", json=[{"email": f"{n}@example.com"} for n in range(3)]), 201)
+    assert created["count"] == 3 and len(set(created["ids"])) == 3
+    rows = ok(reflected_client.get("/customers", query_string={"orderby": "id"}))["data"]
+    assert [(r["id"], r["email"]) for r in rows] == [(pk, f"{n}@example.com") for n, pk in enumerate(created["ids"])]
+
+
 def test_reflection_never_creates_tables(existing_db):
     engine = create_engine(existing_db)
     found = schema.reflected(engine, tables=["event_log"])

@@ -14,12 +14,12 @@ import sys
 import time
 import uuid
 
+import cluster
 import psycopg
 import pytest
 import requests
 from conftest import ROOT, cannot_run
 
-import cluster
 from tiddly.services import auth
 from tiddly.storage import CannotOpen, Database
 

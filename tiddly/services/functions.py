@@ -56,7 +56,14 @@ from sqlalchemy.types import UserDefinedType
 
 from tiddly import jsonio
 from tiddly.errors import ApiError, BadValue
-from tiddly.registry import ColumnSpec, Policy, Registry, RelationSpec, TableSpec, column_spec
+from tiddly.registry import (
+    ColumnSpec,
+    Policy,
+    Registry,
+    RelationSpec,
+    TableSpec,
+    column_spec,
+)
 from tiddly.schema import DatabaseText
 from tiddly.services import reads
 from tiddly.services.plan import Change, Read

@@ -2,7 +2,9 @@
 
 ``Database.session()`` is the request boundary: it yields a Session, commits once when the
 block succeeds, rolls back on any exception, always closes, and turns driver errors into
-typed ``errors``.
+typed ``errors``. A write scope exits only once its work is durably committed, then runs the
+callbacks registered with ``committed.after_commit``; on SQLite its commit is its group's
+(``groups.py``).
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.schema import CreateSchema
 
 from tiddly.errors import DatabaseUnavailable
+from tiddly.storage.committed import run_after_commit
 from tiddly.storage.engines import (
     WRITE_BEGIN,
     CannotOpen,
@@ -33,7 +36,12 @@ from tiddly.storage.engines import (
     make_engines,
     pooled,
 )
-from tiddly.storage.errors import translate_error, unreachable
+from tiddly.storage.errors import quietly, translate_error, unreachable
+from tiddly.storage.pipeline import (
+    begin_with_first_statement,
+    forget_begin,
+    send_begin_with_first_statement,
+)
 from tiddly.storage.replicas import (
     DEFAULT_MAX_LAG_S,
     LAST_WRITE,
@@ -48,15 +56,6 @@ from tiddly.storage.writers import sqlite_writer_queue
 log = logging.getLogger("tiddly")
 
 SCHEMA_LOCK_WAIT_S = 60  # how long a starting Tiddly waits for another to finish preparing the schema
-
-
-def quietly(end) -> None:
-    """Roll back or close after a failure: a lost connection has no transaction left to end
-    (the pool drops it), and the request's own error is the one to answer."""
-    try:
-        end()
-    except DBAPIError:
-        pass
 
 
 def _begin(dialect_name: str, through_pooler: bool, statement_timeout_ms: int) -> str | None:
@@ -106,6 +105,10 @@ class Database:
         self._read_begin = self._begin if self.pooled and statement_timeout_ms else None
         self._write_engine = self._read_engine if self._begin else self.engine
         self._writers = sqlite_writer_queue(self.engine, self.state_home) if sqlite else None
+        # PostgreSQL through psycopg (3): the BEGIN goes with the first statement (storage/pipeline.py)
+        self._lazy_begin = self.engine.dialect.name == "postgresql" and self.engine.dialect.driver == "psycopg"
+        if self._lazy_begin:
+            send_begin_with_first_statement(self.engine.dialect)
         self._driver_sql: dict = {}  # statement -> what first_row sends for it
         self._with_last_write: dict = {}  # statement -> it with the writer's last write position added
         if replicas and self.engine.dialect.name != "postgresql":
@@ -136,16 +139,25 @@ class Database:
     @contextmanager
     def session(self, write: bool = False, writer: Writer | None = None, latest: bool = False,
                 snapshot: bool = False) -> Iterator[Session]:
-        """The request boundary. ``write``: on the primary, committed at the end. A read goes to a
+        """The request boundary. ``write``: on the primary, committed at the end; the scope exits
+        only once its work is durably committed (on SQLite, its group's COMMIT: ``groups.py``),
+        then runs the callbacks registered with ``committed.after_commit``. A read goes to a
         replica that has replayed ``writer``'s last write, within the lag bound, and to the primary
         when none has or when ``latest`` (the read must see every committed write). ``snapshot``:
         a read in one transaction on the primary (a streamed export: PostgreSQL's server-side
         cursors live in one), where other reads run each statement on its own."""
         if write:
+            grouped = self._writers.session(self._write_engine, self._begin) if self._writers else None
+            if grouped is not None:  # SQLite: group commit
+                with grouped as session:
+                    yield session
+                run_after_commit(session)
+                return
             with self._writers.turn() if self._writers else nullcontext():
                 with self._scope(self._write_engine, self._begin, commit=True,
                                  writer=writer if self._record_write else None) as session:
                     yield session
+            run_after_commit(session)
             return
         if snapshot:
             with self._scope(self.engine, None) as session:
@@ -163,8 +175,12 @@ class Database:
     def _scope(self, engine, begin: str | None, commit: bool = False, replica: Replica | None = None,
                session: Session | None = None, writer: Writer | None = None) -> Iterator[Session]:
         session = session or Session(bind=engine, autoflush=False, expire_on_commit=False)
+        owing = None
         try:
-            if begin:
+            if begin and commit and self._lazy_begin and ";" not in begin:  # storage/pipeline.py
+                owing = session.connection().connection.dbapi_connection
+                begin_with_first_statement(owing, begin)
+            elif begin:
                 session.connection().exec_driver_sql(begin)
             yield session
             if commit:
@@ -187,6 +203,8 @@ class Database:
             quietly(session.rollback)
             raise
         finally:
+            if owing is not None:
+                forget_begin(owing)
             quietly(session.close)
 
     @contextmanager

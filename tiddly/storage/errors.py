@@ -33,6 +33,15 @@ def _is_deadlock(orig) -> bool:
     return getattr(orig, "sqlstate", None) in _DEADLOCK_SQLSTATES or mysql_errno(orig) == _MYSQL_DEADLOCK
 
 
+def quietly(end) -> None:
+    """Roll back or close after a failure: a lost connection has no transaction left to end
+    (the pool drops it), and the request's own error is the one to answer."""
+    try:
+        end()
+    except DBAPIError:
+        pass
+
+
 def translate_error(exc: DBAPIError) -> Exception:
     """Map a driver error to a typed API error; anything unforeseen stays as it is (a 500)."""
     if isinstance(exc, IntegrityError) or mysql_errno(exc.orig) in _MYSQL_CHECK_VIOLATIONS:

@@ -22,7 +22,15 @@ from tiddly import jsonio
 from tiddly.errors import BadJson, UnknownColumn
 from tiddly.registry import Registry, TableSpec
 from tiddly.services import access, functions, limits
-from tiddly.services.functions import Call, Called, Catalog, FunctionFailed, call_sql, result_kind, result_spec
+from tiddly.services.functions import (
+    Call,
+    Called,
+    Catalog,
+    FunctionFailed,
+    call_sql,
+    result_kind,
+    result_spec,
+)
 from tiddly.storage.functions import Function
 from tiddly.web.body import raw_body
 from tiddly.web.postgrest import grammar, plan, render, routes

@@ -1,0 +1,177 @@
+"""Round trips to the database server per request, counted on the wire, not estimated.
+
+Each server is started again with its database URL pointing at a TCP proxy in front of the database
+server (PostgreSQL or MariaDB). The proxy counts a round trip each time a connection's client speaks
+after the server has answered (or speaks first): a driver waiting for an answer is one round trip,
+however many messages it sent before (a pipeline is one). Requests are sent one at a time, after a
+warm-up that lets every pooled connection prepare its statements, so the count is each workload's
+steady state: round trips per request, every connection of every worker included.
+
+    python bench/round_trips.py --db postgresql [--servers tiddly,reference,sandman2,restless]
+    (bench/run.py --db postgresql|mysql prints the same table after its timed rounds)
+"""
+from __future__ import annotations
+
+import argparse
+import socket
+import sys
+import threading
+import uuid
+from pathlib import Path
+
+from sqlalchemy import create_engine, inspect
+from sqlalchemy.engine import make_url
+
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE), str(HERE.parent)]
+
+from grammar import STYLES as GRAMMARS  # noqa: E402
+from grammar import not_expressible  # noqa: E402
+
+WARMUP = 60     # requests per workload before counting: every pooled connection prepares its statements
+COUNTED = 40    # requests per workload counted (bulk: a tenth)
+DELETE_BASE = 40_000_000  # the rows the delete workload removes, far from the timed runs' pools
+
+
+class RoundTripCounter:
+    """A TCP proxy to ``host:port`` that counts the round trips of every connection through it."""
+
+    def __init__(self, host: str, port: int):
+        self._target = (host, port)
+        self._lock = threading.Lock()
+        self.count = 0
+        self._listener = socket.socket()
+        self._listener.bind(("127.0.0.1", 0))
+        self._listener.listen(64)
+        self.port = self._listener.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def url(self, url: str) -> str:
+        return make_url(url).set(host="127.0.0.1", port=self.port).render_as_string(hide_password=False)
+
+    def take(self) -> int:
+        with self._lock:
+            count, self.count = self.count, 0
+        return count
+
+    def _accept(self) -> None:
+        while True:
+            client, _ = self._listener.accept()
+            server = socket.create_connection(self._target)
+            for sock in (client, server):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            turn = {"last": None}
+            threading.Thread(target=self._pump, args=(client, server, turn, "client"), daemon=True).start()
+            threading.Thread(target=self._pump, args=(server, client, turn, "server"), daemon=True).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket, turn: dict, side: str) -> None:
+        try:
+            while data := source.recv(65536):
+                with self._lock:  # counted before it is passed on, so the answer comes after
+                    if side == "client" and turn["last"] != "client":
+                        self.count += 1
+                    turn["last"] = side
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (source, sink):
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+
+def workload_requests(api, workload: str, n: int, tag: str) -> list[tuple]:
+    """n requests of the workload in the server's grammar (``api``), each its own (new emails, other rows)."""
+    if workload == "get_pk":
+        return [api.get(50001 + i) for i in range(n)]
+    if workload == "page_name":
+        return [api.page_name(f"name{i % 500}") for i in range(n)]
+    if workload == "page_age":
+        return [api.page_age() for _ in range(n)]
+    if workload == "insert":
+        return [api.insert({"email": f"rt-{tag}-{i}@bench.test", "name": "rt", "age": 30}) for i in range(n)]
+    if workload == "update":
+        return [api.update(60001 + i, 18 + i % 60) for i in range(n)]
+    if workload == "delete":
+        return [api.delete(DELETE_BASE + 1 + i) for i in range(n)]
+    return [api.bulk([{"email": f"rt-{tag}-{i}-{j}@bench.test", "name": "rt", "age": 20} for j in range(1000)])
+            for i in range(n)]
+
+
+def count_server(bench, server, counter: RoundTripCounter, engine, workloads, tag: str) -> dict:
+    """Round trips per request of each workload on one running server (behind ``counter``);
+    ``bench`` is bench/run.py's module (its servers, requests and delete pools)."""
+    api = GRAMMARS[bench.STYLES[server.kind]]
+    result = {}
+    for workload in workloads:
+        if not_expressible(server.kind, workload):
+            continue
+        bulk = workload == "bulk"
+        warmup, counted = (2, COUNTED // 10) if bulk else (WARMUP, COUNTED)
+        if workload == "delete":
+            bench.fill_delete_pool(engine, DELETE_BASE)
+        sent = workload_requests(api, workload, warmup + counted, f"{tag}{server.kind}")
+        try:
+            for i, (method, path, body) in enumerate(sent):
+                if i == warmup:
+                    counter.take()
+                status, answer = bench.request(server.port, method, path, body, api.headers)
+                if status >= 300:
+                    raise RuntimeError(f"{server.kind} {workload}: {status} {str(answer)[:200]}")
+            result[workload] = counter.take() / counted
+        finally:
+            if workload == "delete":
+                bench.drop_delete_pool(engine, DELETE_BASE)
+    return result
+
+
+def count_all(bench, kinds, url: str, engine, workloads, workers: int, threads: int, http: str) -> dict:
+    """{server: {workload: round trips per request}} for each server kind, started one at a time."""
+    parsed = make_url(url)
+    counter = RoundTripCounter(parsed.host or "127.0.0.1", parsed.port or {"postgresql": 5432}.get(
+        parsed.get_backend_name(), 3306))
+    tag, counts = uuid.uuid4().hex[:6], {}
+    for kind in kinds:
+        server = bench.Server(kind, counter.url(url), bench.free_port(), workers, threads, http)
+        try:
+            counts[kind] = count_server(bench, server, counter, engine, workloads, tag)
+        finally:
+            server.stop()
+    return counts
+
+
+def print_counts(counts: dict, workloads) -> None:
+    kinds = list(counts)
+    print("round trips to the database per request (counted on the wire, steady state):")
+    print(f"{'workload':<10}" + "".join(f"{k:>16}" for k in kinds))
+    for workload in workloads:
+        cells = [f"{counts[k][workload]:>16.2f}" if workload in counts[k] else f"{'n/a':>16}" for k in kinds]
+        print(f"{workload:<10}" + "".join(cells))
+
+
+def main() -> None:
+    import run as bench
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--db", choices=("postgresql", "mysql"), default="postgresql")
+    parser.add_argument("--database-url")
+    parser.add_argument("--servers", default=",".join(bench.DEFAULT_SERVERS))
+    parser.add_argument("--workloads", default=",".join(bench.WORKLOADS))
+    parser.add_argument("--http", choices=("granian", "gunicorn"), default="granian")
+    parser.add_argument("--before", metavar="PYTHON", help="as bench/run.py's --before")
+    args = parser.parse_args()
+    if args.before:
+        bench.BEFORE_PYTHON.append(args.before)
+        args.servers += ",before,before_reflect"
+    url = bench.database_url(args.db, args.database_url)
+    kinds = [s for s in bench.SERVERS if s in args.servers.split(",")]
+    workloads = [w for w in bench.WORKLOADS if w in args.workloads.split(",")]
+    engine = create_engine(url)
+    if not inspect(engine).has_table("users"):
+        bench.build_table(engine)
+    print_counts(count_all(bench, kinds, url, engine, workloads, 2, 4, args.http), workloads)
+
+
+if __name__ == "__main__":
+    main()
