@@ -36,7 +36,9 @@ from tiddly.services.query import OPERATORS
 # -- generated tables --------------------------------------------------------------
 
 _TAKES = {"value": "one value", "list": "a list of values", "pair": "`[low, high]`",
-          "pattern": "a string pattern", "is": "`null`, `true` or `false`"}
+          "pattern": "a string pattern", "is": "`null`, `true` or `false`",
+          "structure": "a JSON value; a list (an array); a range's text", "range": "a range's text",
+          "regex": "a regular expression", "search": "a query, or `[query, configuration]`"}
 
 
 def operators_table() -> str:

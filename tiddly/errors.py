@@ -38,6 +38,12 @@ class ResultTooLarge(BadQuery):
     doc = "The answer would embed more related rows than allowed (max_embedded_rows): filter or limit its embeds."
 
 
+class Unsupported(BadQuery):
+    code = "unsupported"
+    doc = ("The database cannot do what the query asks: an operator of PostgreSQL's range or text search "
+           "types on SQLite or MariaDB.")
+
+
 class UnknownColumn(ApiError):
     status, code = 400, "unknown_column"
     doc = "A name in the body or query is not a readable/writable column of the table."
@@ -118,6 +124,8 @@ class Conflict(ApiError):
 class UniqueViolation(Conflict):
     code = "unique_violation"
     doc = "The change would duplicate a unique value."
+    # What the database said of the clash (storage.errors.unique_clash): never part of the envelope
+    clash: dict = {}
 
 
 class ForeignKeyViolation(Conflict):

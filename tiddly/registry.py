@@ -16,7 +16,19 @@ import threading
 from dataclasses import dataclass, field, replace
 from typing import Any, Iterable
 
-from sqlalchemy import JSON, BigInteger, Column, SmallInteger, Table, and_, tuple_
+from sqlalchemy import (
+    ARRAY,
+    JSON,
+    BigInteger,
+    Column,
+    SmallInteger,
+    Table,
+    UniqueConstraint,
+    and_,
+    tuple_,
+)
+from sqlalchemy.dialects.postgresql import TSVECTOR
+from sqlalchemy.dialects.postgresql.ranges import AbstractRange
 
 from tiddly.errors import (
     BadValue,
@@ -62,6 +74,11 @@ class ColumnSpec:
         return -(2 ** (self.int_bits - 1)), 2 ** (self.int_bits - 1) - 1
 
     @property
+    def holds(self) -> str | None:
+        """What a column of a structured type holds (see ``holds``)."""
+        return holds(self.column.type)
+
+    @property
     def readable(self) -> bool:
         return self.policy in (Policy.NORMAL, Policy.READ_ONLY)
 
@@ -104,6 +121,22 @@ class ColumnSpec:
 
 
 _EXACT_FLOAT = 2**53  # past it a float has lost digits: JSON's integers beyond 64 bits arrive as such floats
+
+
+def holds(column_type) -> str | None:
+    """What a value of a structured type holds: "range" (a PostgreSQL range or multirange, read
+    as its text), "array" (a PostgreSQL array), "json" (JSON, jsonb, MariaDB's and SQLite's JSON)
+    or "tsvector" (PostgreSQL's text search document); None for a plain value."""
+    column_type = getattr(column_type, "database_type", column_type)  # schema.DatabaseText reads it as text
+    if isinstance(column_type, AbstractRange):
+        return "range"
+    if isinstance(column_type, ARRAY):
+        return "array"
+    if isinstance(column_type, JSON):
+        return "json"
+    if isinstance(column_type, TSVECTOR):
+        return "tsvector"
+    return None
 
 
 def _coerce_int(spec: ColumnSpec, value):
@@ -208,15 +241,44 @@ def _short(value) -> str:
 
 
 @dataclass(frozen=True)
+class Junction:
+    """The table a many-to-many relation goes through: ``source`` joins (parent column, its
+    column), ``target`` (its column, related table's column); ``constraints`` names its two
+    foreign keys (to the parent, to the related table)."""
+    table: Table
+    source: tuple[tuple[str, str], ...]
+    target: tuple[tuple[str, str], ...]
+    constraints: tuple[str, str]
+
+    @property
+    def name(self) -> str:
+        return self.table.name
+
+
+@dataclass(frozen=True)
 class RelationSpec:
     """A relationship: a foreign key, or one declared on a mapped class. ``pairs`` join
     (local column, target column); ``hints`` are the names that say which foreign key it
-    follows (its columns, and its constraint's name when the schema knows it)."""
+    follows (its columns, and its constraint's name when the schema knows it).
+    A link (``TableSpec.links``) also says its foreign key's ``constraint`` name, whether it
+    is ``one_to_one`` (the referencing columns are unique) and, for a many-to-many link, the
+    ``junction`` it goes through (``pairs`` then join the parent to the junction)."""
     name: str
     target: str
     many: bool
     pairs: tuple[tuple[str, str], ...]
     hints: frozenset[str] = frozenset()
+    constraint: str | None = None
+    one_to_one: bool = False
+    junction: Junction | None = None
+
+    @property
+    def cardinality(self) -> str:
+        if self.junction is not None:
+            return "many-to-many"
+        if self.one_to_one:
+            return "one-to-one"
+        return "one-to-many" if self.many else "many-to-one"
 
 
 @dataclass(frozen=True, eq=False)
@@ -229,6 +291,7 @@ class TableSpec:
     primary_key: tuple[ColumnSpec, ...]
     read_only: bool = False
     relations: dict[str, RelationSpec] = field(default_factory=dict)
+    links: tuple[RelationSpec, ...] = ()  # every foreign key path to an exposed table, see foreign_key_links
     readable: tuple[ColumnSpec, ...] = field(init=False)
 
     def __post_init__(self):
@@ -393,9 +456,10 @@ def foreign_key_relations(specs: dict[str, TableSpec]) -> dict[str, dict[str, Re
     would not say which is meant: each is named ``<table>!<its foreign key column(s)>`` instead
     (PostgREST's hint). A table that refers to itself, and a name a column already has, get none."""
     found: dict[tuple[str, str], list[RelationSpec]] = {}
-    for spec, target, pairs, fk_name in _foreign_keys(specs):
+    for spec, target, pairs, fk in _foreign_keys(specs):
         if target is spec or not _readable_join(spec, target, pairs):
             continue
+        fk_name = fk.name
         hints = frozenset({",".join(local for local, _ in pairs), *([fk_name] if fk_name else [])})
         found.setdefault((spec.name, target.name), []).append(
             RelationSpec(target.name, target.name, False, pairs, hints))
@@ -413,8 +477,52 @@ def foreign_key_relations(specs: dict[str, TableSpec]) -> dict[str, dict[str, Re
     return relations
 
 
+def foreign_key_links(specs: dict[str, TableSpec]) -> dict[str, list[RelationSpec]]:
+    """Every way from one exposed table to another along foreign keys, as PostgREST finds them
+    (its dialect resolves embeds over these): each foreign key both ways, a table's reference
+    to itself included, each link named after the table it leads to and carrying the key's
+    constraint name (PostgreSQL's default, ``<table>_<columns>_fkey``, when the database has
+    none, as SQLite's unnamed keys); ``one_to_one`` when the referencing columns are unique; and
+    many-to-many through a table whose primary key holds two foreign keys. Only joins of
+    readable columns (see ``_readable_join``), in the order of their constraint names."""
+    links: dict[str, list[RelationSpec]] = {}
+    to_one: dict[str, list[RelationSpec]] = {}
+    for spec, target, pairs, fk in _foreign_keys(specs):
+        if not _readable_join(spec, target, pairs):
+            continue
+        constraint = fk.name or f"{fk.table.name}_{'_'.join(fk.column_keys)}_fkey"
+        unique = _unique(spec.table, {local for local, _ in pairs})
+        forward = RelationSpec(target.name, target.name, False, pairs, constraint=constraint, one_to_one=unique)
+        links.setdefault(spec.name, []).append(forward)
+        to_one.setdefault(spec.name, []).append(forward)
+        links.setdefault(target.name, []).append(RelationSpec(
+            spec.name, spec.name, not unique, tuple((remote, local) for local, remote in pairs),
+            constraint=constraint, one_to_one=unique))
+    for spec_name, outgoing in to_one.items():
+        key = {c.name for c in specs[spec_name].primary_key}
+        for first in outgoing:
+            for second in outgoing:
+                if first.constraint == second.constraint or not {a for a, _ in first.pairs + second.pairs} <= key:
+                    continue
+                junction = Junction(specs[spec_name].table, tuple((b, a) for a, b in first.pairs), second.pairs,
+                                    (first.constraint, second.constraint))
+                links.setdefault(first.target, []).append(RelationSpec(
+                    second.target, second.target, True, junction.source, junction=junction))
+    return {name: sorted(found, key=lambda r: (r.constraint or "", r.junction is not None))
+            for name, found in links.items()}
+
+
+def _unique(table: Table, columns: set[str]) -> bool:
+    """Whether ``columns`` are the table's primary key or one of its unique keys."""
+    if columns == {c.name for c in table.primary_key.columns}:
+        return True
+    keys = [con.columns for con in table.constraints if isinstance(con, UniqueConstraint)]
+    keys += [index.columns for index in table.indexes if index.unique]
+    return any(columns == {c.name for c in key} for key in keys)
+
+
 def _foreign_keys(specs: dict[str, TableSpec]):
-    """(exposed source, exposed target, (local, remote) column pairs, constraint name) for every
+    """(exposed source, exposed target, (local, remote) column pairs, constraint) for every
     foreign key of the database's tables, once between the tables themselves and once more for
     each exposed view that shows all of its columns on one side or both."""
     shown_by: dict[Table, list[tuple[TableSpec, dict[str, str]]]] = {}
@@ -432,7 +540,7 @@ def _foreign_keys(specs: dict[str, TableSpec]):
             for spec, local in shown_by.get(table, ()):
                 for target, remote in shown_by.get(fk.referred_table, ()):
                     if all(a in local for a, _ in columns) and all(b in remote for _, b in columns):
-                        yield spec, target, tuple((local[a], remote[b]) for a, b in columns), fk.name
+                        yield spec, target, tuple((local[a], remote[b]) for a, b in columns), fk
 
 
 class Registry:
@@ -442,8 +550,10 @@ class Registry:
 
     def __init__(self, specs: Iterable[TableSpec]):
         specs = list(specs)
-        derived = foreign_key_relations({spec.name: spec for spec in specs})
-        self.tables = {spec.name: replace(spec, relations={**derived.get(spec.name, {}), **spec.relations})
+        by_name = {spec.name: spec for spec in specs}
+        derived, links = foreign_key_relations(by_name), foreign_key_links(by_name)
+        self.tables = {spec.name: replace(spec, relations={**derived.get(spec.name, {}), **spec.relations},
+                                          links=tuple(links.get(spec.name, ())))
                        for spec in specs}
         self._views: dict[frozenset[str], Registry] = {}
         self._views_lock = threading.Lock()
@@ -469,7 +579,9 @@ class Registry:
             if found is None:
                 found = self._views[names] = Registry._of({
                     name: replace(spec, relations={key: relation for key, relation in spec.relations.items()
-                                                   if relation.target in names})
+                                                   if relation.target in names},
+                                  links=tuple(link for link in spec.links if link.target in names and (
+                                      link.junction is None or link.junction.name in names)))
                     for name, spec in self.tables.items() if name in names})
         return found
 

@@ -6,15 +6,23 @@ ordinary condition and order compilers against the subquery's columns.
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
-from sqlalchemy import column, func, select
+from sqlalchemy import and_, cast, column, func, select
 from sqlalchemy.orm import Session
 
 from tiddly import storage
 from tiddly.registry import ColumnSpec, Policy
 from tiddly.services.plan import Aggregate, Read, ReadResult
-from tiddly.services.query import filter_clause, order_clauses, where_clause
+from tiddly.services.query import (
+    CASTS,
+    filter_clause,
+    order_clauses,
+    selected,
+    value_of,
+    where_clause,
+)
 
 NUMERIC = ("integer", "number", "decimal")
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
@@ -38,7 +46,9 @@ def output_spec(alias: str, kind: str) -> ColumnSpec:
                       required=False, int_bits=64)
 
 
-def result_kind(name: str, col: ColumnSpec | None) -> str:
+def result_kind(name: str, col: ColumnSpec | None, cast: str | None = None) -> str:
+    if cast is not None:
+        return CASTS[cast][1]
     kind = FUNCTIONS[name][2]
     return kind or (col.kind if col is not None else "integer")
 
@@ -59,7 +69,36 @@ def run(session: Session, read: Read) -> ReadResult:
     return ReadResult(rows, count)
 
 
-def _grouped(read: Read, dialect_name: str):
+def related(session: Session, read: Read, links: list, matches, join=None) -> dict[tuple, list[dict]]:
+    """The groups of a read embedded under many parents at once (an include's read): the rows
+    ``matches`` chooses, grouped by ``links`` as well, whose values name each group's parent;
+    ``join`` joins what ``links`` come from (a many-to-many junction). By the parent's key."""
+    dialect_name = session.get_bind().dialect.name
+    labelled = [link.label(f"tiddly_link_{i}") for i, link in enumerate(links)]
+    inner, exact = _grouped(read, dialect_name, labelled, matches, join)
+    columns = _columns(read.aggregate, inner)
+    outputs = [columns(spec) for spec in read.aggregate.outputs.values()]
+    parts = [part for pair in exact.values() for part in pair]
+    named = [inner.c[label.name] for label in labelled]
+    stmt = (select(*outputs, *parts, *named).where(where_clause(read.aggregate.having, columns))
+            .order_by(*order_clauses(read, columns)))
+    found: dict[tuple, list[dict]] = {}
+    for row in session.execute(stmt):
+        mapping = row._mapping
+        found.setdefault(tuple(mapping[c] for c in named), []).append(
+            _output_row(read.aggregate, outputs, exact, mapping))
+    return found
+
+
+def empty_group(aggregate: Aggregate) -> dict | None:
+    """What an aggregate without group columns answers for no rows at all (a count of 0, no
+    sum), as SQL's aggregates do; None when it has group columns (no rows, no groups)."""
+    if aggregate.group or aggregate.distinct:
+        return None
+    return {fn.alias: 0 if fn.name in ("count", "count_distinct") else None for fn in aggregate.functions}
+
+
+def _grouped(read: Read, dialect_name: str, links: list = (), matches=None, join=None):
     """The grouped (or distinct) subquery, and the exact sums' parts among its columns."""
     aggregate = read.aggregate
     keys = list(read.columns) if aggregate.distinct else list(aggregate.group)
@@ -68,14 +107,29 @@ def _grouped(read: Read, dialect_name: str):
         expr, parts = _function(fn, dialect_name)
         labelled.append(expr.label(_label(fn.alias)))
         if parts:
-            exact_labels[fn.alias] = [part.label(f"{_label(fn.alias)}_{j}") for j, part in enumerate(parts)]
+            exact_labels[fn.alias] = [part.label(f"{_label(fn.alias)}__part{j}") for j, part in enumerate(parts)]
             labelled += exact_labels[fn.alias]
-    inner = select(*(c.column for c in keys), *labelled).select_from(read.table.table) \
+    source = _joined(read.table.table, read.table.table, aggregate.joins)
+    source = source if join is None else join(source)
+    inner = select(*(selected(c) for c in keys), *labelled, *links).select_from(source) \
         .where(filter_clause(read, dialect_name))
-    inner = (inner.distinct() if aggregate.distinct else inner.group_by(*(c.column for c in aggregate.group)))
+    if matches is not None:
+        inner = inner.where(matches)
+    grouping = [value_of(c) for c in aggregate.group] + [link.element for link in links]
+    inner = (inner.distinct() if aggregate.distinct else inner.group_by(*grouping))
     inner = inner.subquery()
     exact = {alias: tuple(inner.c[part.name] for part in parts) for alias, parts in exact_labels.items()}
     return inner, exact
+
+
+def _joined(source, parent, joins) -> Any:
+    """``source`` left-joined to each to-one include of ``joins`` (and theirs), on its foreign
+    key with ``parent`` and its where: a parent without a matching row keeps its row, with nulls."""
+    for inc in joins:
+        target = inc.read.table.table
+        on = [target.c[remote] == parent.c[local] for local, remote in inc.relation.pairs]
+        source = _joined(source.outerjoin(target, and_(*on, where_clause(inc.read.where))), target, inc.read.includes)
+    return source
 
 
 def _label(alias: str) -> str:
@@ -91,6 +145,8 @@ def _columns(aggregate: Aggregate, inner):
 
 
 def _function(fn, dialect_name: str) -> tuple[Any, tuple]:
+    if fn.cast is not None:
+        return cast(_function(replace(fn, cast=None), dialect_name)[0], CASTS[fn.cast][0]), ()
     if fn.column is None:
         return func.count(), ()
     if fn.name == "sum" and fn.column.kind == "integer":

@@ -12,7 +12,7 @@ from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from tiddly.errors import ApiError, BadValue, NotFound
+from tiddly.errors import ApiError, BadValue, NotFound, UniqueViolation
 from tiddly.registry import TableSpec
 from tiddly.services.etags import Precondition, row_etag
 from tiddly.storage import advance_sequence, translate_error
@@ -34,12 +34,24 @@ def find_row(session: Session, spec: TableSpec, pk: tuple) -> dict | None:
 
 def insert_values(session: Session, spec: TableSpec, values: dict) -> tuple[tuple, dict]:
     """Insert one row of checked values; (its primary key, the row as stored)."""
-    if not session.get_bind().dialect.insert_returning:
-        pk = _insert(session, spec, values)
-        return pk, get_row(session, spec, pk)
-    # One round trip: the stored row (generated key, server defaults) comes back with the insert.
-    row = session.execute(_statements(spec).insert_returning, values).mappings().one()
+    try:
+        if not session.get_bind().dialect.insert_returning:
+            pk = _insert(session, spec, values)
+            return pk, get_row(session, spec, pk)
+        # One round trip: the stored row (generated key, server defaults) comes back with the insert.
+        row = session.execute(_statements(spec).insert_returning, values).mappings().one()
+    except IntegrityError as exc:
+        raise _with_values(translate_error(exc), values) from exc
     return tuple(row[c.name] for c in spec.primary_key), _returned_row(spec, row)
+
+
+def _with_values(error: Exception, values: dict) -> Exception:
+    """A unique violation, with the clashing key's values from the row (SQLite names only its columns)."""
+    clash = getattr(error, "clash", None)
+    if isinstance(error, UniqueViolation) and clash and "values" not in clash \
+            and all(name in values for name in clash.get("columns", ())):
+        error.clash = {**clash, "values": ", ".join(str(values[name]) for name in clash["columns"])}
+    return error
 
 
 def insert_many(session: Session, spec: TableSpec, rows: list[dict]) -> list[tuple]:
@@ -56,7 +68,7 @@ def insert_many(session: Session, spec: TableSpec, rows: list[dict]) -> list[tup
             with session.begin_nested():
                 _insert(session, spec, values)
         except IntegrityError as exc:
-            raise at_index(index, translate_error(exc)) from exc
+            raise at_index(index, _with_values(translate_error(exc), values)) from exc
     raise AssertionError("a bulk insert failed but no single row did")
 
 
@@ -150,6 +162,15 @@ def update_keys(session: Session, spec: TableSpec, keys: list[tuple], values: di
         for chunk in _chunks(keys):
             session.execute(update(spec.table).where(spec.pk_in(chunk)).values(values))
     return [changed_key(spec, key, values) for key in keys]
+
+
+def update_where(session: Session, spec: TableSpec, condition, values: dict) -> list[tuple]:
+    """Set ``values`` (checked) on every row ``condition`` (SQL) matches, in one statement that
+    names their keys (after the update) as it goes: the rows are changed in the order the
+    database reads them, as a plain UPDATE would. Needs UPDATE ... RETURNING."""
+    keys = [c.column for c in spec.primary_key]
+    return [tuple(row) for row in session.execute(update(spec.table).where(condition).values(values)
+                                                   .returning(*keys))]
 
 
 def delete_keys(session: Session, spec: TableSpec, keys: list[tuple]) -> int:

@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 from tiddly.config import Config
 from tiddly.services import access, idempotency, limits, reads, writes
 from tiddly.services.auth import Principal
-from tiddly.services.plan import Change, Context, Read
+from tiddly.services.plan import Change, Context, Explain, Read
 from tiddly.storage import Database, Deadlock
 
 DEADLOCK_ATTEMPTS = 4
@@ -49,7 +49,7 @@ class Idempotent:
 class Executor:
     def __init__(self, db: Database, config: Config):
         self.db, self.config = db, config
-        self._runners: dict[type, Callable] = {Read: _read, **writes.RUNNERS}
+        self._runners: dict[type, Callable] = {Read: _read, Explain: _explain, **writes.RUNNERS}
         self._in_transaction: list[Callable[[Session, list[Change]], None]] = []
         self._after_commit: list[Callable[[list[Change]], None]] = []
 
@@ -74,10 +74,12 @@ class Executor:
     # -- running ------------------------------------------------------------------------------
 
     def execute(self, operation, principal: Principal, render: Callable[[Any], Any] | None = None,
-                idempotent: Idempotent | None = None) -> Any:
+                idempotent: Idempotent | None = None, rollback: bool = False) -> Any:
         """Run ``operation`` for ``principal``; the result, or what ``render`` makes of it. A write's
         ``render`` runs in its transaction (an error there undoes the write); with ``idempotent``,
-        it returns an ``Answer``, stored with the write and replayed for the same key."""
+        it returns an ``Answer``, stored with the write and replayed for the same key. With
+        ``rollback``, a write is run and rendered, then undone: nothing of it is committed and no
+        hook sees it (who may run it is decided all the same)."""
         access.decide(operation, principal)
         limits.check(operation, self.config)
         runner = self._runners[type(operation)]
@@ -89,7 +91,7 @@ class Executor:
             self._purge_expired_keys()
         for attempt in range(1, DEADLOCK_ATTEMPTS + 1):
             try:
-                answer, changes = self._write(runner, operation, principal, render, idempotent)
+                answer, changes = self._write(runner, operation, principal, render, idempotent, rollback)
                 break
             except Deadlock:
                 if attempt == DEADLOCK_ATTEMPTS or not getattr(operation, "retryable", True):
@@ -122,20 +124,25 @@ class Executor:
             raise
         return _streamed(scope, first, produced)
 
-    def _write(self, runner, operation, principal: Principal, render,
-               idempotent: Idempotent | None) -> tuple[Any, list[Change]]:
-        with self.db.session(write=True, writer=principal.writer) as session:
-            if idempotent is not None:
-                stored = idempotency.claim(session, idempotent.key, idempotent.fingerprint,
-                                           self.config.idempotency_ttl_s)
-                if stored is not None:
-                    return Answer(stored.status, stored.body, replayed=True), []
-            written = runner(session, operation, self._context())
-            answer = render(written) if render is not None else written
-            if idempotent is not None:
-                idempotency.record(session, idempotent.key, answer.status, answer.body)
-            for hook in self._in_transaction if written.changes else ():
-                hook(session, written.changes)
+    def _write(self, runner, operation, principal: Principal, render, idempotent: Idempotent | None,
+               rollback: bool = False) -> tuple[Any, list[Change]]:
+        try:
+            with self.db.session(write=True, writer=principal.writer) as session:
+                if idempotent is not None:
+                    stored = idempotency.claim(session, idempotent.key, idempotent.fingerprint,
+                                               self.config.idempotency_ttl_s)
+                    if stored is not None:
+                        return Answer(stored.status, stored.body, replayed=True), []
+                written = runner(session, operation, self._context())
+                answer = render(written) if render is not None else written
+                if rollback:
+                    raise _Undone(answer)  # the session scope rolls the write back
+                if idempotent is not None:
+                    idempotency.record(session, idempotent.key, answer.status, answer.body)
+                for hook in self._in_transaction if written.changes else ():
+                    hook(session, written.changes)
+        except _Undone as undone:
+            return undone.answer, []
         return answer, written.changes
 
     def _context(self) -> Context:
@@ -152,6 +159,18 @@ class Executor:
 
 def _read(session: Session, read: Read, context: Context):
     return reads.run(session, read, context.budget)
+
+
+def _explain(session: Session, explain: Explain, context: Context):
+    return reads.explain(session, explain, context.budget)
+
+
+class _Undone(Exception):
+    """A write run with ``rollback``, carrying its answer out of the transaction that undoes it."""
+
+    def __init__(self, answer: Any):
+        super().__init__("rolled back")
+        self.answer = answer
 
 
 def _streamed(scope: ExitStack, first: bytes | None, chunks: Iterator[bytes]) -> Iterator[bytes]:

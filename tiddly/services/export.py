@@ -64,7 +64,7 @@ def csv_chunks(names: list[str], batches: Iterable, formula_safe: bool = False) 
 def csv_chunk(names: list[str], rows, formula_safe: bool = False) -> bytes:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    value = _safe_csv_value if formula_safe else _csv_value
+    value = _safe_csv_value if formula_safe else csv_value
     writer.writerows([value(v) for v in row] for row in rows)
     return buffer.getvalue().encode("utf-8")
 
@@ -77,10 +77,11 @@ def _safe_csv_value(value: Any) -> Any:
     spreadsheet shows it as text; numbers (a -5 in an integer column) are not text and stay."""
     if isinstance(value, str) and value.startswith(FORMULA_STARTS):
         return "'" + value
-    return _csv_value(value)
+    return csv_value(value)
 
 
-def _csv_value(value: Any) -> Any:
+def csv_value(value: Any) -> Any:
+    """A value as CSV writes it: base64 bytes, ISO 8601 times, JSON text, true/false."""
     if value is None:
         return ""
     if isinstance(value, bool):

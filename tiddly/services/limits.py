@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from tiddly.config import Config
 from tiddly.errors import BadQuery, ResultTooLarge
-from tiddly.services.plan import AllOf, AnyOf, Compare, Condition, Not, Read
+from tiddly.services.plan import AllOf, AnyOf, Compare, Condition, Explain, Not, Read
 
 
 class Budget:
@@ -65,7 +65,7 @@ def check(operation, config: Config) -> None:
             counted, held = _size(condition)
             conditions, values = conditions + counted, values + held
         order += len(read.order)
-    if not isinstance(operation, Read):  # a write by filter (PATCH, DELETE)
+    if not isinstance(operation, (Read, Explain)):  # a write by filter (PATCH, DELETE)
         counted, held = _size(getattr(operation, "where", None))
         conditions, values = conditions + counted, values + held
         order += len(getattr(operation, "order", ()))
@@ -83,6 +83,8 @@ def _reads(operation):
     """(read, embedding depth) for every read an operation holds: itself, what it reads back,
     and their includes at every level."""
     roots = [operation] if isinstance(operation, Read) else []
+    if isinstance(operation, Explain):
+        roots.append(operation.read)
     returning = getattr(operation, "returning", None)
     if returning is not None:
         roots.append(returning)

@@ -21,10 +21,30 @@ from tiddly.services.etags import Precondition
 
 
 @dataclass(frozen=True)
+class Derived:
+    """A value computed from a readable column, named ``name`` in the rows: one inside a JSON
+    column (``path``: its keys, and integers for array indexes; ``text``: the last step gives
+    the value as text, PostgREST's ``->>``), and/or one cast to ``cast``, a name of
+    ``query.CASTS``. Filters and orders take it where they take a column."""
+    name: str
+    source: ColumnSpec
+    path: tuple[str | int, ...] = ()
+    text: bool = False
+    cast: str | None = None
+
+    @property
+    def nullable(self) -> bool:
+        return True
+
+
+Value = Union[ColumnSpec, Derived]
+
+
+@dataclass(frozen=True)
 class Compare:
     """``column <op> value``: ``op`` is a name in ``query.OPERATORS``; ``value`` is checked
     (a column value; a list of them for in/nin; a pair for between; None/True/False for is)."""
-    column: ColumnSpec
+    column: Value
     op: str
     value: Any = None
 
@@ -62,7 +82,7 @@ def conjoin(conditions: Iterable["Condition | None"]) -> "Condition | None":
 class OrderTerm:
     """One ordering term. ``via`` names a to-one include of the same read whose column orders
     the rows (``stores(name) desc``): ``column`` is then the related table's."""
-    column: ColumnSpec
+    column: Value
     descending: bool = False
     nulls: str | None = None  # "first", "last" or None (the database's own placement)
     via: str | None = None
@@ -76,41 +96,51 @@ class Include:
     read: "Read"
     exists: bool | None = None  # only parents with (True) or without (False) a matching related row
     loaded: bool = True         # False: it only filters the parents (PostgREST's empty embed)
+    key: str | None = None      # the key its rows go under (None: the relation's name)
 
     @property
     def name(self) -> str:
-        return self.relation.name
+        return self.key or self.relation.name
 
 
 @dataclass(frozen=True)
 class Function:
-    """An aggregate output: ``name`` is a key of ``aggregate.FUNCTIONS``; ``column`` None for count()."""
+    """An aggregate output: ``name`` is a key of ``aggregate.FUNCTIONS``; ``column`` None for count();
+    ``cast``: a name of ``query.CASTS`` its result is cast to."""
     alias: str
     name: str
     column: ColumnSpec | None = None
+    cast: str | None = None
 
 
 @dataclass(frozen=True)
 class Aggregate:
     """A grouped (or distinct) read. ``outputs`` are its rows' columns as specs (the group
-    columns, then one per function), which the read's ``order`` and ``having`` name."""
-    group: tuple[ColumnSpec, ...]
+    columns, then one per function), which the read's ``order`` and ``having`` name. ``joins``:
+    to-one includes whose tables are left-joined to the read's (their where in the join's ON,
+    their own ``includes`` joined to them in turn), so that ``group`` and ``functions`` may name
+    their columns; a group value that is a ``Derived`` is named as it says in the rows."""
+    group: tuple[Value, ...]
     functions: tuple[Function, ...]
     distinct: bool
     outputs: dict[str, ColumnSpec]
     having: Condition | None = None
+    joins: tuple[Include, ...] = ()
 
 
 @dataclass(frozen=True)
 class Read:
-    """Rows of ``table``: the columns to answer, the filter, the order, a page."""
+    """Rows of ``table``: the columns to answer (and values derived from them), the filter, the
+    order, a page."""
     table: TableSpec
-    columns: tuple[ColumnSpec, ...]
+    columns: tuple[Value, ...]
     where: Condition | None = None
     order: tuple[OrderTerm, ...] = ()
     limit: int | None = None                  # None: every row
     offset: int = 0
     count: bool = False                       # also count every matching row
+    estimate: str | None = None               # "planned": the count is the planner's estimate (PostgreSQL);
+                                              # "estimated": exact, unless the estimate passes the page
     after: tuple | None = None                # keyset: only the rows after these values of ``order``
     includes: tuple[Include, ...] = ()
     aggregate: Aggregate | None = None
@@ -120,6 +150,23 @@ class Read:
     @property
     def reads(self) -> frozenset[str]:
         return frozenset({self.table.name}).union(*(inc.read.reads for inc in self.includes))
+
+    @property
+    def writes(self) -> frozenset[str]:
+        return frozenset()
+
+
+@dataclass(frozen=True)
+class Explain:
+    """The database's plan for ``read`` (PostgreSQL's EXPLAIN): ``format`` "json" or "text";
+    ``options`` from ``storage.expressions.EXPLAIN_OPTIONS`` (``analyze`` runs the read)."""
+    read: Read
+    format: str = "json"
+    options: frozenset[str] = frozenset()
+
+    @property
+    def reads(self) -> frozenset[str]:
+        return self.read.reads
 
     @property
     def writes(self) -> frozenset[str]:
@@ -204,12 +251,15 @@ class Insert(_Write):
 
 @dataclass(frozen=True)
 class Upsert(_Write):
-    """Rows inserted, or merged into the row with the same ``on`` values (``ignore``: left alone)."""
+    """Rows inserted, or merged into the row with the same ``on`` values (``ignore``: left alone).
+    ``defaults``: columns every row writes, a row that leaves one out writing the column's
+    default (PostgREST's ``columns=`` with ``missing=default``)."""
     table: TableSpec
     rows: tuple[dict, ...]
     on: tuple[ColumnSpec, ...]
     ignore: bool = False
     returning: Read | None = None
+    defaults: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -7,14 +7,22 @@ never commits.
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Iterator
+from typing import Any, Iterator
 
 from sqlalchemy.orm import Session
 
+from tiddly.errors import BadQuery
+from tiddly.registry import ColumnSpec
 from tiddly.services import aggregate, crud, include
 from tiddly.services.limits import Budget
-from tiddly.services.plan import Read, ReadResult
-from tiddly.services.query import build_count, build_select
+from tiddly.services.plan import Explain, Read, ReadResult
+from tiddly.services.query import (
+    body_statement,
+    build_count,
+    build_select,
+    estimate_statement,
+)
+from tiddly.storage.expressions import Explained
 
 KEYS_PER_READ = 1000  # rows read back by primary key per statement: IN lists stay short
 STREAM_ROWS = 2_000   # rows fetched per round trip when a read streams
@@ -36,10 +44,48 @@ def run(session: Session, read: Read, budget: Budget | None = None) -> ReadResul
     rows = _rows(session, read, dialect_name)
     result = ReadResult(_shape(session, read, rows, dialect_name, budget))
     if read.count:
-        result.count = session.execute(build_count(read, dialect_name)).scalar_one()
-    if read.limit and len(rows) == read.limit and not any(term.via for term in read.order):
+        result.count = _count(session, read, dialect_name)
+    if read.limit and len(rows) == read.limit and all(term.via is None and isinstance(term.column, ColumnSpec)
+                                                      for term in read.order):
         result.last = tuple(rows[-1][term.column.name] for term in read.order)
     return result
+
+
+def explain(session: Session, op: Explain, budget: Budget | None = None) -> Any:
+    """The database's plan of the statement that would build the read's answer (PostgreSQL's
+    EXPLAIN; ``Unsupported`` elsewhere): JSON, or text, one line a row."""
+    if "verbose" in op.options and _hides_columns(op.read):
+        # VERBOSE lists every column a scan reads, by name: hidden and write-only ones too
+        raise BadQuery("a VERBOSE plan would name columns that are not shown; ask for one without it")
+    dialect_name = session.get_bind().dialect.name
+    plan = session.execute(Explained(body_statement(op.read, dialect_name), op.format, op.options)).scalars().all()
+    return plan[0] if op.format == "json" else "\n".join(plan)
+
+
+def _hides_columns(read: Read) -> bool:
+    """Whether a table the read scans (its includes' and their junctions' too) has a column the
+    caller is not shown (hidden or write-only)."""
+    if any(not column.readable for column in read.table.columns.values()):
+        return True
+    for inc in read.includes:
+        junction = inc.relation.junction
+        if junction is not None and any(column.info.get("policy") in ("hidden", "write_only_hashed")
+                                        for column in junction.table.columns):
+            return True
+        if _hides_columns(inc.read):
+            return True
+    return False
+
+
+def _count(session: Session, read: Read, dialect_name: str) -> int:
+    """The read's count: exact; with ``estimate``, PostgreSQL's planner's (``planned``), or exact
+    unless the estimate passes the page (``estimated``). Other databases count exactly."""
+    if read.estimate is not None and dialect_name == "postgresql":
+        plan = session.execute(Explained(estimate_statement(read, dialect_name), "json", frozenset())).scalar_one()
+        planned = int(plan[0]["Plan"]["Plan Rows"])
+        if read.estimate == "planned" or (read.limit is not None and planned > read.limit):
+            return planned
+    return session.execute(build_count(read, dialect_name)).scalar_one()
 
 
 def stream(session: Session, read: Read) -> Iterator[list[tuple]]:
@@ -66,7 +112,8 @@ def _by_keys(session: Session, read: Read, budget: Budget) -> list[dict]:
 def _rows(session: Session, read: Read, dialect_name: str, *also) -> list[dict]:
     """The page's rows, with the order, join and key columns fetched even when not selected."""
     columns = {c.name: c for c in read.columns}
-    for col in [t.column for t in read.order if t.via is None] + include.parent_columns(read) \
+    for col in [t.column for t in read.order if t.via is None and isinstance(t.column, ColumnSpec)] \
+            + include.parent_columns(read) \
             + list(read.table.primary_key if also else ()):
         columns.setdefault(col.name, col)
     stmt = build_select(read, dialect_name, tuple(columns.values()))

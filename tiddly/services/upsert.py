@@ -36,7 +36,8 @@ from tiddly.errors import (
     UniqueViolation,
 )
 from tiddly.registry import ColumnSpec, TableSpec
-from tiddly.services.crud import at_index
+from tiddly.services.crud import at_index, insert_values
+from tiddly.storage import column_default
 
 MAX_PARAMETERS = 30_000  # SQLite allows 32,766 bound parameters per statement, PostgreSQL 65,535
 _DUPLICATE_KEY, _FOREIGN_KEY = 1062, 1452  # MariaDB's warnings after INSERT IGNORE
@@ -69,8 +70,11 @@ def unique_key(spec: TableSpec, names: list[str]) -> tuple[ColumnSpec, ...]:
     return columns
 
 
-def checked_rows(spec: TableSpec, on: tuple[ColumnSpec, ...], items: list, max_rows: int) -> list[dict]:
-    """Each item checked as a row to upsert (its ``on`` values required, none repeated)."""
+def checked_rows(spec: TableSpec, on: tuple[ColumnSpec, ...], items: list, max_rows: int,
+                 keyless: bool = False) -> list[dict]:
+    """Each item checked as a row to upsert (its ``on`` values required, none repeated). With
+    ``keyless``, a row may leave out ``on`` columns the database fills (a generated key, a
+    default): it is a new row."""
     if not items:
         raise BadValue("an upsert needs at least one row")
     if len(items) > max_rows:
@@ -81,11 +85,14 @@ def checked_rows(spec: TableSpec, on: tuple[ColumnSpec, ...], items: list, max_r
         try:
             values = spec.values_for_write(item, insert=True, allow_pk=allow_pk)
             missing = [c.name for c in on if c.name not in values]
-            if missing:
+            if missing and (not keyless or any(spec.columns[name].required for name in missing)):
                 raise MissingColumn(f"column '{missing[0]}' names the row to upsert and is required",
                                     column=missing[0])
         except ApiError as exc:
             raise at_index(index, exc) from None
+        if missing:
+            rows.append(values)
+            continue
         key = tuple(values[c.name] for c in on)
         if key in seen:
             raise at_index(index, BadValue(f"repeats the key of item {seen[key]}"))
@@ -95,10 +102,17 @@ def checked_rows(spec: TableSpec, on: tuple[ColumnSpec, ...], items: list, max_r
 
 
 def upsert(session: Session, spec: TableSpec, on: tuple[ColumnSpec, ...], rows: list[dict],
-           ignore: bool = False) -> tuple[list[tuple], set[tuple]]:
+           ignore: bool = False, defaults: tuple[str, ...] = ()) -> tuple[list[tuple], set[tuple]]:
     """Upsert checked ``rows``: (the primary keys of the rows they name, in their order; the
     primary keys of those that were inserted). With ``ignore``, an existing row stays as it is
-    and only the rows inserted are named."""
+    and only the rows inserted are named. A row without all of its ``on`` values is inserted.
+    A row that leaves out a column of ``defaults`` writes its default there."""
+    if any(any(c.name not in row for c in on) for row in rows):
+        return _with_new_rows(session, spec, on, rows, ignore, defaults)
+    if defaults:
+        dialect_name = session.get_bind().dialect.name
+        filled = {name: column_default(dialect_name, spec.table.c[name]) for name in defaults}
+        rows = [{**{name: value for name, value in filled.items() if name not in row}, **row} for row in rows]
     keys = [tuple(row[c.name] for c in on) for row in rows]
     if ignore:
         new = _insert_new(session, spec, on, rows)
@@ -109,6 +123,24 @@ def upsert(session: Session, spec: TableSpec, on: tuple[ColumnSpec, ...], rows: 
     found = _found(session, spec, on, keys)
     _check_found(spec, on, keys, found)
     return [found[key] for key in keys], {found[key] for key in keys if key in new}
+
+
+def _with_new_rows(session: Session, spec: TableSpec, on: tuple[ColumnSpec, ...], rows: list[dict],
+                   ignore: bool, defaults: tuple[str, ...]) -> tuple[list[tuple], set[tuple]]:
+    """Rows that name their ``on`` values upserted, the others inserted, in the rows' order."""
+    keyed = [row for row in rows if all(c.name in row for c in on)]
+    upserted, inserted = upsert(session, spec, on, keyed, ignore, defaults) if keyed else ([], set())
+    by_row = dict(zip(map(id, keyed), upserted)) if not ignore else {}
+    keys = []
+    for row in rows:
+        if all(c.name in row for c in on):
+            if id(row) in by_row:
+                keys.append(by_row[id(row)])
+            continue
+        key, _ = insert_values(session, spec, row)
+        keys.append(key)
+        inserted.add(key)
+    return (keys if not ignore else upserted + [key for key in keys]), inserted
 
 
 def _found(session: Session, spec: TableSpec, on: tuple[ColumnSpec, ...], keys: list[tuple]) -> dict:
@@ -200,10 +232,12 @@ def _statement(insert, spec: TableSpec, on: tuple[ColumnSpec, ...], rows: list[d
         if not changed:  # a column set to its own stored value is MariaDB's "do nothing" on a duplicate
             return stmt.on_duplicate_key_update({on_names[0]: spec.table.c[on_names[0]]})
         return stmt.on_duplicate_key_update({name: stmt.inserted[name] for name in changed})
-    if not changed:
+    if ignore:
         return stmt.on_conflict_do_nothing(index_elements=[c.column for c in on])
+    # a merge updates the row it meets even when the body gives no other column (as PostgREST's
+    # ON CONFLICT DO UPDATE SET <key> = EXCLUDED.<key>): the row is locked and written all the same
     return stmt.on_conflict_do_update(index_elements=[c.column for c in on],
-                                      set_={name: stmt.excluded[name] for name in changed})
+                                      set_={name: stmt.excluded[name] for name in changed or on_names[:1]})
 
 
 def _in(on: tuple[ColumnSpec, ...], keys: list[tuple]):

@@ -43,7 +43,7 @@ def run_insert(session: Session, op: Insert, context: Context) -> Written:
 
 
 def run_upsert(session: Session, op: Upsert, context: Context) -> Written:
-    keys, inserted = upsert.upsert(session, op.table, op.on, list(op.rows), op.ignore)
+    keys, inserted = upsert.upsert(session, op.table, op.on, list(op.rows), op.ignore, op.defaults)
     changes = [Change(op.table.name, "insert" if key in inserted else "update", key) for key in keys]
     return _returned(session, op, context, Written(keys, count=len(keys), changes=changes))
 
@@ -62,7 +62,10 @@ def run_update(session: Session, op: Update, context: Context) -> Written:
         row = crud.update_row(session, spec, op.key, op.values, op.precondition)
         keys = [crud.changed_key(spec, op.key, op.values)]
         written = Written(keys, [row], 1)
-    else:
+    elif op.values and op.limit is None and not op.offset and session.get_bind().dialect.update_returning:
+        keys = crud.update_where(session, spec, where_clause(op.where), op.values)
+        written = Written(keys, count=len(keys))
+    else:  # MariaDB has no UPDATE ... RETURNING, and a limited update chooses its rows first
         keys = crud.update_keys(session, spec, _locked(session, op), op.values)
         written = Written(keys, count=len(keys))
     if op.values:

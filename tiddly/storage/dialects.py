@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import case, func, text
+from sqlalchemy import Table, case, column, func, literal, literal_column, null, text
+from sqlalchemy import table as literal_table
 from sqlalchemy.dialects.mysql import insert as mysql_insert
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -76,3 +77,33 @@ def advance_sequence(session: Session, table, column_name: str, value: int) -> N
         return
     table_name = bind.dialect.identifier_preparer.format_table(table)
     session.execute(_ADVANCE_PG_SEQUENCE, {"table": table_name, "column": column_name, "value": value})
+
+
+def insertion_order(dialect_name: str, table) -> list:
+    """What orders a read that asks for no order as the database keeps its rows: SQLite's rowid
+    (the order of insertion; a table without one, and a view, have none), MariaDB's primary key
+    (InnoDB keeps a table in it). Without it either reads a table through whichever index covers
+    the columns asked for, in that index's order. PostgreSQL reads its heap as it lies, with no
+    ORDER BY, as PostgREST's reads do."""
+    if dialect_name == "postgresql" or table.info.get("view") or not isinstance(table, Table):
+        return []
+    if dialect_name in ("mysql", "mariadb"):
+        return list(table.primary_key.columns)
+    if not table.dialect_options["sqlite"].get("with_rowid", True):
+        return []
+    return [literal_table(table.name, column("rowid"), schema=table.schema).c.rowid]
+
+
+def column_default(dialect_name: str, column):
+    """What writes a column's default inside an INSERT's values: a model's constant default;
+    else ``DEFAULT`` (PostgreSQL, MariaDB), or on SQLite, which has no such keyword there, the
+    default's own expression, or NULL."""
+    if column.default is not None and getattr(column.default, "is_scalar", False):
+        return literal(column.default.arg, column.type)
+    if dialect_name != "sqlite":
+        return literal_column("DEFAULT")
+    default = column.server_default
+    arg = getattr(default, "arg", None)
+    if arg is None:
+        return null()
+    return text(arg) if isinstance(arg, str) else arg

@@ -18,6 +18,7 @@ from sqlalchemy.exc import (
 )
 
 from tiddly.storage.errors import mysql_errno
+from tiddly.storage.expressions import json_contains, json_overlaps
 
 SQLITE_BUSY_TIMEOUT_S = 30
 # How a request's write scope begins where connections rest in autocommit. SQLite takes the write
@@ -269,6 +270,9 @@ def _sqlite_engines(url, home: StateHome | None) -> tuple[Engine, Engine]:
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA case_sensitive_like=ON")
         cursor.close()
+        # JSON containment as PostgreSQL's jsonb has it (storage/expressions.py)
+        dbapi_connection.create_function("tiddly_json_contains", 2, json_contains, deterministic=True)
+        dbapi_connection.create_function("tiddly_json_overlaps", 2, json_overlaps, deterministic=True)
 
     transactional = pooled.execution_options()
 

@@ -1,6 +1,8 @@
 """Driver errors -> Tiddly's typed errors, for every database, in one table."""
 from __future__ import annotations
 
+import re
+
 from sqlalchemy.exc import (
     DataError,
     DBAPIError,
@@ -48,6 +50,9 @@ def translate_error(exc: DBAPIError) -> Exception:
         return _integrity_error(exc)
     if isinstance(exc, DataError):
         return BadValue("a value does not fit its column in the database")
+    refused = _refused_operand(exc.orig)
+    if refused is not None:
+        return BadValue(refused)
     if _is_statement_timeout(exc.orig):
         return StatementTimeout("the query ran longer than the statement timeout and was cancelled; "
                                 "narrow it (a where, a smaller limit) or try again")
@@ -103,6 +108,25 @@ def unreachable(exc: DBAPIError) -> bool:
     return sqlstate is None or sqlstate.startswith("08") or sqlstate in _UNREACHABLE_SQLSTATES
 
 
+# An operand the database refuses (each database raises it its own way): a regular expression that
+# does not compile, a text search query or configuration PostgreSQL cannot read.
+_POSTGRESQL_OPERANDS = {"42704": "no such text search configuration", "42601": "a text search query that "
+                        "does not parse"}
+_MYSQL_REGEXP_ERROR = 1139
+_MYSQL_JSON_PATH_ERRORS = (4042, 4043, 3143)  # MariaDB's JSON path syntax errors, MySQL's
+
+
+def _refused_operand(orig) -> str | None:
+    sqlstate = getattr(orig, "sqlstate", None)
+    if sqlstate in _POSTGRESQL_OPERANDS and ("tsquery" in str(orig) or "text search" in str(orig)):
+        return f"the database cannot read the filter's value: {_POSTGRESQL_OPERANDS[sqlstate]}"
+    if mysql_errno(orig) == _MYSQL_REGEXP_ERROR or "user-defined function raised exception" in str(orig):
+        return "the database cannot read the filter's value: a regular expression that does not compile"
+    if mysql_errno(orig) in _MYSQL_JSON_PATH_ERRORS or str(orig).startswith("bad JSON path"):
+        return "the database cannot read the JSON path (a key with a quote, say)"
+    return None
+
+
 # PyMySQL raises a CHECK violation as an OperationalError; it is a 409 like any constraint.
 _MYSQL_CHECK_VIOLATIONS = (3819, 4025)  # MySQL, MariaDB
 
@@ -123,12 +147,47 @@ def _is_statement_timeout(orig) -> bool:
 def _integrity_error(exc: IntegrityError) -> ApiError:
     kind = _integrity_kind(exc.orig)
     if kind == "unique":
-        return UniqueViolation("a row with the same unique value already exists")
+        error = UniqueViolation("a row with the same unique value already exists")
+        error.clash = unique_clash(exc.orig)
+        return error
     if kind == "foreign_key":
         return ForeignKeyViolation("the change references a missing row, or a row that others still reference")
     if kind == "not_null":
         return Conflict("a required column was left empty", constraint="not_null")
     return Conflict("the change violates a database constraint")
+
+
+_PG_KEY = re.compile(r"Key \((.+)\)=\((.*)\) already exists\.", re.DOTALL)
+_MYSQL_DUPLICATE = re.compile(r"Duplicate entry '(.*)' for key '(.+)'", re.DOTALL)
+_SQLITE_UNIQUE = re.compile(r"UNIQUE constraint failed: (.+)")
+
+
+def unique_clash(orig) -> dict:
+    """What the database says of a unique violation, as far as it says: the constraint's name,
+    the key's columns (and table), their values as text. Kept apart from the error's details:
+    the columns may be ones the caller may not see, which whoever shows it must check."""
+    clash: dict = {}
+    diag = getattr(orig, "diag", None)  # psycopg
+    if diag is not None:
+        clash["constraint"] = diag.constraint_name
+        clash["table"] = diag.table_name
+        found = _PG_KEY.fullmatch(diag.message_detail or "")
+        if found:
+            clash["columns"] = [name.strip().strip('"') for name in found.group(1).split(",")]
+            clash["values"] = found.group(2)
+        return clash
+    message = str(getattr(orig, "args", ("", ""))[-1] if mysql_errno(orig) else orig)
+    found = _MYSQL_DUPLICATE.search(message)
+    if found:
+        clash["values"] = found.group(1)
+        clash["constraint"] = found.group(2).split(".")[-1]  # MySQL 8 writes table.key
+        return clash
+    found = _SQLITE_UNIQUE.search(message)
+    if found:
+        names = [item.strip().split(".", 1) for item in found.group(1).split(",")]
+        clash["table"] = names[0][0] if len(names[0]) == 2 else None
+        clash["columns"] = [parts[-1] for parts in names]
+    return clash
 
 
 def _integrity_kind(orig) -> str:

@@ -29,7 +29,7 @@ from tiddly.services.plan import (
     OrderTerm,
     Read,
 )
-from tiddly.services.query import MAX_OFFSET, OPERATORS
+from tiddly.services.query import MAX_OFFSET, OPERATORS, check_operand
 
 QUERY_KEYS = ("where", "orderby", "select", "limit", "offset", "count")
 PAGE_KEYS = ("after", "include", "group", "aggregate", "having", "distinct")
@@ -168,6 +168,8 @@ def _operand(op, col: ColumnSpec, value: Any, config: Config) -> Any:
         if not isinstance(value, list) or len(value) != 2:
             raise BadValue(f"'between' on '{col.name}' takes a list of two values", column=col.name)
         return [_scalar(col, item, allow_null=False) for item in value]
+    if op.accepts in ("structure", "range", "regex", "search"):
+        return check_operand(op, col, value)
     if op.accepts == "pattern":
         if col.kind != "string" or not isinstance(value, str):
             raise BadValue(f"'{op.name}' on '{col.name}' needs a text column and a string pattern",

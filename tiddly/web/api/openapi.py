@@ -173,6 +173,11 @@ def _operators(value: dict) -> dict:
         "pair": {"type": "array", "items": value, "minItems": 2, "maxItems": 2},
         "pattern": {"type": "string"},
         "is": {"enum": [None, True, False]},
+        "structure": {},
+        "range": {"type": "string"},
+        "regex": {"type": "string"},
+        "search": {"oneOf": [{"type": "string"},
+                             {"type": "array", "items": {"type": "string"}, "minItems": 2, "maxItems": 2}]},
     }
     return {"type": "object", "minProperties": 1, "additionalProperties": False,
             "properties": {op.name: {**shapes[_shape(op)], "description": op.doc} for op in OPERATORS.values()}}

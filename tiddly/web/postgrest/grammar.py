@@ -17,16 +17,11 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import Any, Iterable
 
-# Operators Tiddly runs; the rest of PostgREST's are read, then answered with PGRST127.
-OPERATORS = ("eq", "neq", "gt", "gte", "lt", "lte", "like", "ilike", "in", "is", "isdistinct")
-NOT_IMPLEMENTED = {
-    "match": "regular expressions", "imatch": "regular expressions",
-    "fts": "full-text search", "plfts": "full-text search", "phfts": "full-text search",
-    "wfts": "full-text search", "cs": "array and range operators", "cd": "array and range operators",
-    "ov": "array and range operators", "sl": "range operators", "sr": "range operators",
-    "nxr": "range operators", "nxl": "range operators", "adj": "range operators",
-}
-MODIFIABLE = ("eq", "neq", "gt", "gte", "lt", "lte", "like", "ilike")  # op(any) / op(all)
+# PostgREST's operators (plan.py maps each to the engine's, services/query.py OPERATORS)
+OPERATORS = ("eq", "neq", "gt", "gte", "lt", "lte", "like", "ilike", "in", "is", "isdistinct", "match", "imatch",
+             "cs", "cd", "ov", "sl", "sr", "nxr", "nxl", "adj", "fts", "plfts", "phfts", "wfts")
+MODIFIABLE = ("eq", "neq", "gt", "gte", "lt", "lte", "like", "ilike", "match", "imatch")  # op(any) / op(all)
+SEARCHES = ("fts", "plfts", "phfts", "wfts")  # op(configuration): a text search configuration
 IS_VALUES = ("null", "not_null", "true", "false", "unknown")
 EMBEDDABLE_KEYS = ("order", "limit", "offset", "or", "and")
 PREFER_VALUES = {
@@ -35,8 +30,10 @@ PREFER_VALUES = {
     "resolution": ("merge-duplicates", "ignore-duplicates"),
     "missing": ("default", "null"),
     "handling": ("lenient", "strict"),
+    "tx": ("commit", "rollback"),
 }
 _RANGE = re.compile(r"^\s*(\d{1,18})-(\d{0,18})\s*$")
+_BRACKETED = re.compile(r"\[[^\[\]]*\]$")
 
 
 class PostgrestError(Exception):
@@ -66,7 +63,7 @@ class Filter:
     op: str
     value: Any           # text; a list of texts for in and any/all; the is-value for is
     negate: bool = False
-    modifier: str | None = None  # "any" / "all"
+    modifier: str | None = None  # "any" / "all"; a text search configuration for fts and its kin
 
 
 @dataclass(frozen=True)
@@ -84,11 +81,31 @@ class Order:
     embed: str | None = None  # rel(col): the key of the to-one embed whose column orders the rows
 
 
+AGGREGATES = ("sum", "avg", "count", "max", "min")
+
+
+@dataclass(frozen=True)
+class Field:
+    """One item of ``select=`` that is no embed: ``alias:column->path::cast.aggregate()::cast``.
+    ``column`` is "*" for ``count()``; ``path`` holds ("->" or "->>", key) steps into a JSON column."""
+    key: str
+    column: str
+    path: tuple[tuple[str, str], ...] = ()
+    cast: str | None = None
+    aggregate: str | None = None
+    aggregate_cast: str | None = None
+
+    @property
+    def plain(self) -> bool:
+        """Just a column, under its own name."""
+        return self.key == self.column and not self.path and not self.cast and not self.aggregate
+
+
 @dataclass
 class Node:
     """One table of the request: the root, or an embedded resource of ``select=``."""
     star: bool = False
-    fields: list[tuple[str, str]] = field(default_factory=list)  # (output key, column)
+    fields: list[Field] = field(default_factory=list)
     embeds: list["Embed"] = field(default_factory=list)
     conditions: list = field(default_factory=list)  # Filter / Logic, ANDed
     order: list["Order"] | None = None
@@ -108,6 +125,7 @@ class Embed:
     node: Node
     exists: bool | None = None  # from ?rel=is.null / ?rel=not.is.null
     spread: bool = False        # ...rel(cols): its columns go into the parent row
+    link: Any = None            # the registry's RelationSpec it follows, once plan.resolve found it
 
     @property
     def renamed(self) -> bool:
@@ -226,6 +244,9 @@ def _parse_param(root: Node, key: str, value: str, max_depth: int) -> None:
             setattr(node, last, _count(last, value))
     else:
         node = _node_at(root, path[:-1])
+        # title[0]=ilike.*a*&title[1]=ilike.*b*: PostgREST reads a filter's key up to a bracket,
+        # so both filter title (react-admin's search of several words sends them so)
+        last = _BRACKETED.sub("", last) if last.endswith("]") and not last.startswith('"') else last
         embed = node.embed(last)
         condition = parse_filter(last, value)
         if embed is None:
@@ -276,10 +297,12 @@ def parse_filter(column: str, text: str, in_logic: bool = False) -> Filter:
     modifier = None
     if op.endswith(")") and "(" in op:
         op, _, modifier = op[:-1].partition("(")
-    if op in NOT_IMPLEMENTED:
-        raise not_implemented(f"the '{op}' operator ({NOT_IMPLEMENTED[op]}) is not supported")
     if op not in OPERATORS:
         raise parse_error("filter", text, f"unknown operator {op[:40]!r}; Tiddly runs {', '.join(OPERATORS)}")
+    if op in SEARCHES:
+        if modifier is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.]{0,62}", modifier):
+            raise parse_error("filter", text, "a text search configuration is a name, e.g. fts(english)")
+        return Filter(column, op, value, negate, modifier)
     if op == "in":
         return Filter(column, op, parse_list(value, "(", ")", text), negate)
     if op == "is":
@@ -288,8 +311,8 @@ def parse_filter(column: str, text: str, in_logic: bool = False) -> Filter:
         return Filter(column, op, value.lower(), negate)
     if modifier is not None:
         if modifier not in ("any", "all") or op not in MODIFIABLE:
-            raise parse_error("filter", text, f"unknown modifier ({modifier[:20]}); eq, neq, gt, gte, lt, lte, "
-                                              "like and ilike take (any) or (all)")
+            raise parse_error("filter", text, f"unknown modifier ({modifier[:20]}); {', '.join(MODIFIABLE)} "
+                                              "take (any) or (all), fts, plfts, phfts and wfts a configuration")
         return Filter(column, op, parse_list(value, "{", "}", text), negate, modifier)
     if in_logic and value.startswith('"'):
         value = unquote(value, "filter")
@@ -340,8 +363,6 @@ def parse_order(text: str) -> list[Order]:
     terms = []
     for term in split(text):
         term = term.strip()
-        if "->" in term:
-            raise not_implemented("JSON paths (->, ->>) are not supported")
         embed = None
         opening = _outside_quotes(term, "(")
         if opening >= 0:  # rel(col): a to-one embed's column
@@ -385,11 +406,16 @@ def parse_select(text: str, max_depth: int, depth: int = 0) -> Node:
             if not spread.endswith(")") or opening <= 0 or _alias(spread[:opening])[0] is not None:
                 raise parse_error("select parameter", text, "a spread is ...relation(columns), with no alias")
             node.embeds.append(replace(_embed(spread, text, max_depth, depth), spread=True))
-        elif item.endswith(")") and _outside_quotes(item, "(") > 0:
+        elif item.endswith(")") and _outside_quotes(item, "(") > 0 and not _AGGREGATE.search(item):
             node.embeds.append(_embed(item, text, max_depth, depth))
         else:
             node.fields.append(_field(item, text))
     return node
+
+
+# ``count()`` or ``.sum()`` (any aggregate) at the end of a select item, before an optional cast
+_AGGREGATE = re.compile(r"(?:^|[:.])(?:" + "|".join(AGGREGATES) + r")\(\)(?:::[A-Za-z0-9_ ]+)?$")
+_CAST = re.compile(r"[A-Za-z_][A-Za-z0-9_ ]*")
 
 
 def _alias(item: str) -> tuple[str | None, str]:
@@ -399,17 +425,67 @@ def _alias(item: str) -> tuple[str | None, str]:
     return unquote(item[:colon], "alias"), item[colon + 1:]
 
 
-def _field(item: str, text: str) -> tuple[str, str]:
+def _field(item: str, text: str) -> Field:
+    """``alias:column->key->>key::cast``, ``alias:column.sum()::cast`` or ``alias:count()::cast``."""
     alias, rest = _alias(item)
-    if "->" in rest:
-        raise not_implemented("JSON paths (->, ->>) are not supported")
-    if _outside_quotes(rest, ":") >= 0:
-        raise not_implemented("casts (col::type) are not supported")
-    name = unquote(rest, "select parameter")
-    if _outside_quotes(rest, ".") >= 0:
-        raise PostgrestError(400, "PGRST123", "Use of aggregate functions is not allowed",
-                             f"{rest.strip()[:60]!r} is not a column name; Tiddly's own API has 'aggregate'")
-    return alias or name, name
+    rest = rest.strip()
+    aggregate = aggregate_cast = None
+    match = re.search(r"(?:^|\.)(" + "|".join(AGGREGATES) + r")\(\)(?:::(.+))?$", rest)
+    if match and _outside_quotes(rest[:match.start()] + ".", ".") >= 0:
+        aggregate, aggregate_cast = match.group(1), _cast_name(match.group(2), text)
+        rest = rest[:match.start()] or "*"
+        if rest == "*" and aggregate != "count":
+            raise parse_error("select parameter", text, f"{aggregate}() takes a column: column.{aggregate}()")
+    cast = None
+    colons = _outside_quotes(rest, ":")
+    if colons >= 0:
+        if rest[colons:colons + 2] != "::":
+            raise parse_error("select parameter", text, f"cannot read {item[:60]!r}")
+        rest, cast = rest[:colons], _cast_name(rest[colons + 2:], text)
+    name, path = json_path(rest, text)
+    if _outside_quotes(name, ".") >= 0 or _outside_quotes(name, "(") >= 0 or _outside_quotes(name, ")") >= 0:
+        raise parse_error("select parameter", text, f"cannot read {item[:60]!r}")
+    name = unquote(name, "select parameter") if name != "*" else name
+    if name == "*" and (path or cast or aggregate != "count"):
+        raise parse_error("select parameter", text, f"cannot read {item[:60]!r}")
+    key = alias or aggregate or (path[-1][1] if path else name)
+    return Field(key, name, path, cast, aggregate, aggregate_cast)
+
+
+def _cast_name(text: str | None, whole: str) -> str | None:
+    if text is None:
+        return None
+    if not _CAST.fullmatch(text.strip()):
+        raise parse_error("select parameter", whole, f"cannot read the cast {text[:40]!r}")
+    return text.strip().lower()
+
+
+def json_path(text: str, whole: str) -> tuple[str, tuple[tuple[str, str], ...]]:
+    """``col->a->>b`` -> ("col", (("->", "a"), ("->>", "b"))); keys may be quoted."""
+    arrow = _outside_quotes(text, "-")
+    while arrow >= 0 and text[arrow + 1:arrow + 2] != ">":
+        following = _outside_quotes(text[arrow + 1:], "-")
+        arrow = -1 if following < 0 else arrow + 1 + following
+    if arrow < 0:
+        return text, ()
+    name, rest, path = text[:arrow], text[arrow:], []
+    while rest:
+        step = "->>" if rest.startswith("->>") else "->" if rest.startswith("->") else None
+        if step is None:
+            raise parse_error("select parameter", whole, f"cannot read the JSON path {text[:60]!r}")
+        rest = rest[len(step):]
+        if rest.startswith('"'):
+            key, rest = _quoted_prefix(rest, "JSON path")
+        else:
+            end = rest.find("->")
+            key, rest = (rest, "") if end < 0 else (rest[:end], rest[end:])
+            key = key.strip()
+        if not key or (step == "->>" and rest):
+            raise parse_error("select parameter", whole, f"cannot read the JSON path {text[:60]!r}")
+        path.append((step, key))
+    if not name.strip():
+        raise parse_error("select parameter", whole, f"cannot read the JSON path {text[:60]!r}")
+    return name.strip(), tuple(path)
 
 
 def _embed(item: str, text: str, max_depth: int, depth: int) -> "Embed":
@@ -418,9 +494,8 @@ def _embed(item: str, text: str, max_depth: int, depth: int) -> "Embed":
     alias, head = _alias(head)
     parts = split(head, "!")
     name = unquote(parts[0], "select parameter")
-    if _outside_quotes(parts[0], ".") >= 0 or (name == "count" and not inner.strip()):
-        raise PostgrestError(400, "PGRST123", "Use of aggregate functions is not allowed",
-                             f"{item[:60]!r}: Tiddly's own API has 'aggregate'")
+    if _outside_quotes(parts[0], ".") >= 0 or name == "count":
+        raise parse_error("select parameter", text, f"cannot read {item[:60]!r}")
     hint, inner_join = None, False
     for param in parts[1:]:
         param = param.strip()
@@ -469,8 +544,11 @@ def parse_range(header: str | None) -> tuple[int, int | None] | None:
 
 @dataclass(frozen=True)
 class Media:
-    kind: str                     # "json", "object" (one row) or "csv"
+    kind: str                     # "json", "object" (one row), "csv", "geojson" or "plan"
     strip_nulls: bool = False
+    plan_format: str = "text"     # a plan: "json" or "text"
+    plan_options: frozenset[str] = frozenset()  # a plan: EXPLAIN's options
+    plan_for: str = "application/json"          # a plan: the media type it is the plan of
 
 
 JSON_MEDIA = Media("json")
@@ -478,8 +556,11 @@ _MEDIA = {
     "*/*": "json", "application/*": "json", "application/json": "json",
     "application/vnd.pgrst.array+json": "json", "application/vnd.pgrst.array": "json",
     "application/vnd.pgrst.object+json": "object", "application/vnd.pgrst.object": "object",
-    "text/csv": "csv", "text/*": "csv",
+    "text/csv": "csv", "text/*": "csv", "application/geo+json": "geojson",
+    "application/vnd.pgrst.plan": "plan", "application/vnd.pgrst.plan+text": "plan",
+    "application/vnd.pgrst.plan+json": "plan",
 }
+PLAN_OPTIONS = ("analyze", "verbose", "settings", "buffers", "wal")
 
 
 def parse_accept(header: str | None) -> Media:
@@ -492,6 +573,20 @@ def parse_accept(header: str | None) -> Media:
         if options.get("q", "1").strip() in ("0", "0.0", "0.00", "0.000"):
             continue
         kind = _MEDIA.get(media.lower())
+        if kind == "plan":
+            return _plan_media(media.lower(), options, header)
         if kind is not None:
-            return Media(kind, options.get("nulls", "").strip() == "stripped" and kind != "csv")
+            return Media(kind, options.get("nulls", "").strip() == "stripped" and kind in ("json", "object"))
     raise PostgrestError(406, "PGRST107", f"None of these media types are available: {header[:200]}")
+
+
+def _plan_media(media: str, options: dict[str, str], header: str) -> Media:
+    """``application/vnd.pgrst.plan+json; for="application/json"; options=analyze|verbose``."""
+    wanted = frozenset(filter(None, options.get("options", "").strip().strip('"').split("|")))
+    target = options.get("for", "application/json").strip().strip('"')
+    if not wanted <= set(PLAN_OPTIONS) or target not in ("application/json", "text/csv",
+                                                          "application/vnd.pgrst.object+json"):
+        raise PostgrestError(406, "PGRST107", f"None of these media types are available: {header[:200]}",
+                             f"a plan's options are {'|'.join(PLAN_OPTIONS)}")
+    return Media("plan", plan_format="json" if media.endswith("+json") else "text", plan_options=wanted,
+                 plan_for=target)

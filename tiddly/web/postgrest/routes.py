@@ -21,7 +21,16 @@ from tiddly import jsonio
 from tiddly.errors import BadJson, BadQuery
 from tiddly.registry import Policy, TableSpec
 from tiddly.services import access, crud, export, upsert
-from tiddly.services.plan import Delete, Insert, Put, Read, Update, Upsert, Written
+from tiddly.services.plan import (
+    Delete,
+    Explain,
+    Insert,
+    Put,
+    Read,
+    Update,
+    Upsert,
+    Written,
+)
 from tiddly.web import conditional, guard
 from tiddly.web.body import raw_body
 from tiddly.web.postgrest import grammar, openapi, plan, render, rpc
@@ -88,6 +97,10 @@ def _table(gateway, table: str, view_of=None) -> Response:
         raise PostgrestError(400, "PGRST100", "Idempotency-Key is not read here",
                              "Idempotency keys belong to Tiddly's own API (docs/API.md), not to the PostgREST dialect")
     media = grammar.parse_accept(request.headers.get("Accept"))
+    if media.kind == "plan":
+        raise PostgrestError(406, "PGRST107", "None of these media types are available: "
+                                              f"{request.headers.get('Accept', '')[:200]}",
+                             "Tiddly explains reads (GET) only")
     prefer = _prefer()
     params = grammar.parse_params(request.args.items(multi=True), gateway.config.max_where_depth)
     plan.resolve(view, spec, params.root)
@@ -95,7 +108,8 @@ def _table(gateway, table: str, view_of=None) -> Response:
     operation, status = write(gateway, view, spec, params, prefer)
     return gateway.executor.execute(operation, g.principal,
                                     lambda written: _written(gateway, view, spec, params, prefer, media, written,
-                                                             status(written)))
+                                                             status(written)),
+                                    rollback=prefer.get("tx") == "rollback")
 
 
 def _options(allowed: list[str], why: str | None = None) -> Response | None:
@@ -116,7 +130,7 @@ def _read(gateway, view, spec: TableSpec) -> Response:
     environ = request.environ  # plain dict lookups: this path is the one GET by key takes
     _profile(environ.get("HTTP_ACCEPT_PROFILE"))
     media = grammar.parse_accept(environ.get("HTTP_ACCEPT"))
-    key = _by_key(spec, environ) if media.kind != "csv" else None
+    key = _by_key(spec, environ) if media.kind in ("json", "object") else None
     if key is not None:  # ?id=eq.5 and nothing else: the statement by key that GET /<table>/<pk> uses
         data = gateway.executor.execute(Read(spec, spec.readable, key=key), g.principal).rows
         return render.rows(data, media, 200, {"Content-Range": render.content_range(0, len(data), None)})
@@ -129,6 +143,11 @@ def _read(gateway, view, spec: TableSpec) -> Response:
     offset, limit = _page(params.root, gateway.config.max_limit)
     count = "count" in prefer
     read = plan.read(view, spec, params.root, gateway.config, limit, offset, count)
+    if count and prefer["count"] != "exact":
+        read = replace(read, estimate=prefer["count"])
+    if media.kind == "plan":
+        explained = gateway.executor.execute(Explain(read, media.plan_format, media.plan_options), g.principal)
+        return render.plan(explained, media)
     result = gateway.executor.execute(read, g.principal)
     data = _shaped(view, spec, params.root, result.rows)
     total = result.count
@@ -191,19 +210,28 @@ def _post(gateway, view, spec: TableSpec, params: Params, prefer: dict) -> Plann
     items = [payload] if isinstance(payload, dict) else payload
     if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
         raise PostgrestError(400, "PGRST102", "the body must be a JSON object or an array of objects")
-    items = _columns(spec, items, params.columns, prefer.get("missing") == "default")
+    missing_default = prefer.get("missing") == "default"
+    items = _columns(spec, items, params.columns, missing_default)
     returning = _returning(gateway, view, spec, params, prefer)
     if "resolution" in prefer and items:
         names = params.on_conflict.split(",") if params.on_conflict else [c.name for c in spec.primary_key]
         on = upsert.unique_key(spec, names)
-        rows = upsert.checked_rows(spec, on, items, gateway.config.max_bulk_rows)
-        operation = Upsert(spec, tuple(rows), on, prefer["resolution"] == "ignore-duplicates", returning)
-    elif isinstance(payload, dict):
-        operation = Insert(spec, (spec.values_for_write(items[0], insert=True),), returning=returning)
+        # a row without its key (the key left to its default) is a new row, as PostgreSQL inserts it
+        rows = upsert.checked_rows(spec, on, items, gateway.config.max_bulk_rows, keyless=missing_default)
+        merge = prefer["resolution"] == "merge-duplicates"
+        # with ?columns= and missing=default, a column a row leaves out takes its default, merged too
+        defaults = tuple(params.columns or ()) if missing_default else ()
+        operation = Upsert(spec, tuple(rows), on, not merge, returning, defaults)
+        # PostgREST: 201 when a row was inserted, 200 when a merge inserted none
+        return operation, lambda written: 201 if not merge or any(c.op == "insert" for c in written.changes) else 200
+    # A generated key may be named, as PostgreSQL's GENERATED BY DEFAULT lets PostgREST write it.
+    if isinstance(payload, dict):
+        operation = Insert(spec, (spec.values_for_write(items[0], insert=True, allow_pk=True),), returning=returning)
     else:
         if len(items) > gateway.config.max_bulk_rows:
             raise BadQuery(f"a bulk insert takes at most {gateway.config.max_bulk_rows} rows, got {len(items)}")
-        rows = tuple(crud.for_item(i, spec.values_for_write, item, insert=True) for i, item in enumerate(items))
+        rows = tuple(crud.for_item(i, spec.values_for_write, item, insert=True, allow_pk=True)
+                     for i, item in enumerate(items))
         operation = Insert(spec, rows, bulk=True, returning=returning)
     return operation, lambda written: 201
 
@@ -236,7 +264,7 @@ def _limits(spec: TableSpec, root: Node) -> tuple:
     """(order, limit, offset) of a PATCH or DELETE that changes only some of the rows it filters."""
     if root.limit is None and root.offset is None:
         return (), None, 0
-    return plan.order(spec, root), root.limit, root.offset or 0
+    return plan.order(spec, root, by_key=True), root.limit, root.offset or 0
 
 
 def _returning(gateway, view, spec: TableSpec, params: Params, prefer: dict) -> Read | None:
@@ -288,7 +316,7 @@ def _written(gateway, view, spec: TableSpec, params: Params, prefer: dict, media
                              f"The query affects {count} rows")
     headers = {"Content-Range": render.content_range(0, count, count if "count" in prefer else None)}
     applied = [f"{name}={prefer[name]}" for name in ("return", "count", "resolution", "missing", "handling",
-                                                      "max-affected") if name in prefer]
+                                                      "max-affected", "tx") if name in prefer]
     if applied:
         headers["Preference-Applied"] = ", ".join(applied)
     if prefer.get("return") == "representation":
@@ -297,7 +325,9 @@ def _written(gateway, view, spec: TableSpec, params: Params, prefer: dict, media
     if prefer.get("return") == "headers-only" and request.method == "POST" and count == 1:
         filters = "&".join(f"{quote(c.name)}=eq.{quote(str(v))}" for c, v in zip(spec.primary_key, written.keys[0]))
         headers["Location"] = f"/{quote(spec.name)}?{filters}"
-    return Response(status=status if status == 201 else 204, headers=headers)
+    # A POST answers its status with no body (PostgREST: 201, or 200 for a merge that inserted
+    # nothing); a PATCH, PUT or DELETE without the rows answers 204.
+    return Response(status=status if status == 201 or request.method == "POST" else 204, headers=headers)
 
 
 def _filtered(gateway, spec: TableSpec, root: Node, verb: str):
