@@ -297,6 +297,14 @@ class TableSpec:
     def __post_init__(self):
         object.__setattr__(self, "readable", tuple(c for c in self.columns.values() if c.readable))
 
+    def seeing(self, names) -> "TableSpec":
+        """This table as a key limited to the tables ``names`` sees it: its relations and links
+        lead only to those tables (through a junction among them)."""
+        return replace(self, relations={key: relation for key, relation in self.relations.items()
+                                        if relation.target in names},
+                       links=tuple(link for link in self.links if link.target in names and (
+                           link.junction is None or link.junction.name in names)))
+
     # -- names -------------------------------------------------------------
     def column(self, name: Any, purpose: str = "read") -> ColumnSpec:
         """The readable (or writable) column called ``name``, or a 400 naming it (a hidden
@@ -578,11 +586,7 @@ class Registry:
             found = self._views.get(names)
             if found is None:
                 found = self._views[names] = Registry._of({
-                    name: replace(spec, relations={key: relation for key, relation in spec.relations.items()
-                                                   if relation.target in names},
-                                  links=tuple(link for link in spec.links if link.target in names and (
-                                      link.junction is None or link.junction.name in names)))
-                    for name, spec in self.tables.items() if name in names})
+                    name: spec.seeing(names) for name, spec in self.tables.items() if name in names})
         return found
 
     def add_relations(self, mappers: Iterable) -> "Registry":

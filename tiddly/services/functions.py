@@ -270,7 +270,7 @@ def _computed(catalog: Catalog, registry: Registry, spec: TableSpec) -> Computed
         computed[function.name] = ColumnSpec(function.name, expression.label(function.name), Policy.READ_ONLY,
                                              _kind(sqltype), True, False)
     return ComputedSpec(spec.name, spec.table, spec.columns, spec.primary_key, spec.read_only, spec.relations,
-                        computed)
+                        spec.links, computed=computed)
 
 
 def _kind(sqltype) -> str:
@@ -295,7 +295,8 @@ def _related_rows(catalog: Catalog, parent: TableSpec, target: TableSpec, functi
     for c in parent.primary_key:
         specs[_PARENT + c.name] = replace(_repointed(c, bound.c[_PARENT + c.name]), name=_PARENT + c.name,
                                           policy=Policy.HIDDEN)
-    return TableSpec(target.name, bound, specs, (), read_only=True, relations=dict(target.relations))
+    return TableSpec(target.name, bound, specs, (), read_only=True, relations=dict(target.relations),
+                     links=target.links)
 
 
 # -- planning: the call's result as a relation ------------------------------------------------
@@ -312,7 +313,8 @@ def result_spec(catalog: Catalog, registry: Registry, function: Function, argume
         bound = _bound(sql, arguments, raw).columns(*columns).subquery(SOURCE)
         specs = {name: _repointed(spec, bound.c[name]) for name, spec in base.columns.items()}
         # No primary key: the rows come in the function's own order, as PostgREST answers them.
-        spec = TableSpec(base.name, bound, specs, (), read_only=True, relations=dict(base.relations))
+        spec = TableSpec(base.name, bound, specs, (), read_only=True, relations=dict(base.relations),
+                         links=base.links)
         return _computed(catalog, registry, spec) if isinstance(base, ComputedSpec) else spec
     shape = function.columns or ((function.name, function.returns),)
     table = Table(function.name, MetaData(), *(Column(name, _pg_type(type_name)) for name, type_name in shape))

@@ -85,7 +85,7 @@ def insertion_order(dialect_name: str, table) -> list:
     (InnoDB keeps a table in it). Without it either reads a table through whichever index covers
     the columns asked for, in that index's order. PostgreSQL reads its heap as it lies, with no
     ORDER BY, as PostgREST's reads do."""
-    if dialect_name == "postgresql" or table.info.get("view") or not isinstance(table, Table):
+    if dialect_name == "postgresql" or not isinstance(table, Table) or table.info.get("view"):
         return []
     if dialect_name in ("mysql", "mariadb"):
         return list(table.primary_key.columns)

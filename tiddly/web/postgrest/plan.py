@@ -263,6 +263,9 @@ def _link(view: Registry, spec: TableSpec, embed: Embed) -> RelationSpec:
     a hint is the constraint, a column of either side, or a many-to-many junction. A table that
     refers to itself has two links of one name: the name alone is the one-to-many one (its
     children), the column the many-to-one one (its parent)."""
+    computed = spec.relations.get(embed.relation)
+    if computed is not None and "/" in computed.target and embed.hint is None:
+        return computed  # a computed relationship (services/functions.py with_functions)
     found = [link for link in spec.links if _chosen(view, spec, link, embed.relation, embed.hint)]
     if len(found) == 1:
         return found[0]

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import difflib
 import threading
-from dataclasses import replace
 
 from flask import Response, g, request
 
@@ -241,7 +240,7 @@ def _call(gateway, view, served: Functions, function: Function, arguments: dict,
                     sql=call_sql(catalog, function, arguments, raw), unreadable=catalog.unreadable(function))
     spec = result_spec(catalog, served.registry, function, arguments, raw)
     # Its rows embed only what the caller may see (a key limited to some tables: relations among them).
-    spec = replace(spec, relations={key: r for key, r in spec.relations.items() if r.target in view.tables})
+    spec = spec.seeing(view.tables)
     return Call(function, arguments, tables, returning=_planner(gateway, view, root, prefer)(spec), raw=raw)
 
 
