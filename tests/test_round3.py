@@ -36,6 +36,25 @@ def test_no_request_leaves_a_table_unable_to_take_inserts(client):
     assert [row["id"] for row in ok(client.get("/dual"))["data"]] == [1, 5, 6]
 
 
+def test_no_insert_of_any_door_may_choose_a_key_at_the_end_of_its_type(client):
+    """Item 6, every insert: a POST (one row, a bulk array, /rest/v1, an upsert, a CSV import)
+    choosing the generated key at the end of its type would leave MariaDB's AUTO_INCREMENT (and
+    SQLite's rowid) there; nothing is stored, and the table still takes inserts."""
+    ok(client.post("/dual", json={"text": "first"}), 201)
+    far = {"id": HIGHEST_INT, "text": "last"}
+    assert client.post("/dual", json=far).status_code == 400  # Tiddly's API: a generated key is read-only
+    assert client.post("/dual", json=[{"text": "a"}, far]).status_code == 400
+    assert client.post("/dual", data=f"id,text\n{HIGHEST_INT},csv\n", headers={"Content-Type": "text/csv"}).status_code == 400
+    refused = client.post("/rest/v1/dual", json=[far])
+    assert refused.status_code == 400 and "TIDDLY_MAX_KEY_GAP" in refused.get_json()["message"]
+    upserted = client.post("/rest/v1/dual?on_conflict=id", json=[far],
+                           headers={"Prefer": "resolution=merge-duplicates"})
+    assert upserted.status_code == 400
+    assert [row["id"] for row in ok(client.get("/dual"))["data"]] == [1]
+    assert client.post("/rest/v1/dual", json=[{"id": 20, "text": "near"}]).status_code == 201
+    assert ok(client.post("/dual", json={"text": "after"}), 201)["id"] in (2, 21)
+
+
 def test_a_key_gap_is_a_setting(db_url):
     app = create_app(Config(database_url=db_url, max_key_gap=3))
     client = app.test_client()

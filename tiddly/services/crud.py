@@ -130,6 +130,14 @@ def changed_key(spec: TableSpec, pk: tuple, values: dict) -> tuple:
     return tuple(values.get(c.name, v) for c, v in zip(spec.primary_key, pk))
 
 
+def check_chosen_keys(session: Session, spec: TableSpec, rows, gap: int) -> None:
+    """Rows about to be inserted that choose their own generated key: see ``_check_key_gap``."""
+    auto = spec.table.autoincrement_column
+    chosen = [row[auto.name] for row in rows if auto is not None and isinstance(row.get(auto.name), int)]
+    if chosen:
+        _check_key_gap(session, spec, auto, max(chosen), gap)
+
+
 def _check_key_gap(session: Session, spec: TableSpec, column, chosen: int, gap: int) -> None:
     """A generated key a client chooses moves the database's generator past it (PostgreSQL's
     sequence, MariaDB's AUTO_INCREMENT), so one chosen near the end of its type would leave the

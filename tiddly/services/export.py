@@ -117,15 +117,23 @@ def parsed_rows(spec: TableSpec, lines: Iterable[bytes], fmt: str,
             raise _at_line(line, exc) from None
 
 
-def insert_parsed(session: Session, spec: TableSpec, rows: Iterable[tuple[int, dict]]) -> list[tuple]:
-    """Insert every parsed row, ``IMPORT_BATCH`` per statement; their primary keys."""
+def insert_parsed(session: Session, spec: TableSpec, rows: Iterable[tuple[int, dict]],
+                  max_key_gap: int | None = None) -> list[tuple]:
+    """Insert every parsed row, ``IMPORT_BATCH`` per statement; their primary keys. A batch's
+    generated keys chosen by the file lie at most ``max_key_gap`` above the table's highest."""
     keys, batch = [], []
     for item in rows:
         batch.append(item)
         if len(batch) >= IMPORT_BATCH:
-            keys += _insert_batch(session, spec, batch)
+            keys += _insert_checked(session, spec, batch, max_key_gap)
             batch = []
-    return keys + (_insert_batch(session, spec, batch) if batch else [])
+    return keys + (_insert_checked(session, spec, batch, max_key_gap) if batch else [])
+
+
+def _insert_checked(session: Session, spec: TableSpec, batch: list[tuple[int, dict]], max_key_gap: int | None):
+    if max_key_gap is not None:
+        crud.check_chosen_keys(session, spec, [values for _, values in batch], max_key_gap)
+    return _insert_batch(session, spec, batch)
 
 
 def bounded_lines(stream, limit: int) -> Iterator[bytes]:

@@ -30,6 +30,7 @@ from tiddly.services.query import order_clauses, where_clause
 
 def run_insert(session: Session, op: Insert, context: Context) -> Written:
     spec = op.table
+    crud.check_chosen_keys(session, spec, op.rows, context.config.max_key_gap)
     if op.bulk:
         keys = crud.insert_many(session, spec, list(op.rows))
         return _returned(session, op, context, Written(keys, count=len(keys), changes=_changes(spec.name, "insert", keys)))
@@ -43,6 +44,7 @@ def run_insert(session: Session, op: Insert, context: Context) -> Written:
 
 
 def run_upsert(session: Session, op: Upsert, context: Context) -> Written:
+    crud.check_chosen_keys(session, op.table, op.rows, context.config.max_key_gap)
     keys, inserted = upsert.upsert(session, op.table, op.on, list(op.rows), op.ignore, op.defaults)
     changes = [Change(op.table.name, "insert" if key in inserted else "update", key) for key in keys]
     return _returned(session, op, context, Written(keys, count=len(keys), changes=changes))
@@ -88,7 +90,7 @@ def run_delete(session: Session, op: Delete, context: Context) -> Written:
 
 
 def run_import(session: Session, op: Import, context: Context) -> Written:
-    keys = export.insert_parsed(session, op.table, op.rows)
+    keys = export.insert_parsed(session, op.table, op.rows, context.config.max_key_gap)
     return Written(keys, count=len(keys), changes=_changes(op.table.name, "insert", keys))
 
 
