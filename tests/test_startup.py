@@ -44,10 +44,11 @@ def _absent_database(name: str) -> str:
     ("oracle2://scott@host/db", ["unknown kind of database 'oracle2'"]),
     ("postgresql+psycopg2://u@localhost/db", ["'psycopg2' is not installed"]),
     ("sqlite:////nonexistent/dir/x.db", ["the directory /nonexistent/dir does not exist"]),
-    (f"postgres://tiddly@127.0.0.1:{free_port()}/db", ["nothing is listening at 127.0.0.1:"]),
-    (f"mysql://tiddly@127.0.0.1:{free_port()}/db", ["nothing is listening at 127.0.0.1:"]),
+    ("postgres://tiddly@127.0.0.1:{port}/db", ["nothing is listening at 127.0.0.1:"]),
+    ("mysql://tiddly@127.0.0.1:{port}/db", ["nothing is listening at 127.0.0.1:"]),
 ])
 def test_serve_names_what_is_wrong_with_the_database_url(url, phrases, tmp_path):
+    url = url.replace("{port}", str(free_port()))  # at run time: every xdist worker collects the same ids
     result = tiddly("serve", "--port", str(free_port()), "--database-url", url, cwd=tmp_path)
     assert_short_failure(result, *phrases)
     assert list(tmp_path.iterdir()) == []  # no tiddly.db made on the way
