@@ -7,19 +7,17 @@ however many messages it sent before (a pipeline is one). Requests are sent one 
 warm-up that lets every pooled connection prepare its statements, so the count is each workload's
 steady state: round trips per request, every connection of every worker included.
 
-    python bench/round_trips.py --db postgresql [--servers tiddly,reference,sandman2,restless]
-    (bench/run.py --db postgresql|mysql prints the same table after its timed rounds)
+    python bench/run.py --db postgresql --round-trips-only [--servers tiddly,reference,sandman2,restless]
+    (without --round-trips-only, bench/run.py prints the same table after its timed rounds)
 """
 from __future__ import annotations
 
-import argparse
 import socket
 import sys
 import threading
 import uuid
 from pathlib import Path
 
-from sqlalchemy import create_engine, inspect
 from sqlalchemy.engine import make_url
 
 HERE = Path(__file__).resolve().parent
@@ -149,29 +147,3 @@ def print_counts(counts: dict, workloads) -> None:
     for workload in workloads:
         cells = [f"{counts[k][workload]:>16.2f}" if workload in counts[k] else f"{'n/a':>16}" for k in kinds]
         print(f"{workload:<10}" + "".join(cells))
-
-
-def main() -> None:
-    import run as bench
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--db", choices=("postgresql", "mysql"), default="postgresql")
-    parser.add_argument("--database-url")
-    parser.add_argument("--servers", default=",".join(bench.DEFAULT_SERVERS))
-    parser.add_argument("--workloads", default=",".join(bench.WORKLOADS))
-    parser.add_argument("--http", choices=("granian", "gunicorn"), default="granian")
-    parser.add_argument("--before", metavar="PYTHON", help="as bench/run.py's --before")
-    args = parser.parse_args()
-    if args.before:
-        bench.BEFORE_PYTHON.append(args.before)
-        args.servers += ",before,before_reflect"
-    url = bench.database_url(args.db, args.database_url)
-    kinds = [s for s in bench.SERVERS if s in args.servers.split(",")]
-    workloads = [w for w in bench.WORKLOADS if w in args.workloads.split(",")]
-    engine = create_engine(url)
-    if not inspect(engine).has_table("users"):
-        bench.build_table(engine)
-    print_counts(count_all(bench, kinds, url, engine, workloads, 2, 4, args.http), workloads)
-
-
-if __name__ == "__main__":
-    main()

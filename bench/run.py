@@ -33,7 +33,7 @@ import time
 import uuid
 from pathlib import Path
 
-from sqlalchemy import create_engine, delete, func, insert, literal, select, text
+from sqlalchemy import create_engine, delete, func, insert, inspect, literal, select, text
 
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent)]
@@ -450,6 +450,8 @@ def main() -> None:
     parser.add_argument("--no-round-trips", action="store_true",
                         help="on PostgreSQL and MariaDB, skip counting each server's round trips per request "
                              "(bench/round_trips.py)")
+    parser.add_argument("--round-trips-only", action="store_true",
+                        help="count the round trips per request (PostgreSQL, MariaDB) and time nothing")
     parser.add_argument("--before", metavar="PYTHON",
                         help="also serve Tiddly with this interpreter's tiddly (the code before a change) as "
                              "'before' and 'before_reflect', for ratios taken in the same run")
@@ -457,6 +459,8 @@ def main() -> None:
     if args.before:
         BEFORE_PYTHON.append(args.before)
         args.servers += ",before,before_reflect"
+    if args.round_trips_only:
+        return count_round_trips_only(args)
     if not shutil.which("wrk"):
         sys.exit("wrk is needed: apt-get install -y wrk (see bench/README.md)")
     workloads = [w for w in WORKLOADS if w in args.workloads.split(",")]
@@ -549,6 +553,20 @@ def run_scale(engine, url: str, worker_counts: list[int], args, tag: str) -> dic
         finally:
             server.stop()
     return result
+
+
+def count_round_trips_only(args) -> None:
+    import round_trips
+    if args.db == "sqlite":
+        sys.exit("--round-trips-only counts a server database's round trips: --db postgresql or mysql")
+    servers = [s for s in SERVERS if s in args.servers.split(",")]
+    workloads = [w for w in WORKLOADS if w in args.workloads.split(",")]
+    url = database_url(args.db, args.database_url)
+    engine = create_engine(url)
+    if not inspect(engine).has_table("users"):
+        build_table(engine)
+    round_trips.print_counts(round_trips.count_all(sys.modules[__name__], servers, url, engine, workloads,
+                                                   args.workers, args.threads, args.http), workloads)
 
 
 if __name__ == "__main__":

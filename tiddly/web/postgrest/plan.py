@@ -532,3 +532,10 @@ def output_keys(registry: Registry, spec: TableSpec, node: Node) -> list[str]:
 
 def _empty(node: Node) -> bool:
     return not node.star and not node.fields and not node.embeds
+
+
+def shaped(view, spec: TableSpec, root: Node, data: list[dict]) -> list[dict]:
+    """The rows as the select shapes them (aliases, casts, spreads...), when it does."""
+    if needs_projection(root):
+        return project(view, spec, root, data)
+    return data

@@ -33,13 +33,12 @@ from tiddly.services.plan import (
 )
 from tiddly.web import conditional, guard
 from tiddly.web.body import raw_body
-from tiddly.web.postgrest import grammar, openapi, plan, render, rpc
+from tiddly.web.postgrest import asked, grammar, openapi, plan, render, rpc
 from tiddly.web.postgrest.grammar import Filter, Media, Node, Params, PostgrestError
 
 BLUEPRINT = "postgrest"
 METHODS = ["GET", "HEAD", "POST", "PATCH", "PUT", "DELETE"]
 ROOT_METHODS = ["GET", "HEAD"]
-SCHEMA = "public"  # the one schema name clients may ask for (Accept-Profile / Content-Profile)
 DIALECT = guard.Dialect(
     key_header="apikey",
     request_headers=", apikey, Prefer, Range, Range-Unit, Accept-Profile, Content-Profile, X-Client-Info, "
@@ -75,7 +74,7 @@ def install(app: Flask, gateway) -> None:
 def _root(gateway) -> Response:
     if (options := _options(ROOT_METHODS)) is not None:
         return options
-    _profile(request.headers.get("Accept-Profile"))
+    asked.profile(request.headers.get("Accept-Profile"))
     document = openapi.document(gateway.view(g.principal), gateway.config.postgrest_path.rstrip("/"))
     return Response(jsonio.dumps(document), content_type="application/openapi+json; charset=utf-8")
 
@@ -92,7 +91,7 @@ def _table(gateway, table: str, view_of=None) -> Response:
     allowed = [verb for verb in METHODS if verb in ("GET", "HEAD") or verb in spec.verbs]
     if (options := _options(allowed, None if "POST" in allowed else f"the table '{table}' is read-only")):
         return options
-    _profile(request.headers.get("Content-Profile"))
+    asked.profile(request.headers.get("Content-Profile"))
     if "Idempotency-Key" in request.headers:
         raise PostgrestError(400, "PGRST100", "Idempotency-Key is not read here",
                              "Idempotency keys belong to Tiddly's own API (docs/API.md), not to the PostgREST dialect")
@@ -101,7 +100,7 @@ def _table(gateway, table: str, view_of=None) -> Response:
         raise PostgrestError(406, "PGRST107", "None of these media types are available: "
                                               f"{request.headers.get('Accept', '')[:200]}",
                              "Tiddly explains reads (GET) only")
-    prefer = _prefer()
+    prefer = asked.prefer()
     params = grammar.parse_params(request.args.items(multi=True), gateway.config.max_where_depth)
     plan.resolve(view, spec, params.root)
     write = {"POST": _post, "PATCH": _patch, "PUT": _put, "DELETE": _delete}[request.method]
@@ -128,19 +127,19 @@ def _options(allowed: list[str], why: str | None = None) -> Response | None:
 
 def _read(gateway, view, spec: TableSpec) -> Response:
     environ = request.environ  # plain dict lookups: this path is the one GET by key takes
-    _profile(environ.get("HTTP_ACCEPT_PROFILE"))
+    asked.profile(environ.get("HTTP_ACCEPT_PROFILE"))
     media = grammar.parse_accept(environ.get("HTTP_ACCEPT"))
     key = _by_key(spec, environ) if media.kind in ("json", "object") else None
     if key is not None:  # ?id=eq.5 and nothing else: the statement by key that GET /<table>/<pk> uses
         data = gateway.executor.execute(Read(spec, spec.readable, key=key), g.principal).rows
         return render.rows(data, media, 200, {"Content-Range": render.content_range(0, len(data), None)})
-    prefer = _prefer()
+    prefer = asked.prefer()
     params = grammar.parse_params(request.args.items(multi=True), gateway.config.max_where_depth)
     if params.columns is not None or params.on_conflict is not None:
         raise grammar.parse_error("parameter", "columns" if params.columns else "on_conflict",
                                   "'columns' and 'on_conflict' apply to writes")
     plan.resolve(view, spec, params.root)
-    offset, limit = _page(params.root, gateway.config.max_limit)
+    offset, limit = asked.page(params.root, gateway.config.max_limit)
     count = "count" in prefer
     read = plan.read(view, spec, params.root, gateway.config, limit, offset, count)
     if count and prefer["count"] != "exact":
@@ -149,7 +148,7 @@ def _read(gateway, view, spec: TableSpec) -> Response:
         explained = gateway.executor.execute(Explain(read, media.plan_format, media.plan_options), g.principal)
         return render.plan(explained, media)
     result = gateway.executor.execute(read, g.principal)
-    data = _shaped(view, spec, params.root, result.rows)
+    data = plan.shaped(view, spec, params.root, result.rows)
     total = result.count
     status = 200
     if total is not None and offset > total:
@@ -176,26 +175,6 @@ def _by_key(spec: TableSpec, environ: dict) -> tuple | None:
         return None
     text = unquote_plus(value[3:]) if "%" in value or "+" in value else value[3:]
     return (col.coerce(col.parse_text(text)),)
-
-
-def _page(root: Node, max_limit: int) -> tuple[int, int]:
-    """(offset, limit) from ``offset``/``limit`` and the Range header (their overlap), capped
-    at the largest page Tiddly serves, as PostgREST's db-max-rows caps it."""
-    offset = root.offset or 0
-    end = offset + root.limit - 1 if root.limit is not None else None
-    wanted = grammar.parse_range(request.headers.get("Range")) if request.method in ("GET", "HEAD") else None
-    if wanted is not None:
-        low, high = wanted
-        offset = max(offset, low)
-        end = high if end is None else (end if high is None else min(end, high))
-    limit = max_limit if end is None else max(0, end - offset + 1)
-    return offset, min(limit, max_limit)
-
-
-def _shaped(view, spec: TableSpec, root: Node, data: list[dict]) -> list[dict]:
-    if plan.needs_projection(root):
-        return plan.project(view, spec, root, data)
-    return data
 
 
 # -- writes ------------------------------------------------------------------------------
@@ -321,7 +300,7 @@ def _written(gateway, view, spec: TableSpec, params: Params, prefer: dict, media
         headers["Preference-Applied"] = ", ".join(applied)
     if prefer.get("return") == "representation":
         node = replace(params.root, conditions=[], order=None, limit=None, offset=None)
-        return render.rows(_shaped(view, spec, node, written.rows), media, status, headers)
+        return render.rows(plan.shaped(view, spec, node, written.rows), media, status, headers)
     if prefer.get("return") == "headers-only" and request.method == "POST" and count == 1:
         filters = "&".join(f"{quote(c.name)}=eq.{quote(str(v))}" for c, v in zip(spec.primary_key, written.keys[0]))
         headers["Location"] = f"/{quote(spec.name)}?{filters}"
@@ -397,20 +376,3 @@ def _json_body(accepted: str = "application/json"):
         return jsonio.loads(raw)
     except BadJson as exc:
         raise PostgrestError(400, "PGRST102", "Empty or invalid json", exc.message) from None
-
-
-# -- headers and access -------------------------------------------------------------------
-
-def _profile(name: str | None) -> None:
-    """Accept-Profile (reads) or Content-Profile (writes): the one schema there is, or a 406."""
-    if name is not None and name != SCHEMA:
-        raise PostgrestError(406, "PGRST106", f"Invalid schema: {name[:60]}",
-                             hint=f"Only the following schemas are exposed: {SCHEMA}")
-
-
-def _prefer() -> dict[str, str]:
-    known, other = grammar.parse_prefer(request.headers.getlist("Prefer"))
-    if known.get("handling") == "strict" and other:
-        raise PostgrestError(400, "PGRST122", "Invalid preferences given with handling=strict",
-                             f"Invalid preferences: {', '.join(other)}")
-    return known

@@ -32,7 +32,7 @@ from tiddly.services.functions import (
 )
 from tiddly.storage.functions import Function
 from tiddly.web.body import raw_body
-from tiddly.web.postgrest import grammar, plan, render, routes
+from tiddly.web.postgrest import asked, grammar, plan, render
 from tiddly.web.postgrest.grammar import Media, Node, PostgrestError
 
 METHODS = ["GET", "HEAD", "POST"]
@@ -85,9 +85,9 @@ def respond(gateway, served: Functions, name: str) -> Response:
                              headers={"Allow": ", ".join(METHODS)})
     catalog = served.catalog
     post = request.method == "POST"
-    routes._profile(request.headers.get("Content-Profile" if post else "Accept-Profile"))
+    asked.profile(request.headers.get("Content-Profile" if post else "Accept-Profile"))
     media = grammar.parse_accept(request.headers.get("Accept"))
-    prefer = routes._prefer()
+    prefer = asked.prefer()
     overloads = catalog.overloads(name)
     body = raw_body() if post else b""
     arguments, raw, rest = _body_arguments(body) if post else _arguments(overloads)
@@ -159,7 +159,7 @@ def choose(catalog: Catalog, name: str, overloads: tuple[Function, ...], argumen
     if len(found) == 1:
         return found[0]
     if found:
-        listed = [f"{routes.SCHEMA}.{f.name}({_signature(f)})"
+        listed = [f"{asked.SCHEMA}.{f.name}({_signature(f)})"
                   for f in sorted(found, key=lambda f: (len(f.parameters), _signature(f)))]
         raise PostgrestError(300, "PGRST203", "Could not choose the best candidate function between: "
                              + ", ".join(listed), None, AMBIGUOUS_HINT)
@@ -193,7 +193,7 @@ def _takes_body(function: Function, post: bool) -> bool:
 
 
 def _not_found(catalog: Catalog, name: str, overloads: list[Function], keys: list[str], post: bool) -> PostgrestError:
-    qualified = f"{routes.SCHEMA}.{name[:60]}"
+    qualified = f"{asked.SCHEMA}.{name[:60]}"
     listed = " without parameters" if not keys else \
         f" with parameter{'s' if len(keys) > 1 else ''} {', '.join(keys)}"
     raw = post and (request.mimetype or "application/json") in ("text/plain", "text/xml", "application/octet-stream")
@@ -215,7 +215,7 @@ def _not_found(catalog: Catalog, name: str, overloads: list[Function], keys: lis
 def _hint(catalog: Catalog, name: str, overloads: list[Function], keys: list[str]) -> str | None:
     """PostgREST's "Perhaps you meant": the closest parameter list of the same function, else the
     closest name among the others."""
-    prefix = f"Perhaps you meant to call the function {routes.SCHEMA}."
+    prefix = f"Perhaps you meant to call the function {asked.SCHEMA}."
     if overloads:
         lists = [", ".join(p.name or "" for p in f.parameters) for f in overloads]
         close = difflib.get_close_matches(", ".join(keys), lists, n=1, cutoff=0.0)
@@ -248,7 +248,7 @@ def _planner(gateway, view, root: Node, prefer: dict):
     """How the rows of the call are read once their table is known: ``select``, filters, order, page."""
     def planned(spec: TableSpec):
         plan.resolve(view, spec, root)
-        offset, limit = routes._page(root, gateway.config.max_limit)
+        offset, limit = asked.page(root, gateway.config.max_limit)
         read = plan.read(view, spec, root, gateway.config, limit, offset, "count" in prefer)
         limits.check(read, gateway.config)
         return read
@@ -272,7 +272,7 @@ def _answer(view, root: Node, called: Called, media: Media, prefer: dict) -> Res
     if most is not None and len(rows) > int(most):
         raise PostgrestError(400, "PGRST124", "Query result exceeds max-affected preference constraint",
                              f"The query affects {len(rows)} rows")
-    rows = routes._shaped(view, called.table, root, rows)
+    rows = plan.shaped(view, called.table, root, rows)
     if called.kind == "row" and media.kind == "json":  # one row, or none: an object, or null
         body = rows[0] if rows else None
         return Response(jsonio.dumps(body), 200, content_type=render.JSON_TYPE, headers=headers)
