@@ -14,6 +14,7 @@ from contextlib import contextmanager
 
 import httpx
 import pytest
+import requests
 from postgrest import APIError, CountMethod, SyncPostgrestClient
 from sqlalchemy import (
     Column,
@@ -260,6 +261,20 @@ def test_a_call_that_writes_runs_on_the_write_path_and_its_hooks_see_it(served):
     seen.clear()
     assert rest.rpc("rpc_add", {"a": 1, "b": 1}).execute().data == 2
     assert seen == []  # a call that cannot write changes nothing
+
+
+def test_a_call_that_writes_with_tx_rollback_answers_and_keeps_nothing(served):
+    """postgrest-js's own suite: POST /rpc/<fn> with Prefer: tx=rollback answered and committed."""
+    if _dialect(served) == "sqlite":
+        pytest.skip("SQLite stores no functions")
+    seen = []
+    served.gateway.executor.on_changes(after_commit=seen.append)
+    answer = requests.post(served.url + "/rpc/rpc_rename", json={"person": 3, "new_name": "Bo"},
+                           headers={"Prefer": "tx=rollback"}, timeout=30)
+    assert answer.status_code == 200 and "tx=rollback" in answer.headers["Preference-Applied"]
+    body = answer.json()
+    assert (body[0] if isinstance(body, list) else body) == {"id": 3, "name": "Bo"}
+    assert _names(served.client()) == ["Ann", "Anna", "Bob"] and seen == []
 
 
 # -- who may call what -----------------------------------------------------------------------------

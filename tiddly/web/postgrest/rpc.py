@@ -99,7 +99,8 @@ def respond(gateway, served: Functions, name: str) -> Response:
     try:
         call = _call(gateway, view, served, function, arguments, raw, root, prefer)
         return gateway.executor.execute(call, g.principal,
-                                        lambda called: _answer(view, root, called, media, prefer))
+                                        lambda called: _answer(view, root, called, media, prefer),
+                                        rollback=prefer.get("tx") == "rollback")
     except FunctionFailed as exc:
         raise PostgrestError(exc.status, exc.sqlstate or "P0001", exc.message, exc.detail, exc.hint) from None
     except UnknownColumn as exc:  # a POST here reads: not a written body's unknown key (PGRST204)
@@ -260,8 +261,9 @@ def _planner(gateway, view, root: Node, prefer: dict):
 def _answer(view, root: Node, called: Called, media: Media, prefer: dict) -> Response:
     """In the call's transaction: an error here (max-affected) undoes what the call wrote."""
     headers = {}
-    if "count" in prefer:
-        headers["Preference-Applied"] = f"count={prefer['count']}"
+    applied = [f"{name}={prefer[name]}" for name in ("count", "handling", "max-affected", "tx") if name in prefer]
+    if applied:
+        headers["Preference-Applied"] = ", ".join(applied)
     if called.kind == "none":
         return Response(status=204, headers=headers)
     if called.kind == "value":
