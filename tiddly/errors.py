@@ -153,6 +153,16 @@ class UnsupportedMediaType(ApiError):
     doc = "The request has a body that is not JSON (Content-Type: application/json)."
 
 
+class KeyChanged(ApiError):
+    status, code = 503, "key_changed"
+    doc = ("The API key's scope or tables were changed in the database while the request ran; nothing was "
+           "done or answered with the old ones. Send the request again.")
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": "0"}
+
+
 class DatabaseUnavailable(ApiError):
     status, code = 503, "database_unavailable"
     doc = ("The database cannot be reached right now, or cannot store anything: `details.cause` is `disk_full`, "

@@ -52,6 +52,7 @@ class Gateway:
     executor: Executor
     table_handlers: dict[tuple[str, str], Callable] = field(default_factory=dict)
     dialects: dict[str, Dialect] = field(default_factory=dict)
+    known_keys: auth.KnownKeys = field(default_factory=auth.KnownKeys)  # this worker's, see auth.KnownKeys
     _cursor_key: bytes | None = None
 
     def view(self, principal) -> Registry:

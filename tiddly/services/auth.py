@@ -25,7 +25,7 @@ from typing import Any
 from sqlalchemy import bindparam, delete, exists, insert, select, update
 from sqlalchemy.orm import Session
 
-from tiddly.errors import BadValue, NotFound, Unauthorized
+from tiddly.errors import BadValue, KeyChanged, NotFound, Unauthorized
 from tiddly.models import ApiKey, LoginToken
 from tiddly.passwords import hash_password, verify_password
 from tiddly.registry import TableSpec
@@ -48,6 +48,9 @@ class Principal:
     # Read-your-writes: the name its writes are recorded under, and where its last write is
     # (``Database.identify``, read in the key check); ``Database.session(writer=...)`` takes it.
     writer: Writer | None = field(default=None, compare=False, repr=False)
+    # A key the worker knew, taken before its check came back: the check travels with the
+    # request's first statement and ``confirm`` holds the answer until it is back and agrees.
+    unconfirmed: "Unconfirmed | None" = field(default=None, compare=False, repr=False)
 
     def allows(self, scope: str) -> bool:
         return SCOPES.index(self.scope) >= SCOPES.index(scope)
@@ -120,13 +123,15 @@ def _any_active_key(db: Database) -> tuple[bool, Writer]:
 # -- who is asking -------------------------------------------------------------
 
 def authenticate(db: Database, authorization: str | None, open_allowed: bool,
-                 users: TableSpec | None = None) -> Principal:
+                 users: TableSpec | None = None, known: "KnownKeys | None" = None) -> Principal:
     """The principal behind an ``Authorization`` header, or a 401.
 
     Without a header the request runs in open mode, but only while no active key
     exists and the gateway may be open (bound to loopback, or ``--insecure``).
     ``users`` is the exposed user table login tokens belong to (None: no logins).
-    One lookup in the database on every call: a key revoked a moment ago fails now."""
+    One lookup in the database on every call: a key revoked a moment ago fails now.
+    With ``known`` (PostgreSQL, see ``KnownKeys``) the lookup of a key this worker has seen
+    travels with the request's first statement instead, and ``confirm`` waits for it."""
     if not authorization:
         active, writer = _any_active_key(db)
         if active:
@@ -138,6 +143,8 @@ def authenticate(db: Database, authorization: str | None, open_allowed: bool,
     secret = _bearer(authorization)
     if secret.startswith(TOKEN_PREFIX) and users is not None:
         return _login_principal(db, users, secret)
+    if known is not None and db.defers_reads:
+        return known.principal(db, secret)
     return _key_principal(db, secret)
 
 
@@ -165,6 +172,65 @@ def _key_principal(db: Database, secret: str) -> Principal:
         raise Unauthorized("the API key is unknown or revoked")
     name, _, scope, tables, _ = row
     return Principal("key", name, scope, frozenset(tables.split(",")) if tables is not None else None, writer)
+
+
+class KnownKeys:
+    """The keys a worker has checked, by hash, so that the next request with one need not wait
+    for its check before it plans: the check is owed (``Database.owed_read``), sent with the
+    request's first statement, one round trip for both, and ``confirm`` holds every answer and
+    every commit until it is back. A key first seen is checked at once, as without this."""
+
+    LIMIT = 10_000  # keys remembered per worker; past it the oldest is forgotten
+
+    def __init__(self):
+        self._principals: dict[str, Principal] = {}
+
+    def principal(self, db: Database, secret: str) -> Principal:
+        wanted = digest(secret)
+        seen = self._principals.get(wanted)
+        if seen is None:
+            seen = self._remember(wanted, _key_principal(db, secret))
+            return seen
+        return replace(seen, unconfirmed=Unconfirmed(self, wanted, db.owed_read(_KEY_BY_HASH, {"wanted": wanted})))
+
+    def _remember(self, wanted: str, principal: Principal) -> Principal:
+        if len(self._principals) >= self.LIMIT:
+            self._principals.pop(next(iter(self._principals)), None)
+        self._principals[wanted] = principal
+        return principal
+
+    def forget(self, wanted: str) -> None:
+        self._principals.pop(wanted, None)
+
+
+@dataclass(eq=False)
+class Unconfirmed:
+    """A known key's check, on its way with the request's first statement."""
+    keys: KnownKeys
+    wanted: str
+    owed: Any  # storage's OwedRead
+    confirmed: bool = False
+
+
+def confirm(db: Database, principal: Principal) -> None:
+    """Before anything is answered or committed for ``principal``: its key check agrees with
+    what the request was planned with. A key revoked meanwhile is a 401 (nothing answered,
+    nothing committed); one whose scope or tables were changed in the database a 503 to send
+    again (the request was planned with the old ones)."""
+    pending = principal.unconfirmed
+    if pending is None or pending.confirmed:
+        return
+    row = db.settle(pending.owed)
+    if row is None or not hmac.compare_digest(row[1], pending.wanted) or row[4]:
+        pending.keys.forget(pending.wanted)
+        raise Unauthorized("the API key is unknown or revoked")
+    name, _, scope, tables, _ = row
+    if (name, scope, frozenset(tables.split(",")) if tables is not None else None) != \
+            (principal.name, principal.scope, principal.tables):
+        pending.keys.forget(pending.wanted)
+        raise KeyChanged("the API key's scope or tables changed while this request ran; nothing was "
+                         "done: send it again")
+    pending.confirmed = True
 
 
 def _login_principal(db: Database, users: TableSpec, secret: str) -> Principal:

@@ -22,7 +22,7 @@ from typing import Any, Callable, Iterable, Iterator
 from sqlalchemy.orm import Session
 
 from tiddly.config import Config
-from tiddly.services import access, idempotency, limits, reads, writes
+from tiddly.services import access, auth, idempotency, limits, reads, writes
 from tiddly.services.auth import Principal
 from tiddly.services.plan import Change, Context, Explain, Read
 from tiddly.storage import Database, Deadlock
@@ -84,8 +84,9 @@ class Executor:
         limits.check(operation, self.config)
         runner = self._runners[type(operation)]
         if not operation.writes:
-            with self.db.session(writer=principal.writer) as session:  # a replica that has its writes
+            with self.db.session(writer=principal.writer, owed=_owed(principal)) as session:  # a replica with its writes
                 result = runner(session, operation, self._context())
+                auth.confirm(self.db, principal)
                 return render(result) if render is not None else result
         if idempotent is not None:
             self._purge_expired_keys()
@@ -116,9 +117,10 @@ class Executor:
         limits.check(operation, self.config)
         scope = ExitStack()
         try:
-            session = scope.enter_context(self.db.session(snapshot=True))
+            session = scope.enter_context(self.db.session(snapshot=True, owed=_owed(principal)))
             produced = iter(chunks(session))
             first = next(produced, None)
+            auth.confirm(self.db, principal)
         except BaseException:
             scope.close()
             raise
@@ -127,13 +129,15 @@ class Executor:
     def _write(self, runner, operation, principal: Principal, render, idempotent: Idempotent | None,
                rollback: bool = False) -> tuple[Any, list[Change]]:
         try:
-            with self.db.session(write=True, writer=principal.writer) as session:
+            with self.db.session(write=True, writer=principal.writer, owed=_owed(principal)) as session:
                 if idempotent is not None:
                     stored = idempotency.claim(session, idempotent.key, idempotent.fingerprint,
                                                self.config.idempotency_ttl_s)
                     if stored is not None:
+                        auth.confirm(self.db, principal)
                         return Answer(stored.status, stored.body, replayed=True), []
                 written = runner(session, operation, self._context())
+                auth.confirm(self.db, principal)  # before anything commits
                 answer = render(written) if render is not None else written
                 if rollback:
                     raise _Undone(answer)  # the session scope rolls the write back
@@ -155,6 +159,12 @@ class Executor:
         if expired:
             with self.db.session(write=True) as session:
                 idempotency.delete_expired(session, expired)
+
+
+def _owed(principal: Principal):
+    """The key check a known key's request owes: sent with the scope's first statement (auth.KnownKeys)."""
+    pending = principal.unconfirmed
+    return pending.owed if pending is not None and not pending.confirmed else None
 
 
 def _read(session: Session, read: Read, context: Context):

@@ -38,8 +38,10 @@ from tiddly.storage.engines import (
 )
 from tiddly.storage.errors import quietly, translate_error, unreachable
 from tiddly.storage.pipeline import (
+    OwedRead,
     begin_with_first_statement,
     forget_begin,
+    read_with_first_statement,
     send_begin_with_first_statement,
 )
 from tiddly.storage.replicas import (
@@ -138,14 +140,18 @@ class Database:
 
     @contextmanager
     def session(self, write: bool = False, writer: Writer | None = None, latest: bool = False,
-                snapshot: bool = False) -> Iterator[Session]:
+                snapshot: bool = False, owed: OwedRead | None = None) -> Iterator[Session]:
         """The request boundary. ``write``: on the primary, committed at the end; the scope exits
         only once its work is durably committed (on SQLite, its group's COMMIT: ``groups.py``),
         then runs the callbacks registered with ``committed.after_commit``. A read goes to a
         replica that has replayed ``writer``'s last write, within the lag bound, and to the primary
         when none has or when ``latest`` (the read must see every committed write). ``snapshot``:
         a read in one transaction on the primary (a streamed export: PostgreSQL's server-side
-        cursors live in one), where other reads run each statement on its own."""
+        cursors live in one), where other reads run each statement on its own. ``owed``: a read
+        sent with the scope's first statement (``owed_read``), on the primary."""
+        if owed is not None and (snapshot or not self.defers_reads):  # a server-side cursor takes no pipeline
+            self.settle(owed)
+            owed = None
         if write:
             grouped = self._writers.session(self._write_engine, self._begin) if self._writers else None
             if grouped is not None:  # SQLite: group commit
@@ -155,7 +161,7 @@ class Database:
                 return
             with self._writers.turn() if self._writers else nullcontext():
                 with self._scope(self._write_engine, self._begin, commit=True,
-                                 writer=writer if self._record_write else None) as session:
+                                 writer=writer if self._record_write else None, owed=owed) as session:
                     yield session
             run_after_commit(session)
             return
@@ -165,7 +171,7 @@ class Database:
             return
         replica = self.replicas.choose(writer) if self.replicas and not latest else None
         if replica is None:
-            with self._scope(self._read_engine, self._read_begin) as session:
+            with self._scope(self._read_engine, self._read_begin, owed=owed) as session:
                 yield session
             return
         with self._replica_scope(replica) as session:
@@ -173,7 +179,8 @@ class Database:
 
     @contextmanager
     def _scope(self, engine, begin: str | None, commit: bool = False, replica: Replica | None = None,
-               session: Session | None = None, writer: Writer | None = None) -> Iterator[Session]:
+               session: Session | None = None, writer: Writer | None = None,
+               owed: OwedRead | None = None) -> Iterator[Session]:
         session = session or Session(bind=engine, autoflush=False, expire_on_commit=False)
         owing = None
         try:
@@ -182,6 +189,9 @@ class Database:
                 begin_with_first_statement(owing, begin)
             elif begin:
                 session.connection().exec_driver_sql(begin)
+            if owed is not None:
+                owing = session.connection().connection.dbapi_connection
+                read_with_first_statement(owing, owed)
             yield session
             if commit:
                 session.commit()
@@ -297,6 +307,32 @@ class Database:
                                                       connection_invalidated=lost, dialect=dialect)) from exc
         finally:
             quietly(raw.close)
+
+    @property
+    def defers_reads(self) -> bool:
+        """Whether a read may travel with a scope's first statement (``session(owed=...)``):
+        PostgreSQL through psycopg, every read on the primary (no replicas)."""
+        return self._lazy_begin and not self.replicas
+
+    def owed_read(self, statement, params: dict) -> OwedRead:
+        """``statement`` (prebuilt, as ``first_row`` takes it) to be read with a scope's first
+        statement; ``settle`` reads it now if none carried it."""
+        sql, names, defaults = self._driver_sql.get(statement) or self._compile_for_driver(statement)
+        values = {**defaults, **params}
+        return OwedRead(statement, sql, tuple(values[n] for n in names) if names is not None else values)
+
+    def settle(self, owed: OwedRead) -> tuple | None:
+        """The owed read's row: as it came with a statement, or read now."""
+        if not owed.done:
+            owed.row, owed.done = self._first_owed(owed), True
+        return owed.row
+
+    def _first_owed(self, owed: OwedRead) -> tuple | None:
+        params = owed.params if isinstance(owed.params, dict) else None
+        if params is None:
+            _, names, _ = self._driver_sql[owed.statement]
+            params = dict(zip(names, owed.params))
+        return self.first_row(owed.statement, params)
 
     def _compile_for_driver(self, statement) -> tuple[str, tuple | None, dict]:
         """(SQL in the driver's parameter style, the parameter names in order for a positional

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from flask import Flask, Response, g, request
 
 from tiddly.config import Config
-from tiddly.errors import Forbidden
+from tiddly.errors import ApiError, Forbidden
 from tiddly.services import auth
 
 # Routes that answer before anyone is known (by endpoint, so another route that happens to match
@@ -46,6 +46,7 @@ def install(app: Flask, gateway) -> None:
     login_users = _login_users(gateway)
     app.before_request(lambda: _before_request(gateway, login_users))
     app.after_request(lambda response: _add_cors_headers(gateway, response))
+    app.after_request(lambda response: _confirmed(app, gateway, response))  # runs first: Flask reverses them
 
 
 def _before_request(gateway, login_users) -> Response | None:
@@ -54,8 +55,21 @@ def _before_request(gateway, login_users) -> Response | None:
     if request.endpoint in PUBLIC_ENDPOINTS or request.blueprint in PUBLIC_BLUEPRINTS:
         return None
     g.principal = auth.authenticate(gateway.db, _authorization(gateway), gateway.config.open_mode_allowed,
-                                    login_users)
+                                    login_users, gateway.known_keys)
     return None
+
+
+def _confirmed(app: Flask, gateway, response: Response) -> Response:
+    """No answer leaves before the caller's key check is back and agrees (``auth.confirm``): a
+    request whose operation sent no statement to carry it checks here, on its own."""
+    principal = g.get("principal")
+    if principal is None or principal.unconfirmed is None or principal.unconfirmed.confirmed:
+        return response
+    try:
+        auth.confirm(gateway.db, principal)
+    except ApiError as exc:
+        return app.make_response(app.handle_user_exception(exc))
+    return response
 
 
 def _authorization(gateway) -> str | None:

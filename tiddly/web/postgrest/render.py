@@ -25,6 +25,7 @@ from tiddly.errors import (
     DatabaseUnavailable,
     Forbidden,
     ForeignKeyViolation,
+    KeyChanged,
     IdempotencyKeyReused,
     MethodNotAllowed,
     MissingColumn,
@@ -81,6 +82,7 @@ CODES: dict[type, tuple[int, str]] = {
     PreconditionFailed: (412, "PGRST100"),  # PostgREST has no If-Match; the dialect never raises it
     UnsupportedMediaType: (415, "PGRST102"),
     DatabaseUnavailable: (503, "PGRST001"),
+    KeyChanged: (503, "PGRST001"),
     StatementTimeout: (504, "57014"),     # query_canceled
     ApiError: (500, "PGRSTX00"),
 }
