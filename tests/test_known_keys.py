@@ -82,3 +82,20 @@ def test_a_key_whose_scope_changed_meanwhile_writes_nothing(db_url, counted):
     with engine.connect() as connection:
         assert connection.execute(text("SELECT text FROM dual ORDER BY id")).scalars().all() == ["kept"]
     engine.dispose()
+
+
+def test_open_mode_owes_its_check_too_and_ends_at_the_first_key(db_url, counted):
+    client, counter = counted
+    ok(client.post("/dual", json={"text": "open"}), 201)  # loopback, no key yet: open mode
+    ok(client.get("/dual/1"))
+    assert _each(counter, [lambda: ok(client.get("/dual/1"))] * 10) == 1
+    assert _each(counter, [lambda n=n: ok(client.post("/dual", json={"text": f"o{n}"}), 201) for n in range(5)]) == 2
+    new_key(db_url, "first", "write")
+    refused = client.get("/dual/1")
+    assert_error(refused, 401, "unauthorized")
+    assert b"open" not in refused.data
+    assert_error(client.post("/dual", json={"text": "never"}), 401, "unauthorized")
+    engine = create_engine(db_url)
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT count(*) FROM dual WHERE text = 'never'")).scalar() == 0
+    engine.dispose()

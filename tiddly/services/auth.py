@@ -20,7 +20,7 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Callable
 
 from sqlalchemy import bindparam, delete, exists, insert, select, update
 from sqlalchemy.orm import Session
@@ -113,6 +113,7 @@ def count_active_keys(session: Session) -> int:
 # false, so that Database.identify can add open mode's last write position to it.
 _ANY_ACTIVE_KEY = select(exists().where(ApiKey.__table__.c.revoked_at.is_(None)))
 OPEN_WRITER = "open"  # every request in open mode is one writer, for read-your-writes
+_NEEDS_A_KEY = "this gateway needs a key: send Authorization: Bearer <key>"
 
 
 def _any_active_key(db: Database) -> tuple[bool, Writer]:
@@ -133,12 +134,16 @@ def authenticate(db: Database, authorization: str | None, open_allowed: bool,
     With ``known`` (PostgreSQL, see ``KnownKeys``) the lookup of a key this worker has seen
     travels with the request's first statement instead, and ``confirm`` waits for it."""
     if not authorization:
+        if known is not None and open_allowed and db.defers_reads and known.open_seen:
+            return known.still_open(db)
         active, writer = _any_active_key(db)
         if active:
-            raise Unauthorized("this gateway needs a key: send Authorization: Bearer <key>")
+            raise Unauthorized(_NEEDS_A_KEY)
         if not open_allowed:
             raise Unauthorized("no API key exists yet and the gateway is not on loopback; "
                                "create one with `tiddly keys create`")
+        if known is not None:
+            known.open_seen = True
         return replace(OPEN, writer=writer)
     secret = _bearer(authorization)
     if secret.startswith(TOKEN_PREFIX) and users is not None:
@@ -178,20 +183,27 @@ class KnownKeys:
     """The keys a worker has checked, by hash, so that the next request with one need not wait
     for its check before it plans: the check is owed (``Database.owed_read``), sent with the
     request's first statement, one round trip for both, and ``confirm`` holds every answer and
-    every commit until it is back. A key first seen is checked at once, as without this."""
+    every commit until it is back and agrees. A key first seen is checked at once, as without
+    this. Open mode the same: once a keyless request found no active key, the next ones owe
+    that check."""
 
     LIMIT = 10_000  # keys remembered per worker; past it the oldest is forgotten
 
     def __init__(self):
         self._principals: dict[str, Principal] = {}
+        self.open_seen = False
 
     def principal(self, db: Database, secret: str) -> Principal:
         wanted = digest(secret)
         seen = self._principals.get(wanted)
         if seen is None:
-            seen = self._remember(wanted, _key_principal(db, secret))
-            return seen
-        return replace(seen, unconfirmed=Unconfirmed(self, wanted, db.owed_read(_KEY_BY_HASH, {"wanted": wanted})))
+            return self._remember(wanted, _key_principal(db, secret))
+        owed = db.owed_read(_KEY_BY_HASH, {"wanted": wanted})
+        return replace(seen, unconfirmed=Unconfirmed(owed, lambda row: self._agrees(wanted, seen, row)))
+
+    def still_open(self, db: Database) -> Principal:
+        return replace(OPEN, writer=Writer(OPEN_WRITER),
+                       unconfirmed=Unconfirmed(db.owed_read(_ANY_ACTIVE_KEY, {}), self._no_key_yet))
 
     def _remember(self, wanted: str, principal: Principal) -> Principal:
         if len(self._principals) >= self.LIMIT:
@@ -199,37 +211,41 @@ class KnownKeys:
         self._principals[wanted] = principal
         return principal
 
-    def forget(self, wanted: str) -> None:
-        self._principals.pop(wanted, None)
+    def _agrees(self, wanted: str, seen: Principal, row: tuple | None) -> None:
+        if row is None or not hmac.compare_digest(row[1], wanted) or row[4]:
+            self._principals.pop(wanted, None)
+            raise Unauthorized("the API key is unknown or revoked")
+        name, _, scope, tables, _ = row
+        if (name, scope, frozenset(tables.split(",")) if tables is not None else None) != \
+                (seen.name, seen.scope, seen.tables):
+            self._principals.pop(wanted, None)
+            raise KeyChanged("the API key's scope or tables changed while this request ran; nothing was "
+                             "done: send it again")
+
+    def _no_key_yet(self, row: tuple | None) -> None:
+        if row is not None and row[0]:
+            self.open_seen = False
+            raise Unauthorized(_NEEDS_A_KEY)
 
 
 @dataclass(eq=False)
 class Unconfirmed:
-    """A known key's check, on its way with the request's first statement."""
-    keys: KnownKeys
-    wanted: str
-    owed: Any  # storage's OwedRead
+    """A check on its way with the request's first statement (storage's ``OwedRead``), and what
+    must hold of its row (``agrees`` raises when it does not)."""
+    owed: Any
+    agrees: Callable[[tuple | None], None]
     confirmed: bool = False
 
 
 def confirm(db: Database, principal: Principal) -> None:
-    """Before anything is answered or committed for ``principal``: its key check agrees with
-    what the request was planned with. A key revoked meanwhile is a 401 (nothing answered,
-    nothing committed); one whose scope or tables were changed in the database a 503 to send
-    again (the request was planned with the old ones)."""
+    """Before anything is answered or committed for ``principal``: its check agrees with what
+    the request was planned with. A key revoked meanwhile (or the first key made while in open
+    mode) is a 401, nothing answered, nothing committed; a key whose scope or tables were changed
+    in the database a 503 to send again (the request was planned with the old ones)."""
     pending = principal.unconfirmed
     if pending is None or pending.confirmed:
         return
-    row = db.settle(pending.owed)
-    if row is None or not hmac.compare_digest(row[1], pending.wanted) or row[4]:
-        pending.keys.forget(pending.wanted)
-        raise Unauthorized("the API key is unknown or revoked")
-    name, _, scope, tables, _ = row
-    if (name, scope, frozenset(tables.split(",")) if tables is not None else None) != \
-            (principal.name, principal.scope, principal.tables):
-        pending.keys.forget(pending.wanted)
-        raise KeyChanged("the API key's scope or tables changed while this request ran; nothing was "
-                         "done: send it again")
+    pending.agrees(db.settle(pending.owed))
     pending.confirmed = True
 
 
