@@ -9,8 +9,14 @@ import time
 
 import pytest
 import requests
+from click.testing import CliRunner
+from sqlalchemy import create_engine, text
 from keys import bearer, keys_cli, new_key
 from sse import Stream, changes_after
+
+from tiddly import create_app
+from tiddly.cli import main
+from tiddly.config import Config
 
 FAST = {"TIDDLY_CHANGES_KEEPALIVE_S": "1", "TIDDLY_CHANGES_POLL_S": "0.1"}
 
@@ -112,7 +118,8 @@ def test_a_position_older_than_the_log_keeps_is_a_410(db_url, live_server_factor
         first = stream.wait_for(1)[0]
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
-            gone = requests.get(server.url + "/-/changes", params={"tables": "dual", "after": int(first.id) - 1})
+            gone = requests.get(server.url + "/-/changes", params={"tables": "dual", "after": int(first.id) - 1},
+                                stream=True, timeout=5)
             if gone.status_code == 410:
                 break
             gone.close()
@@ -185,3 +192,99 @@ def test_idle_streams_get_keep_alive_comments(server):
         assert "keep-alive" in stream.comments
     finally:
         stream.close()
+
+
+def test_transactions_committing_in_reverse_order_lose_nothing_on_resume(db_url, live_server_factory):
+    """The first transaction to begin commits last: its change comes after the other's, and a
+    reader that resumes after the other's event still gets it (positions are in commit order)."""
+    server = live_server_factory(db_url, workers=1, env=FAST)
+    stream = Stream(server.url, "dual")
+    app = create_app(Config(database_url=db_url, create_tables=False))
+    held, entered = threading.Event(), threading.Event()
+
+    def hold(session, changes):  # runs in the write's transaction, before its change is logged
+        if threading.current_thread().name == "first":
+            entered.set()
+            held.wait(10)
+
+    app.extensions["tiddly"].executor._in_transaction.insert(0, hold)
+    client = app.test_client()
+    answers = {}
+
+    def write(name: str) -> None:
+        answers[name] = client.post("/dual", json={"text": name}).get_json()["id"]
+
+    first = threading.Thread(target=write, args=("first",), name="first")
+    second = threading.Thread(target=write, args=("second",), name="second")
+    try:
+        first.start()
+        assert entered.wait(10)
+        second.start()
+        second.join(2)  # SQLite has one writer: the second waits for the first (same order then)
+        if "second" in answers:
+            early = stream.wait_for(1)
+            assert [e.data["key"]["id"] for e in early] == [answers["second"]]
+        resume_from = stream.events[-1].id if stream.events else None
+        held.set()
+        first.join(10)
+        second.join(10)
+        events = stream.wait_for(2)
+        assert sorted(e.data["key"]["id"] for e in events) == sorted(answers.values())
+        if resume_from is not None:
+            assert [e.data["key"]["id"] for e in changes_after(server.url, "dual", resume_from, 1)] == [answers["first"]]
+        assert len(stream.settle(0.5)) == 2
+    finally:
+        held.set()
+        stream.close()
+        app.extensions["tiddly"].db.dispose()
+
+
+def test_outside_writes_after_enable_and_none_after_disable(db_url, live_server_factory):
+    server = live_server_factory(db_url, workers=2, env=FAST)  # it makes the schema
+    assert _cli(db_url, "enable", "books").exit_code == 0
+    stream = Stream(server.url, "books")
+    engine = create_engine(db_url)
+    try:
+        with engine.begin() as connection:  # another program: psql, mysql, sqlite3, an app
+            connection.execute(text("INSERT INTO books (title, author) VALUES ('Outside', 'o')"))
+        with engine.begin() as connection:
+            outside = connection.execute(text("SELECT id FROM books WHERE title = 'Outside'")).scalar_one()
+            connection.execute(text("UPDATE books SET year = 1999 WHERE id = :id"), {"id": outside})
+        with engine.begin() as connection:
+            connection.execute(text("DELETE FROM books WHERE id = :id"), {"id": outside})
+        with engine.begin() as connection:  # rolled back: never logged
+            connection.execute(text("INSERT INTO books (title, author) VALUES ('Undone', 'u')"))
+            connection.rollback()
+        inside = _json("POST", server.url + "/books", {"title": "Inside", "author": "i"}).json()["id"]
+        events = stream.wait_for(4)
+        assert [e.what for e in stream.settle(1.0)] == [
+            ("books", "insert", (outside,)), ("books", "update", (outside,)), ("books", "delete", (outside,)),
+            ("books", "insert", (inside,))]  # Tiddly's own write on a triggered table: once
+        assert events[1].data["row"]["year"] == 1999 and events[1].data["row"]["title"] == "Outside"
+
+        assert _cli(db_url, "disable", "books").exit_code == 0
+        with engine.begin() as connection:
+            connection.execute(text("INSERT INTO books (title, author) VALUES ('Unseen', 'u')"))
+        after = _json("POST", server.url + "/books", {"title": "Seen", "author": "s"}).json()["id"]
+        assert [e.what for e in stream.wait_for(5)[4:]] == [("books", "insert", (after,))]
+        assert len(stream.settle(1.0)) == 5
+        with engine.connect() as connection:
+            assert not _trigger_names(connection)
+    finally:
+        CliRunner().invoke(main, ["changes", "disable", "books", "--database-url", db_url])
+        stream.close()
+        engine.dispose()
+
+
+def _cli(db_url: str, *args: str):
+    result = CliRunner().invoke(main, ["changes", *args, "--database-url", db_url])
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def _trigger_names(connection) -> list[str]:
+    name = connection.dialect.name
+    query = {"sqlite": "SELECT name FROM sqlite_master WHERE type = 'trigger'",
+             "postgresql": "SELECT tgname FROM pg_trigger WHERE NOT tgisinternal",
+             }.get(name, "SELECT trigger_name FROM information_schema.triggers WHERE trigger_schema = DATABASE()")
+    return [r[0] for r in connection.execute(text(query)) if r[0].startswith("tiddly_changes")]

@@ -149,7 +149,7 @@ class Feed:
                 if batch or tick:
                     last_tick = now if tick else last_tick
                     self._hand_on(batch, tick)
-                if now - last_prune >= PRUNE_EVERY_S:
+                if now - last_prune >= min(PRUNE_EVERY_S, self.config.changes_retention_s):
                     last_prune = now
                     self._prune()
             except Exception:  # noqa: BLE001 (a database that is down: try again at the next poll)
@@ -313,3 +313,16 @@ _COMPARE = {
 }
 
 __all__ = ["Feed", "Logged", "Sink", "matches", "check_condition", "iso", "ApiError"]
+
+
+# -- outside writes: triggers ----------------------------------------------------------------
+
+def watched(registry: Registry, names: list[str]) -> list[log_table.Watched]:
+    """The tables named, checked against the registry (an unknown name is a 404), as the
+    triggers need them: every name in their DDL comes from here."""
+    tables = []
+    for name in dict.fromkeys(names):
+        spec = registry.get(name)
+        tables.append(log_table.Watched(name, spec.table, tuple(c.column.name for c in spec.primary_key),
+                                        tuple(c.column.name for c in spec.readable)))
+    return tables
