@@ -168,3 +168,26 @@ def test_the_reported_attack_over_http_is_refused(db_url, live_server_factory):
     assert [u["email"] for u in users] == ["b@example.com"]
     login = requests.post(server.url + "/-/login", json={"email": "b@example.com", "password": "old"})
     assert login.status_code == 200  # the password was not reset
+
+
+def test_native_doors_keep_key_scope(gateway, db_url):
+    """Paths answered outside Flask (``web/native.py``: the change feed) are doors too: a key limited
+    to books cannot listen to another table, no key is a 401 once keys exist, and no verb writes."""
+    native = gateway.extensions.get("tiddly.native", {})
+    assert ("http", "/-/changes") in native
+    limited = _key(db_url, "limited-listener", "read", "books")
+    client = gateway.test_client()
+    before = _digest(gateway)
+    for kind, path in native:
+        if kind != "http":
+            continue
+        assert client.get(path + "?tables=user").status_code == 401
+        refused = client.get(path + "?tables=user", headers={"Authorization": f"Bearer {limited}"})
+        assert refused.status_code == 403 and refused.get_json()["code"] == "forbidden"
+        unknown = client.get(path + "?tables=nope", headers={"Authorization": f"Bearer {limited}"})
+        assert unknown.status_code == 403  # a limited key learns nothing of other names
+        for method in ("POST", "PUT", "PATCH", "DELETE"):
+            response = client.open(path + "?tables=books", method=method, json=BOOK,
+                                   headers={"Authorization": f"Bearer {limited}"})
+            assert response.status_code == 405, (path, method)
+    assert _digest(gateway) == before

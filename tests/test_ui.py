@@ -13,6 +13,7 @@ import json
 import re
 import subprocess
 import sys
+import time
 
 import pytest
 import requests
@@ -679,3 +680,30 @@ def test_relations_on_hidden_columns_or_unexposed_tables_are_left_out():
         "owners": ["toys"], "pets": [], "toys": ["owner"]}  # owners -> toys: from the foreign key alone
     no_owners = Registry.from_metadata(RelationsBase.metadata, ["pets", "toys"]).add_relations(mappers)
     assert [t["relations"] for t in no_owners.describe()] == [[], []]
+
+
+@in_browser
+def test_the_grid_shows_other_clients_changes_live_keeping_sort_filter_and_page(server, page):
+    """Inserts, updates and deletes made by another client show up without a reload (the grid
+    listens to GET /-/changes), in the sort, filter and page the person chose."""
+    seed_books(server, 30)
+    open_ui(page, server, "#/t/books")
+    expect(status(page)).to_have_text("30 rows.")
+    page.get_by_label("Rows per page").select_option("10")
+    page.get_by_role("button", name="year").click()
+    page.get_by_role("button", name="year").click()
+    expect(page.locator("th[aria-sort=descending]")).to_have_text("year ▼")
+    expect(status(page)).to_contain_text("Rows 1–10")
+    assert column(page, "year")[0] == "1980"
+    time.sleep(0.5)  # the grid's stream is open
+
+    made = api(server, "POST", "/books", json={"title": "Live", "author": "Other", "year": 2100}).json()["id"]
+    expect(page.locator("table.grid tbody tr").first).to_contain_text("Live")
+    assert column(page, "year")[:2] == ["2100", "1980"]
+    api(server, "PATCH", "/books/30", json={"title": "Changed elsewhere"})
+    expect(page.locator("table.grid tbody")).to_contain_text("Changed elsewhere")
+    api(server, "DELETE", f"/books/{made}")
+    expect(page.locator("table.grid tbody")).not_to_contain_text("Live")
+    assert column(page, "year")[0] == "1980" and len(column(page, "year")) == 10
+    expect(page.locator("th[aria-sort=descending]")).to_have_text("year ▼")
+    expect(status(page)).to_contain_text("Rows 1–10")

@@ -8,7 +8,7 @@ from __future__ import annotations
 import click
 from sqlalchemy.exc import DBAPIError
 
-from tiddly.cli import db, keys, serve, transfer
+from tiddly.cli import changes, db, keys, serve, transfer
 from tiddly.errors import ApiError
 from tiddly.storage import translate_error
 
@@ -41,3 +41,4 @@ main.add_command(db.openapi_command)
 main.add_command(transfer.import_command)
 main.add_command(transfer.export_command)
 main.add_command(db.db_group)
+main.add_command(changes.changes_group)

@@ -29,6 +29,7 @@ from tiddly.errors import (
     IdempotencyKeyReused,
     MethodNotAllowed,
     MissingColumn,
+    Gone,
     NotFound,
     PayloadTooLarge,
     PreconditionFailed,
@@ -74,6 +75,7 @@ CODES: dict[type, tuple[int, str]] = {
     Forbidden: (403, "42501"),
     NotFound: (404, "PGRST125"),
     MethodNotAllowed: (405, "PGRST117"),
+    Gone: (410, "PGRST100"),               # the change feed's; the dialect never raises it
     UniqueViolation: (409, "23505"),
     ForeignKeyViolation: (409, "23503"),
     IdempotencyKeyReused: (409, "PGRST100"),

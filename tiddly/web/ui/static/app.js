@@ -2,7 +2,7 @@
 // and which view the address (#/...) names. Views live in grid.js and row.js.
 import * as api from "./api.js";
 import {el, plural, replace, sr, uid} from "./dom.js";
-import {gridView} from "./grid.js";
+import {gridView, stopLive} from "./grid.js";
 import {newRowView, rowView} from "./row.js";
 
 const main = document.getElementById("main");
@@ -194,6 +194,7 @@ function parseHash() {
 
 async function route() {
   const {parts, params} = parseHash();
+  stopLive();  // a grid's change feed ends with its view
   const notes = pendingNotice;
   pendingNotice = "";
   notice("");

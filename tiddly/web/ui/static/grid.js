@@ -70,6 +70,28 @@ export function parentHash(target, relation, values) {
   return gridHash(target.name, {filters});
 }
 
+// The grid on screen listens to its table's changes; one at a time, closed when the view goes.
+let live = null;
+
+export function stopLive() {
+  if (live) live.close();
+  live = null;
+}
+
+// Others' inserts, updates and deletes show up as they happen: the page on screen is read again
+// (same filters, sort and page), once for a burst of changes.
+function listen(table, reload) {
+  stopLive();
+  if (typeof EventSource === "undefined") return;
+  const source = new EventSource(api.changesUrl(table.name));
+  let pending = null;
+  const changed = () => {
+    if (pending === null) pending = setTimeout(() => { pending = null; reload(); }, 100);
+  };
+  for (const op of ["insert", "update", "delete"]) source.addEventListener(op, changed);
+  live = source;
+}
+
 export async function gridView(ctx, table, params) {
   const columns = readableColumns(table);
   const byName = new Map(columns.map((c) => [c.name, c]));
@@ -348,6 +370,7 @@ export async function gridView(ctx, table, params) {
 
   remember();
   load();
+  listen(table, () => { if (results.isConnected) load(); else stopLive(); });
   return [
     el("div", {class: "title"},
       el("h2", {tabindex: "-1"}, table.name),
