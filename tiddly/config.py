@@ -39,6 +39,9 @@ class Config:
     max_header_bytes: int = 65_536    # tiddly serve: the request's headers, names and values, in all
     read_replicas: str = field(default="", repr=False)  # PostgreSQL standbys reads may go to: URLs, comma-separated
     replica_max_lag_s: float = 5.0    # a replica further behind the primary than this answers no read
+    changes_retention_s: int = 86_400  # how long the change log keeps a change (GET /-/changes resumes within it)
+    changes_poll_s: float = 0.25      # how often each worker reads the change log for others' writes
+    changes_keepalive_s: float = 15.0  # a comment line on idle change streams this often
     direct_database_url: str = field(default="", repr=False)  # the primary with no pooler between (LISTEN)
 
     @classmethod

@@ -116,6 +116,11 @@ class MethodNotAllowed(ApiError):
         return {"Allow": ", ".join(self.allow)}
 
 
+class Gone(ApiError):
+    status, code = 410, "gone"
+    doc = "A change feed position older than the change log keeps (changes_retention_s): read again, listen anew."
+
+
 class Conflict(ApiError):
     status, code = 409, "conflict"
     doc = "The change violates a database constraint."

@@ -26,15 +26,17 @@ from tiddly.errors import ApiError, BadQuery, BadValue, NotFound
 from tiddly.models import Base, internal_tables
 from tiddly.registry import Registry
 from tiddly.services import access, auth, cursor
+from tiddly.services.changes import Feed
 from tiddly.services.execute import Executor
 from tiddly.storage import Database
-from tiddly.web import api, guard, postgrest, ui
+from tiddly.storage import changes as change_log
+from tiddly.web import api, feed, guard, postgrest, ui
 from tiddly.web.api import openapi
 from tiddly.web.guard import Dialect
 
 log = logging.getLogger("tiddly")
 
-META_ROUTES = ("/-/health", "/-/tables", "/-/openapi.json", "/-/login", "/-/whoami", "/-/ui/")
+META_ROUTES = ("/-/health", "/-/tables", "/-/openapi.json", "/-/login", "/-/whoami", "/-/ui/", "/-/changes")
 _HTTP_CODES = {400: "bad_json", 404: "not_found", 405: "method_not_allowed", 413: "payload_too_large",
                415: "unsupported_media_type"}
 
@@ -77,9 +79,12 @@ def create_app(config: Config | None = None, metadata=None, registry: Registry |
         db.create_all(metadata)
     if config.create_tables:  # the gateway's own state (API keys, login tokens), whatever the schema
         db.create_state(Base.metadata, internal_tables())
+        change_log.create(db)
     registry = (registry or Registry.from_metadata(metadata)).with_string_limit(config.max_string_length) \
         .add_relations(Base.registry.mappers)
     gateway = Gateway(config, db, registry, Executor(db, config))
+    changes = Feed(db, registry, config)  # the change feed: logged in every write's transaction
+    gateway.executor.on_changes(in_transaction=changes.record, after_commit=changes.woken)
 
     app = Flask("tiddly")
     app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
@@ -99,6 +104,7 @@ def create_app(config: Config | None = None, metadata=None, registry: Registry |
     guard.install(app, gateway)  # who is asking (API keys, login tokens, open mode), CORS: see guard.py
     monitor.register(app, gateway)  # the patient monitor, when its tables are served
     postgrest.install(app, gateway)  # PostgREST's grammar at config.postgrest_path (web/postgrest)
+    feed.install(app, changes)  # GET /-/changes, a native handler (web/feed.py)
     return app
 
 

@@ -66,6 +66,15 @@ def _authorization(gateway) -> str | None:
     return f"Bearer {key}" if key else header
 
 
+def login_users(gateway):
+    """The exposed user table login tokens belong to (None: no logins)."""
+    return _login_users(gateway)
+
+
+def origin_allowed(config: Config, origin: str | None) -> bool:
+    return _origin_allowed(config, origin)
+
+
 def _login_users(gateway):
     users = gateway.registry.tables.get("user")
     return users if users is not None and {"id", "email"} <= set(users.columns) else None
