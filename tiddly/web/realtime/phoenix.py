@@ -4,7 +4,8 @@ A message is ``(join_ref, ref, topic, event, payload)``. The socket's ``vsn`` qu
 picks its text form: ``2.0.0`` (realtime-js's default) is the JSON array
 ``[join_ref, ref, topic, event, payload]``; ``1.0.0`` the JSON object
 ``{"topic", "event", "payload", "ref"}`` (no join_ref: version 1 has none). realtime-js's binary
-frames (a broadcast's own encoding) are refused by the socket, since Broadcast is not served.
+frames (a broadcast's own encoding, ``decode_binary``) are read only far enough to answer them:
+Broadcast is not served.
 """
 from __future__ import annotations
 
@@ -51,6 +52,23 @@ def decode(text: str | bytes, vsn: str) -> Message:
     if not isinstance(topic, str) or not isinstance(event, str):
         raise BadMessage("a message's topic and event are strings")
     return Message(topic, event, payload if payload is not None else {}, _ref(ref), _ref(join_ref))
+
+
+_USER_BROADCAST_PUSH = 3  # realtime-js's kind byte for a broadcast it sends
+
+
+def decode_binary(frame: bytes) -> Message:
+    """A binary frame's topic and refs (realtime-js's broadcast push: a kind byte, five lengths
+    and an encoding byte, then join_ref, ref, topic, event...), its payload left unread."""
+    if len(frame) < 7 or frame[0] != _USER_BROADCAST_PUSH:
+        raise BadMessage("the only binary frame realtime-js sends is a broadcast push")
+    lengths, at = frame[1:4], 7
+    parts = []
+    for length in lengths:
+        parts.append(frame[at:at + length].decode("utf-8", "replace"))
+        at += length
+    join_ref, ref, topic = parts
+    return Message(topic, "broadcast", {}, ref or None, join_ref or None)
 
 
 def _ref(value: Any) -> str | None:

@@ -88,15 +88,12 @@ class Socket:
                 return
             if message["type"] != "websocket.receive":
                 return
-            text = message.get("text")
-            if text is None:
-                await self.close(1003, "binary frames (realtime-js's Broadcast) are not supported: " + NOT_SERVED)
-                return
-            if len(text) > MAX_FRAME:
-                await self.close(1009, f"a message is at most {MAX_FRAME} characters")
+            text, frame = message.get("text"), message.get("bytes")
+            if len(text if text is not None else frame or b"") > MAX_FRAME:
+                await self.close(1009, f"a message is at most {MAX_FRAME} bytes")
                 return
             try:
-                await self.handle(phoenix.decode(text, self.vsn))
+                await self.handle(phoenix.decode(text, self.vsn) if text is not None else phoenix.decode_binary(frame))
             except phoenix.BadMessage as exc:
                 await self.close(1007, str(exc))
                 return
@@ -136,7 +133,11 @@ class Socket:
         elif message.event == "access_token":
             await self.access_token(self.channels[message.topic], message)
         else:  # broadcast, presence, or an event of the application's own
+            channel = self.channels[message.topic]
             await self.push(phoenix.reply(message, "error", {"reason": f"{message.event!r}: {NOT_SERVED}"}))
+            # A broadcast sent without ack waits for no reply: a system message says it was not sent.
+            await self.push(self._system(channel, "error", f"{message.event!r} was not sent. {NOT_SERVED}",
+                                         extension=message.event))
 
     async def join(self, message: Message) -> None:
         old = self.channels.pop(message.topic, None)
@@ -249,8 +250,8 @@ class Socket:
         self.channels[channel.topic] = fresh
         self._start(fresh)
 
-    def _system(self, channel: Channel, status: str, text: str) -> Message:
-        payload = {"extension": "postgres_changes", "status": status, "message": text,
+    def _system(self, channel: Channel, status: str, text: str, extension: str = "postgres_changes") -> Message:
+        payload = {"extension": extension, "status": status, "message": text,
                    "channel": channel.topic[len(TOPIC_PREFIX):]}
         return Message(channel.topic, "system", payload, None, channel.join_ref)
 
