@@ -11,7 +11,7 @@ that asks for them, and a broadcast or presence message, are answered so (docs/p
 from __future__ import annotations
 
 from tiddly.web import native
-from tiddly.web.realtime.socket import Socket
+from tiddly.web.realtime.socket import Shared, Socket
 
 SUFFIX = "/realtime/v1/websocket"
 
@@ -30,6 +30,8 @@ def install(app, gateway) -> None:
     if path is None:
         return
 
+    shared = Shared()  # one per worker: each worker builds its own app
+
     async def realtime(scope, receive, send, call) -> None:
-        await Socket(app, scope, receive, send, call).run()
+        await Socket(app, scope, receive, send, call, shared).run()
     native.register(app, path, realtime, kinds=("websocket",))

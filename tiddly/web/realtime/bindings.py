@@ -144,18 +144,18 @@ def _type(col: ColumnSpec) -> str:
     return _TYPES.get(col.kind, "text")
 
 
-def change(ids: list[int], event, spec: TableSpec, column_list: list[dict]) -> dict:
-    """A ``postgres_changes`` message's payload: Supabase's ``{ids, data}``. ``record`` is the
-    row after an insert or update; ``old_record`` the primary key before an update or a delete
-    (what Supabase sends for a table without REPLICA IDENTITY FULL)."""
+def change_data(event, spec: TableSpec) -> dict:
+    """A ``postgres_changes`` message's ``data`` (its payload is ``{"ids": [...], "data": ...}``):
+    ``record`` is the row after an insert or update; ``old_record`` the primary key before an
+    update or a delete (what Supabase sends for a table without REPLICA IDENTITY FULL)."""
     kind = event.op.upper()
     data = {"schema": SCHEMA, "table": event.table, "commit_timestamp": event.at, "type": kind,
-            "columns": column_list, "errors": None}
+            "columns": columns(spec), "errors": None}
     if kind != "DELETE":
         data["record"] = _record(spec, event.row)
     if kind != "INSERT":
         data["old_record"] = _record(spec, event.key)
-    return {"ids": ids, "data": data}
+    return data
 
 
 def _record(spec: TableSpec, row: dict) -> dict:

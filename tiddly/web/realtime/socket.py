@@ -9,10 +9,12 @@ bindings, every send under one lock.
 from __future__ import annotations
 
 import asyncio
+import collections
 import itertools
 import logging
 from urllib.parse import parse_qs
 
+from tiddly import jsonio
 from tiddly.errors import ApiError, BadQuery, Unsupported
 from tiddly.web import feed, guard
 from tiddly.web.realtime import bindings as binding_rules
@@ -45,9 +47,29 @@ class Channel:
         self.tasks, self.subscriptions = [], []
 
 
+class Shared:
+    """What the sockets of one worker share: each change's data, encoded once for all of them
+    (the feed hands every listener that sees the same columns the same Event)."""
+
+    KEPT = 512
+
+    def __init__(self):
+        self.recent: collections.OrderedDict = collections.OrderedDict()
+
+    def data(self, event, spec):
+        hit = self.recent.get(id(event))
+        if hit is not None and hit[0] is event:
+            return hit[1]
+        encoded = jsonio.encoded(binding_rules.change_data(event, spec))
+        self.recent[id(event)] = (event, encoded)  # the event kept with it: its id is not reused meanwhile
+        if len(self.recent) > self.KEPT:
+            self.recent.popitem(last=False)
+        return encoded
+
+
 class Socket:
-    def __init__(self, app, scope: dict, receive, send, call):
-        self.app, self.gateway = app, app.extensions["tiddly"]
+    def __init__(self, app, scope: dict, receive, send, call, shared: Shared):
+        self.app, self.gateway, self.shared = app, app.extensions["tiddly"], shared
         self.scope, self.receive, self._send, self.call = scope, receive, send, call
         query = {k: v[-1] for k, v in parse_qs(scope.get("query_string", b"").decode("latin-1")).items()}
         self.vsn = query.get("vsn", phoenix.DEFAULT_VERSION)
@@ -82,8 +104,9 @@ class Socket:
     async def _serve(self) -> None:
         while self.open:
             try:
-                message = await asyncio.wait_for(self.receive(), IDLE_S)
-            except asyncio.TimeoutError:
+                async with asyncio.timeout(IDLE_S):  # a timer, not a task per message as wait_for
+                    message = await self.receive()
+            except TimeoutError:
                 await self.close(1000, f"nothing received in {IDLE_S} s (send a heartbeat)")
                 return
             if message["type"] != "websocket.receive":
@@ -209,7 +232,6 @@ class Socket:
     async def _relay(self, channel: Channel, subscription, members: list) -> None:
         view = self.gateway.view(channel.principal)
         specs = {name: view.tables[name] for name in members[0].tables if name in view.tables}
-        column_lists = {name: binding_rules.columns(spec) for name, spec in specs.items()}
         while self.open:
             item = await subscription.next()
             if item is None:
@@ -220,7 +242,7 @@ class Socket:
                 ids = [b.id for b in members if b.wants(event.op)]
                 spec = specs.get(event.table)
                 if ids and spec is not None:
-                    payload = binding_rules.change(ids, event, spec, column_lists[event.table])
+                    payload = {"ids": ids, "data": self.shared.data(event, spec)}
                     await self.push(Message(channel.topic, "postgres_changes", payload, None, channel.join_ref))
         if self.open and self.channels.get(channel.topic) is channel:
             await self._end(channel, "the feed ended: the key was revoked, or the client fell too far behind")
