@@ -47,9 +47,10 @@ PORT = 18_600
 TOPIC = "realtime:bench-{}"
 
 
-def serve(url: str, port: int, workers: int, threads: int, log) -> subprocess.Popen:
+def serve(url: str, port: int, workers: int, threads: int, log, poll_s: float | None = None) -> subprocess.Popen:
+    env = {**os.environ, **({"TIDDLY_CHANGES_POLL_S": str(poll_s)} if poll_s is not None else {})}
     process = subprocess.Popen([sys.executable, "-m", "tiddly", "serve", "--database-url", url, "--port", str(port),
-                                "--workers", str(workers), "--threads", str(threads)], stdout=log, stderr=log)
+                                "--workers", str(workers), "--threads", str(threads)], stdout=log, stderr=log, env=env)
     deadline = time.time() + 30
     while time.time() < deadline:
         try:
@@ -166,7 +167,7 @@ def measure(db: str, port: int, args) -> dict:
     if db == "sqlite":
         Path(url.removeprefix("sqlite:///")).unlink(missing_ok=True)
     with open(HERE / "results" / f"realtime-{db}.log", "w") as log:
-        process = serve(url, port, args.workers, args.threads, log)
+        process = serve(url, port, args.workers, args.threads, log, args.poll)
         try:
             return asyncio.run(run(port, process.pid, new_key(url), args))
         finally:
@@ -182,12 +183,14 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=5, help="inserts a second")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--poll", type=float, help="TIDDLY_CHANGES_POLL_S for the server (default: its own, 0.25)")
     args = parser.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, args.clients + 256)), hard))
     (HERE / "results").mkdir(exist_ok=True)
+    poll = f", changes_poll_s {args.poll:g}" if args.poll is not None else ""
     print(f"{args.clients} subscribed realtime clients, {args.changes} inserts at {args.rate:g}/s "
-          f"({args.workers} workers x {args.threads} threads); delivery commit -> client in ms")
+          f"({args.workers} workers x {args.threads} threads{poll}); delivery commit -> client in ms")
     print(f"{'database':<11}{'delivered':>16}{'p50':>8}{'p99':>8}{'max':>8}{'KB/client':>10}{'socket':>8}"
           f"{'channel':>9}")
     for n, db in enumerate(args.db.split(",")):
