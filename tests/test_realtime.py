@@ -10,11 +10,14 @@ the next test writes.
 """
 from __future__ import annotations
 
+import json
 import re
 from types import SimpleNamespace
 
 import pytest
 import requests
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.sync.client import connect as ws_connect
 from conftest import DATABASES, clean_database
 from keys import keys_cli, new_key
 from nodejs import node_command
@@ -342,3 +345,69 @@ def test_supabase_js_rejoins_after_a_restart_and_gets_later_changes(database, tm
         live.http.close()
         node.close()
         server.stop()
+
+
+def test_a_login_token_listens_as_its_user(live):
+    insert(live, "user", {"email": "listener@example.com", "password": "a long enough password"})
+    login = requests.post(f"{live.base}/-/login", json={"email": "listener@example.com",
+                                                         "password": "a long enough password"})
+    assert login.status_code == 200, login.text
+    live.node.client("login", login.json()["token"])
+    author = "Login token"
+    subscribed(live, "login", "login", [books(author)])
+    row = insert(live, "books", {"title": "For a user", "author": author})
+    check_payload(live.node.changes("login", 1)[0]["payload"], "INSERT", row, {})
+    leave(live, "login")
+
+
+# -- the protocol itself, below supabase-js ---------------------------------------------------
+
+def raw(live, vsn: str = "2.0.0", **headers):
+    """A bare WebSocket to the endpoint, as realtime-js opens it."""
+    url = live.base.replace("http", "ws", 1) + f"/realtime/v1/websocket?apikey={live.keys['write']}&vsn={vsn}"
+    return ws_connect(url, additional_headers=headers or None, open_timeout=10)
+
+
+def test_heartbeats_unknown_topics_and_a_second_join(live):
+    with raw(live) as ws:
+        ws.send(json.dumps([None, "1", "phoenix", "heartbeat", {}]))
+        assert json.loads(ws.recv(5)) == [None, "1", "phoenix", "phx_reply", {"status": "ok", "response": {}}]
+        ws.send(json.dumps(["9", "2", "realtime:nowhere", "access_token", {"access_token": "x"}]))
+        assert json.loads(ws.recv(5))[3:] == ["phx_reply", {"status": "error", "response": {"reason": "unmatched topic"}}]
+        join = {"config": {"postgres_changes": [books("Raw")]}}
+        ws.send(json.dumps(["1", "3", "realtime:raw", "phx_join", join]))
+        reply = json.loads(ws.recv(5))
+        assert reply[:4] == ["1", "3", "realtime:raw", "phx_reply"] and reply[4]["status"] == "ok"
+        [binding] = reply[4]["response"]["postgres_changes"]
+        assert {k: binding[k] for k in ("event", "schema", "table", "filter")} == books("Raw")
+        assert json.loads(ws.recv(5))[3] == "system"
+        ws.send(json.dumps(["4", "4", "realtime:raw", "phx_join", join]))  # joined again: the old one closes
+        assert json.loads(ws.recv(5))[:4] == ["1", None, "realtime:raw", "phx_close"]
+        assert json.loads(ws.recv(5))[:4] == ["4", "4", "realtime:raw", "phx_reply"]
+
+
+def test_version_1_messages_are_objects(live):
+    with raw(live, "1.0.0") as ws:
+        ws.send(json.dumps({"topic": "phoenix", "event": "heartbeat", "payload": {}, "ref": "7"}))
+        assert json.loads(ws.recv(5)) == {"topic": "phoenix", "event": "phx_reply", "ref": "7",
+                                          "payload": {"status": "ok", "response": {}}}
+
+
+@pytest.mark.parametrize("vsn, frame, code", [
+    ("2.0.0", "not json", 1007),
+    ("2.0.0", '{"topic": "phoenix"}', 1007),
+    ("3.0.0", None, 1008),
+])
+def test_what_is_not_the_protocol_closes_the_socket_with_a_reason(live, vsn, frame, code):
+    with raw(live, vsn) as ws:
+        if frame is not None:
+            ws.send(frame)
+        with pytest.raises(ConnectionClosed) as closed:
+            ws.recv(5)
+    assert closed.value.rcvd.code == code and closed.value.rcvd.reason, closed.value
+
+
+def test_a_browser_origin_not_allowed_is_refused(live):
+    with pytest.raises(InvalidStatus) as refused_:
+        raw(live, Origin="https://elsewhere.example")
+    assert refused_.value.response.status_code == 403
