@@ -41,7 +41,7 @@ HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent)]
 
 from run import database_url  # noqa: E402
-from streams import percentile, rss_kb  # noqa: E402
+from streams import healthy, percentile, rss_kb  # noqa: E402
 
 PORT = 18_600
 TOPIC = "realtime:bench-{}"
@@ -51,17 +51,7 @@ def serve(url: str, port: int, workers: int, threads: int, log, poll_s: float | 
     env = {**os.environ, **({"TIDDLY_CHANGES_POLL_S": str(poll_s)} if poll_s is not None else {})}
     process = subprocess.Popen([sys.executable, "-m", "tiddly", "serve", "--database-url", url, "--port", str(port),
                                 "--workers", str(workers), "--threads", str(threads)], stdout=log, stderr=log, env=env)
-    deadline = time.time() + 30
-    while time.time() < deadline:
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
-            conn.request("GET", "/-/health")
-            if conn.getresponse().status == 200:
-                return process
-        except OSError:
-            time.sleep(0.2)
-    process.kill()
-    raise RuntimeError(f"tiddly serve did not start: see {log.name}")
+    return healthy(process, port, log)
 
 
 def new_key(url: str) -> str:
