@@ -186,10 +186,40 @@ def test_filters_on_text_with_spaces_commas_and_quotes(live):
     leave(live, "text-filters")
 
 
+def test_like_ilike_is_isdistinct_not_and_several_conditions(live):
+    """What realtime-js 2.119's filter builder writes beyond the seven operators."""
+    bindings = [{"event": "INSERT", "schema": "public", "table": "books", "filter": f} for f in (
+        "author=like.Ops*,year=is.null", "author=ilike.ops a", "author=like.Ops*,year=isdistinct.2000",
+        "author=like.Ops*,title=not.in.(One,Two)")]
+    subscribed(live, "write", "more-filters", bindings)
+    for title, author, year in (("One", "Ops A", 2000), ("Two", "Ops B", None), ("Three", "Ops A", 2001)):
+        insert(live, "books", {"title": title, "author": author, "year": year})
+    by_binding: dict = {}
+    for change in live.node.changes("more-filters", 6):
+        by_binding.setdefault(change["binding"], []).append(change["payload"]["new"]["title"])
+    assert by_binding == {0: ["Two"], 1: ["One", "Three"], 2: ["Two", "Three"], 3: ["Three"]}
+    assert live.node.quiet("more-filters", 0.5) == []
+    leave(live, "more-filters")
+
+
+def test_select_narrows_the_record(live):
+    author = "Select"
+    subscribed(live, "write", "select", [books(author, select=["id", "title"])])
+    row = insert(live, "books", {"title": "Narrow", "author": author, "year": 1999})
+    update(live, "books", row["id"], {"year": 2000})
+    inserted, updated = live.node.changes("select", 2)
+    check_payload(inserted["payload"], "INSERT", {"id": row["id"], "title": "Narrow"}, {})
+    check_payload(updated["payload"], "UPDATE", {"id": row["id"], "title": "Narrow"}, {"id": row["id"]})
+    leave(live, "select")
+    assert "password" in refused(live, "write", "select-secret", [
+        {"event": "*", "schema": "public", "table": "user", "select": ["id", "password"]}])
+
+
 @pytest.mark.parametrize("bad_filter, said", [
     ("nope=eq.1", "no column 'nope'"),
     ("year=eq.nineteen", "year"),
-    ("year=like.19%", "operator"),
+    ("year=like.19*", "text column"),
+    ("title=match.^D", "operator"),
     ("year", "column=operator.value"),
     ("year=in.(1,2", "filter"),
 ])

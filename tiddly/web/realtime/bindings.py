@@ -5,7 +5,9 @@ A binding is what ``.on('postgres_changes', {event, schema, table, filter}, hand
 ``event`` ``*``, ``INSERT``, ``UPDATE`` or ``DELETE``; ``schema`` ``public`` (the one schema
 Tiddly's PostgREST dialect names); ``table`` one the caller may read (none, or ``*``: every
 table it may read); ``filter`` Supabase's ``column=op.value`` with ``eq``, ``neq``, ``lt``,
-``lte``, ``gt``, ``gte`` or ``in`` (``id=in.(1,2,3)``), several joined by commas all holding.
+``lte``, ``gt``, ``gte`` or ``in`` (``id=in.(1,2,3)``), or ``like``, ``ilike``, ``is``,
+``isdistinct``, any of them after ``not.``, several joined by commas all holding (what
+realtime-js's filter builder writes); ``select`` the columns its records hold.
 A filter becomes a where of Tiddly's query language (docs/API.md), its values typed by the
 column, so every name is checked against the registry and no value reaches SQL as text.
 """
@@ -26,7 +28,9 @@ from tiddly.web.postgrest.grammar import PostgrestError
 from tiddly.web.postgrest.routes import SCHEMA
 
 EVENTS = ("*", "INSERT", "UPDATE", "DELETE")
-FILTER_OPERATORS = {"eq": "eq", "neq": "ne", "lt": "lt", "lte": "lte", "gt": "gt", "gte": "gte", "in": "in"}
+FILTER_OPERATORS = {"eq": "eq", "neq": "ne", "lt": "lt", "lte": "lte", "gt": "gt", "gte": "gte", "in": "in",
+                    "like": "like", "ilike": "ilike", "is": "is", "isdistinct": "isdistinct"}
+# match and imatch are not taken: a client's regular expression would run on the event loop.
 MAX_BINDINGS = 100  # per channel
 # The column types realtime-js converts a record's values by: each is what the value already is
 # in JSON, so its conversion changes nothing (a JSON column's text is sent quoted, see _record).
@@ -40,6 +44,7 @@ class Binding:
     event: str                  # as the client sent it ("*", "INSERT", "insert", ...)
     tables: tuple[str, ...]     # the table named, or every table the caller may read
     where: dict | None
+    select: tuple[str, ...] | None  # the columns its changes' records hold (None: every readable one)
     echo: dict                  # the join reply's entry for it: the client compares it with its own
 
     def wants(self, op: str) -> bool:
@@ -60,7 +65,7 @@ def read(config: Any, view: Registry, principal: Principal, settings: Config, ne
 
 
 def _binding(item: dict, view: Registry, principal: Principal, settings: Config, binding_id: int) -> Binding:
-    event, schema, table, text = (item.get(k) for k in ("event", "schema", "table", "filter"))
+    event, schema, table, text, select = (item.get(k) for k in ("event", "schema", "table", "filter", "select"))
     if not isinstance(event, str) or event.upper() not in EVENTS:
         raise BadValue(f"postgres_changes event is one of {', '.join(EVENTS)}; got {_short(event)}")
     if schema not in (SCHEMA, "*"):
@@ -72,12 +77,26 @@ def _binding(item: dict, view: Registry, principal: Principal, settings: Config,
     if table in (None, "*"):
         if text:
             raise BadQuery("a postgres_changes filter needs a table")
-        names, where = tuple(readable(view, principal, name).name for name in view.tables), None
+        if select is not None:
+            raise BadQuery("a postgres_changes select needs a table")
+        names, where, chosen = tuple(readable(view, principal, name).name for name in view.tables), None, None
     else:
         spec = readable(view, principal, table)
         names, where = (spec.name,), (filter_where(spec, text, settings) if text else None)
+        chosen = _selected(spec, select)
     echo = {"id": binding_id, "event": event, "schema": schema, "table": table, "filter": text}
-    return Binding(binding_id, event, names, where, echo)
+    if select is not None:
+        echo["select"] = select
+    return Binding(binding_id, event, names, where, chosen, echo)
+
+
+def _selected(spec: TableSpec, select: Any) -> tuple[str, ...] | None:
+    """A binding's ``select``: readable columns of its table, checked as a read's are."""
+    if select is None:
+        return None
+    if not isinstance(select, list) or not select or len(select) > len(spec.columns):
+        raise BadValue(f"postgres_changes select is a list of {spec.name}'s columns; got {_short(select)}")
+    return tuple(dict.fromkeys(spec.column(name).name for name in select))
 
 
 def readable(view: Registry, principal: Principal, name: str) -> TableSpec:
@@ -107,14 +126,29 @@ def _condition(spec: TableSpec, part: str, whole: str, settings: Config) -> dict
         raise Unsupported(f"a Realtime filter's operator is one of {', '.join(FILTER_OPERATORS)}; "
                           f"got {_short(rest.partition('.')[0])}")
     col = spec.column(found.column)
-    if found.op == "in":
-        if len(found.value) > settings.max_in_length:
-            raise BadQuery(f"'in' lists at most {settings.max_in_length} values", column=col.name)
-        value: Any = [_typed(col, item) for item in found.value]
-    else:
-        value = _typed(col, found.value)
-    condition = {col.name: {FILTER_OPERATORS[found.op]: value}}
+    condition = _compared(col, found.op, found.value, settings)
     return {"not": condition} if found.negate else condition
+
+
+def _compared(col: ColumnSpec, op: str, value: Any, settings: Config) -> dict:
+    if op == "in":
+        if len(value) > settings.max_in_length:
+            raise BadQuery(f"'in' lists at most {settings.max_in_length} values", column=col.name)
+        return {col.name: {"in": [_typed(col, item) for item in value]}}
+    if op in ("like", "ilike"):
+        if col.kind != "string":
+            raise BadValue(f"'{op}' on '{col.name}' needs a text column", column=col.name)
+        return {col.name: {op: value.replace("*", "%")}}
+    if op == "is":  # grammar.IS_VALUES: null, not_null, true, false, unknown
+        if value in ("true", "false") and col.kind != "boolean":
+            raise BadValue(f"'is' on '{col.name}' takes null here: true and false need a boolean column",
+                           column=col.name)
+        if value == "not_null":
+            return {col.name: {"ne": None}}
+        return {col.name: {"is": {"true": True, "false": False}.get(value)}}
+    if op == "isdistinct":
+        return {"or": [{col.name: {"ne": _typed(col, value)}}, {col.name: {"eq": None}}]}
+    return {col.name: {FILTER_OPERATORS[op]: _typed(col, value)}}
 
 
 def _typed(col: ColumnSpec, text: str) -> Any:
@@ -144,15 +178,20 @@ def _type(col: ColumnSpec) -> str:
     return _TYPES.get(col.kind, "text")
 
 
-def change_data(event, spec: TableSpec) -> dict:
+def change_data(event, spec: TableSpec, select: tuple[str, ...] | None = None) -> dict:
     """A ``postgres_changes`` message's ``data`` (its payload is ``{"ids": [...], "data": ...}``):
-    ``record`` is the row after an insert or update; ``old_record`` the primary key before an
-    update or a delete (what Supabase sends for a table without REPLICA IDENTITY FULL)."""
+    ``record`` is the row after an insert or update (its ``select``ed columns, when the binding
+    names some); ``old_record`` the primary key before an update or a delete (what Supabase
+    sends for a table without REPLICA IDENTITY FULL)."""
     kind = event.op.upper()
+    listed = columns(spec)
+    if select is not None:
+        listed = [c for c in listed if c["name"] in select]
     data = {"schema": SCHEMA, "table": event.table, "commit_timestamp": event.at, "type": kind,
-            "columns": columns(spec), "errors": None}
+            "columns": listed, "errors": None}
     if kind != "DELETE":
-        data["record"] = _record(spec, event.row)
+        row = event.row if select is None else {k: v for k, v in event.row.items() if k in select}
+        data["record"] = _record(spec, row)
     if kind != "INSERT":
         data["old_record"] = _record(spec, event.key)
     return data

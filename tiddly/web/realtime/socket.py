@@ -3,7 +3,7 @@ and the changes each channel's bindings receive from the feed (``web/feed.py``).
 
 Runs on the worker's event loop (a native handler, ``web/native.py``); what blocks (the key
 check, the feed's start) goes through ``call``. Messages are handled one after another, in the
-order they came; a channel's changes are sent by one task per distinct (tables, where) of its
+order they came; a channel's changes are sent by one task per distinct (tables, where, select) of its
 bindings, every send under one lock.
 """
 from __future__ import annotations
@@ -56,12 +56,13 @@ class Shared:
     def __init__(self):
         self.recent: collections.OrderedDict = collections.OrderedDict()
 
-    def data(self, event, spec):
-        hit = self.recent.get(id(event))
+    def data(self, event, spec, select):
+        key = (id(event), select)
+        hit = self.recent.get(key)
         if hit is not None and hit[0] is event:
             return hit[1]
-        encoded = jsonio.encoded(binding_rules.change_data(event, spec))
-        self.recent[id(event)] = (event, encoded)  # the event kept with it: its id is not reused meanwhile
+        encoded = jsonio.encoded(binding_rules.change_data(event, spec, select))
+        self.recent[key] = (event, encoded)  # the event kept with it: its id is not reused meanwhile
         if len(self.recent) > self.KEPT:
             self.recent.popitem(last=False)
         return encoded
@@ -210,11 +211,11 @@ class Socket:
         return await feed.authenticate(self.app, self.call, list(self.headers.items()))
 
     async def _subscribe(self, channel: Channel) -> None:
-        """One feed subscription per distinct (tables, where), opened now: its access is checked
+        """One feed subscription per distinct (tables, where, select), opened now: its access is checked
         and it receives every change from here on, before the join is answered."""
         groups: dict[str, list] = {}
         for binding in channel.bindings:
-            groups.setdefault(repr((binding.tables, binding.where)), []).append(binding)
+            groups.setdefault(repr((binding.tables, binding.where, binding.select)), []).append(binding)
         try:
             for members in groups.values():
                 subscription = await feed.open_listener(self.app, self.call, channel.principal,
@@ -242,7 +243,7 @@ class Socket:
                 ids = [b.id for b in members if b.wants(event.op)]
                 spec = specs.get(event.table)
                 if ids and spec is not None:
-                    payload = {"ids": ids, "data": self.shared.data(event, spec)}
+                    payload = {"ids": ids, "data": self.shared.data(event, spec, members[0].select)}
                     await self.push(Message(channel.topic, "postgres_changes", payload, None, channel.join_ref))
         if self.open and self.channels.get(channel.topic) is channel:
             await self._end(channel, "the feed ended: the key was revoked, or the client fell too far behind")
