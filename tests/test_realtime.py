@@ -441,3 +441,14 @@ def test_a_browser_origin_not_allowed_is_refused(live):
     with pytest.raises(InvalidStatus) as refused_:
         raw(live, Origin="https://elsewhere.example")
     assert refused_.value.response.status_code == 403
+
+
+def test_one_socket_holds_at_most_100_bindings(live):
+    sixty = {"config": {"postgres_changes": [books(f"Cap {n}") for n in range(60)]}}
+    with raw(live) as ws:
+        ws.send(json.dumps(["1", "1", "realtime:cap-1", "phx_join", sixty]))
+        assert json.loads(ws.recv(5))[4]["status"] == "ok"
+        ws.recv(5)  # its system message
+        ws.send(json.dumps(["2", "2", "realtime:cap-2", "phx_join", sixty]))
+        reply = json.loads(ws.recv(5))[4]
+    assert reply["status"] == "error" and "at most 100" in reply["response"]["reason"], reply

@@ -25,6 +25,7 @@ log = logging.getLogger("tiddly")
 
 IDLE_S = 60          # nothing from the client this long (realtime-js beats every 25 s): it is gone
 MAX_CHANNELS = 100   # joined at once on one socket
+MAX_BINDINGS = 100   # postgres_changes bindings of all its channels: each is a feed listener
 MAX_FRAME = 1_000_000
 TOPIC_PREFIX = "realtime:"
 NOT_SERVED = ("Tiddly's Realtime serves postgres_changes only: Broadcast and Presence are not supported "
@@ -121,6 +122,10 @@ class Socket:
             except phoenix.BadMessage as exc:
                 await self.close(1007, str(exc))
                 return
+            except Exception:  # noqa: BLE001 (a bug: logged; the client hears no more than that)
+                log.exception("realtime socket failed")
+                await self.close(1011, "an internal error occurred; it has been logged")
+                return
 
     async def push(self, message: Message) -> None:
         if not self.open:
@@ -198,6 +203,8 @@ class Socket:
         found = binding_rules.read(config, view, principal, self.gateway.config, lambda: next(self.ids))
         if not found:
             raise Unsupported(f"this channel listens to no postgres_changes. {NOT_SERVED}")
+        if sum(len(c.bindings) for c in self.channels.values()) + len(found) > MAX_BINDINGS:
+            raise BadQuery(f"one socket's channels hold at most {MAX_BINDINGS} postgres_changes bindings")
         channel = Channel(message.topic, message.join_ref, principal, found)
         await self._subscribe(channel)
         return channel
@@ -231,6 +238,14 @@ class Socket:
                          for subscription, members in channel.subscriptions]
 
     async def _relay(self, channel: Channel, subscription, members: list) -> None:
+        try:
+            await self._relay_changes(channel, subscription, members)
+        except Exception:  # noqa: BLE001 (a bug: logged, and the channel ends saying so)
+            log.exception("realtime relay of %s failed", channel.topic)
+            if self.open and self.channels.get(channel.topic) is channel:
+                await self._end(channel, "an internal error occurred; it has been logged")
+
+    async def _relay_changes(self, channel: Channel, subscription, members: list) -> None:
         view = self.gateway.view(channel.principal)
         specs = {name: view.tables[name] for name in members[0].tables if name in view.tables}
         while self.open:
