@@ -426,6 +426,7 @@ def test_version_1_messages_are_objects(live):
 @pytest.mark.parametrize("vsn, frame, code", [
     ("2.0.0", "not json", 1007),
     ("2.0.0", '{"topic": "phoenix"}', 1007),
+    ("2.0.0", json.dumps(["1", "1", "realtime:" + "x" * 300, "phx_join", {}]), 1007),
     ("3.0.0", None, 1008),
 ])
 def test_what_is_not_the_protocol_closes_the_socket_with_a_reason(live, vsn, frame, code):

@@ -20,6 +20,7 @@ DEFAULT_VERSION = "1.0.0"  # what a Phoenix server assumes when the client names
 
 JOIN, LEAVE, REPLY, ERROR, CLOSE = "phx_join", "phx_leave", "phx_reply", "phx_error", "phx_close"
 HEARTBEAT, SOCKET_TOPIC = "heartbeat", "phoenix"
+MAX_NAME = 255  # characters of a topic, an event, a ref (realtime-js's own bound on them)
 
 
 class BadMessage(Exception):
@@ -51,7 +52,10 @@ def decode(text: str | bytes, vsn: str) -> Message:
         join_ref, ref, topic, event, payload = (value.get(k) for k in ("join_ref", "ref", "topic", "event", "payload"))
     if not isinstance(topic, str) or not isinstance(event, str):
         raise BadMessage("a message's topic and event are strings")
-    return Message(topic, event, payload if payload is not None else {}, _ref(ref), _ref(join_ref))
+    message = Message(topic, event, payload if payload is not None else {}, _ref(ref), _ref(join_ref))
+    if any(len(part or "") > MAX_NAME for part in (topic, event, message.ref, message.join_ref)):
+        raise BadMessage(f"a message's topic, event, ref and join_ref are at most {MAX_NAME} characters")
+    return message
 
 
 _USER_BROADCAST_PUSH = 3  # realtime-js's kind byte for a broadcast it sends
