@@ -453,3 +453,14 @@ def test_one_socket_holds_at_most_100_bindings(live):
         ws.send(json.dumps(["2", "2", "realtime:cap-2", "phx_join", sixty]))
         reply = json.loads(ws.recv(5))[4]
     assert reply["status"] == "error" and "at most 100" in reply["response"]["reason"], reply
+
+
+def test_waiting_for_the_subscription_and_a_private_channel(live):
+    """realtime-js 2.119's postgres_changes_options.wait (the join is answered once the channel
+    listens, as it always is here) and config.private (postgres_changes keep the key's access)."""
+    author = "Waiting"
+    subscribed(live, "write", "waiting", [books(author)],
+               config={"postgres_changes_options": {"wait": True}, "private": True})
+    row = insert(live, "books", {"title": "Right away", "author": author})
+    check_payload(live.node.changes("waiting", 1)[0]["payload"], "INSERT", row, {})
+    leave(live, "waiting")
