@@ -164,3 +164,136 @@ def prune(session: Session, older_than: dt.datetime) -> int:
     session.execute(delete(CHANGES).where(CHANGES.c.position <= through))
     session.execute(update(CLOCK).where(CLOCK.c.id == 1, CLOCK.c.pruned < through).values(pruned=through))
     return through
+
+
+# -- triggers: writes by other programs (`tiddly changes enable`) ----------------------------
+
+@dataclass(frozen=True)
+class Watched:
+    """A table to log with triggers, by names already checked against the registry: the name
+    events carry, its table in SQL, its key columns and the columns an event may show."""
+    name: str
+    table: Table
+    key: tuple[str, ...]
+    columns: tuple[str, ...]
+
+
+def trigger_name(name: str, suffix: str = "") -> str:
+    """The triggers' own name: fixed by the table's, made of no character of it."""
+    import hashlib  # noqa: PLC0415
+    return f"tiddly_changes_{hashlib.sha256(name.encode()).hexdigest()[:12]}{suffix}"
+
+
+def _ops(dialect: str) -> tuple[tuple[str, str], ...]:
+    # SQLite and MariaDB have a trigger an event; PostgreSQL's one trigger takes all three.
+    return (("", "INSERT OR UPDATE OR DELETE"),) if dialect == "postgresql" else \
+        (("_i", "INSERT"), ("_u", "UPDATE"), ("_d", "DELETE"))
+
+
+def enable(db, watched: list[Watched]) -> None:
+    """Triggers that log every write to these tables, whoever makes it, and a note of them (so
+    Tiddly's own writes to them are not logged twice); in one transaction where DDL is one."""
+    dialect = db.dialect_name
+    if dialect == "sqlite" and db.state_home and db.state_home.sidecar:
+        raise ValueError("on SQLite, triggers cannot write to Tiddly's state apart (--reflect keeps it in "
+                         f"{db.state_home.place}); the change log sees Tiddly's own writes only")
+    with db.engine.begin() as connection:
+        for table in watched:
+            for statement in _drop(connection, table) + _create(connection, table, _schema(db)):
+                connection.exec_driver_sql(statement)
+            connection.execute(delete(TRIGGERED).where(TRIGGERED.c.table_name == table.name))
+            connection.execute(insert(TRIGGERED).values(table_name=table.name, enabled_at=now()))
+
+
+def disable(db, watched: list[Watched]) -> None:
+    """Drop exactly what ``enable`` made for these tables."""
+    with db.engine.begin() as connection:
+        for table in watched:
+            for statement in _drop(connection, table):
+                connection.exec_driver_sql(statement)
+            connection.execute(delete(TRIGGERED).where(TRIGGERED.c.table_name == table.name))
+
+
+def enabled(db) -> list[str]:
+    with db.session(latest=True) as session:
+        return sorted(triggered_tables(session))
+
+
+def _q(connection):
+    return connection.dialect.identifier_preparer
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _log_name(connection, db_schema: str | None, table: Table) -> str:
+    quoted = _q(connection).quote(table.name)
+    return f"{_q(connection).quote(db_schema)}.{quoted}" if db_schema else quoted
+
+
+def _drop(connection, table: Watched) -> list[str]:
+    q, dialect = _q(connection), connection.dialect.name
+    target = q.format_table(table.table)
+    if dialect == "postgresql":
+        schema = _function_schema(connection, table)
+        return [f"DROP TRIGGER IF EXISTS {q.quote(trigger_name(table.name))} ON {target}",
+                f"DROP FUNCTION IF EXISTS {schema}{q.quote(trigger_name(table.name))}()"]
+    return [f"DROP TRIGGER IF EXISTS {q.quote(trigger_name(table.name, suffix))}" for suffix, _ in _ops(dialect)]
+
+
+def _function_schema(connection, table: Watched) -> str:
+    return f"{_q(connection).quote(table.table.schema)}." if table.table.schema else ""
+
+
+def _json_object(connection, pairs: list[str], prefix: str) -> str:
+    q = _q(connection)
+    function = "json_build_object" if connection.dialect.name == "postgresql" else \
+        "json_object" if connection.dialect.name == "sqlite" else "JSON_OBJECT"
+    return f"{function}({', '.join(f'{_literal(c)}, {prefix}.{q.quote(c)}' for c in pairs)})"
+
+
+def _create(connection, table: Watched, home: str | None) -> list[str]:
+    """The triggers' DDL: text, as DDL is, made only of names the registry knows, each quoted
+    by the dialect, and of the table's name as a quoted literal."""
+    dialect, q = connection.dialect.name, _q(connection)
+    changes, clock_table = _log_name(connection, home, CHANGES), _log_name(connection, home, CLOCK)
+    target = q.format_table(table.table)
+    name = _literal(table.name)
+    if dialect == "postgresql":
+        function = f"{_function_schema(connection, table)}{q.quote(trigger_name(table.name))}"
+        body = (
+            "DECLARE p bigint; k text; r text;\nBEGIN\n"
+            f"  UPDATE {clock_table} SET position = position + 1 WHERE id = 1 RETURNING position INTO p;\n"
+            f"  IF TG_OP = 'DELETE' THEN k := {_json_object(connection, list(table.key), 'OLD')}::text; r := NULL;\n"
+            f"  ELSE k := {_json_object(connection, list(table.key), 'NEW')}::text;"
+            f" r := {_json_object(connection, list(table.columns), 'NEW')}::text; END IF;\n"
+            f"  INSERT INTO {changes} (position, table_name, op, row_key, row_data, at)"
+            f" VALUES (p, {name}, lower(TG_OP), k, r, clock_timestamp() AT TIME ZONE 'UTC');\n"
+            "  RETURN NULL;\nEND")
+        return [f"CREATE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS {_literal(body)}",
+                f"CREATE TRIGGER {q.quote(trigger_name(table.name))} AFTER INSERT OR UPDATE OR DELETE ON {target} "
+                f"FOR EACH ROW EXECUTE FUNCTION {function}()"]
+    statements = []
+    for suffix, event in _ops(dialect):
+        row = "OLD" if event == "DELETE" else "NEW"
+        key = _json_object(connection, list(table.key), row)
+        data = "NULL" if event == "DELETE" else _json_object(connection, list(table.columns), row)
+        op = _literal(event.lower())
+        trigger = q.quote(trigger_name(table.name, suffix))
+        if dialect == "sqlite":
+            statements.append(
+                f"CREATE TRIGGER {trigger} AFTER {event} ON {target} BEGIN "
+                f"UPDATE {clock_table} SET position = position + 1 WHERE id = 1; "
+                f"INSERT INTO {changes} (position, table_name, op, row_key, row_data, at) "
+                f"SELECT position, {name}, {op}, {key}, {data}, strftime('%Y-%m-%d %H:%M:%f000', 'now') "
+                f"FROM {clock_table} WHERE id = 1; END")
+        else:
+            statements.append(
+                f"CREATE TRIGGER {trigger} AFTER {event} ON {target} FOR EACH ROW BEGIN "
+                f"DECLARE p BIGINT; "
+                f"UPDATE {clock_table} SET position = position + 1 WHERE id = 1; "
+                f"SELECT position INTO p FROM {clock_table} WHERE id = 1; "
+                f"INSERT INTO {changes} (position, table_name, op, row_key, row_data, at) "
+                f"VALUES (p, {name}, {op}, {key}, {data}, UTC_TIMESTAMP(6)); END")
+    return statements
