@@ -10,10 +10,10 @@ binding on INSERT into dual, and waits for every join's reply. The server's memo
 server and its workers) is read before the sockets open, once they are open and once their
 channels are joined, each after 2 s idle: over N, the memory per idle subscribed client, and its
 two parts, the socket (granian's WebSocket: a bare ASGI app that only accepts costs the same)
-and the channel (Tiddly's: the channel, its feed listener, the task relaying its changes). Then --changes rows are inserted
-through POST /dual at --rate a second, and every client timestamps each change it receives
-against the change's commit_timestamp (the same clock: one machine): the p50, p99 and max of
-all N x changes deliveries, and how many arrived. A change written through one worker reaches
+and the channel (Tiddly's: the channel, its feed listener, the task relaying its changes). Then
+--changes rows are inserted through POST /dual at --rate a second, and every client timestamps
+each change it receives against the change's commit_timestamp (the same clock: one machine):
+the p50, p99 and max of all N x changes deliveries, and how many arrived. A change written through one worker reaches
 the clients of another at that worker's next read of the change log (changes_poll_s, 0.25 s).
 The clients are one asyncio process of this script (the websockets package).
 

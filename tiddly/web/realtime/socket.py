@@ -3,8 +3,8 @@ and the changes each channel's bindings receive from the feed (``web/feed.py``).
 
 Runs on the worker's event loop (a native handler, ``web/native.py``); what blocks (the key
 check, the feed's start) goes through ``call``. Messages are handled one after another, in the
-order they came; a channel's changes are sent by one task per distinct (tables, where, select) of its
-bindings, every send under one lock.
+order they came; a channel's changes are sent by one task per distinct (tables, where, select)
+of its bindings, every send under one lock.
 """
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ MAX_CHANNELS = 100   # joined at once on one socket
 MAX_BINDINGS = 100   # postgres_changes bindings of all its channels: each is a feed listener
 MAX_FRAME = 1_000_000
 TOPIC_PREFIX = "realtime:"
+INTERNAL = "an internal error occurred; it has been logged"
 NOT_SERVED = ("Tiddly's Realtime serves postgres_changes only: Broadcast and Presence are not supported "
               "(docs/postgrest.md)")
 
@@ -124,7 +125,7 @@ class Socket:
                 return
             except Exception:  # noqa: BLE001 (a bug: logged; the client hears no more than that)
                 log.exception("realtime socket failed")
-                await self.close(1011, "an internal error occurred; it has been logged")
+                await self.close(1011, INTERNAL)
                 return
 
     async def push(self, message: Message) -> None:
@@ -180,7 +181,7 @@ class Socket:
             return
         except Exception:  # noqa: BLE001 (a bug: logged, answered without its text)
             log.exception("realtime join of %s failed", message.topic)
-            await self.push(phoenix.reply(message, "error", {"reason": "an internal error occurred; it has been logged"}))
+            await self.push(phoenix.reply(message, "error", {"reason": INTERNAL}))
             return
         self.channels[message.topic] = channel
         await self.push(phoenix.reply(message, "ok", {"postgres_changes": [b.echo for b in channel.bindings]}))
@@ -243,7 +244,7 @@ class Socket:
         except Exception:  # noqa: BLE001 (a bug: logged, and the channel ends saying so)
             log.exception("realtime relay of %s failed", channel.topic)
             if self.open and self.channels.get(channel.topic) is channel:
-                await self._end(channel, "an internal error occurred; it has been logged")
+                await self._end(channel, INTERNAL)
 
     async def _relay_changes(self, channel: Channel, subscription, members: list) -> None:
         view = self.gateway.view(channel.principal)
