@@ -33,6 +33,11 @@ PORT = 18_400
 def serve(url: str, port: int, workers: int, threads: int, log) -> subprocess.Popen:
     process = subprocess.Popen([sys.executable, str(APP), "--database-url", url, "--port", str(port),
                                 "--workers", str(workers), "--threads", str(threads)], stdout=log, stderr=log)
+    return healthy(process, port, log)
+
+
+def healthy(process: subprocess.Popen, port: int, log) -> subprocess.Popen:
+    """``process`` once it answers /-/health on ``port`` (else it is killed: see ``log``)."""
     deadline = time.time() + 30
     while time.time() < deadline:
         try:
@@ -43,7 +48,7 @@ def serve(url: str, port: int, workers: int, threads: int, log) -> subprocess.Po
         except OSError:
             time.sleep(0.2)
     process.kill()
-    raise RuntimeError(f"the stream app did not start: see {log.name}")
+    raise RuntimeError(f"the server did not start: see {log.name}")
 
 
 def rss_kb(pid: int) -> int:

@@ -55,9 +55,10 @@ class LiveServer:
     """`tiddly serve` in a subprocess, reached over real HTTP."""
 
     def __init__(self, database_url: str | None, workers: int = 2, threads: int = 4, extra_args=(), env=None,
-                 wait: bool = True, cwd=ROOT, host: str = "127.0.0.1"):
-        """``database_url`` None: the server reads it from ``env``; ``wait`` False: call wait_ready()."""
-        self.port = free_port()
+                 wait: bool = True, cwd=ROOT, host: str = "127.0.0.1", port: int | None = None):
+        """``database_url`` None: the server reads it from ``env``; ``wait`` False: call wait_ready();
+        ``port``: this one (a server started again where its clients reconnect), else a free one."""
+        self.port = port or free_port()
         bare = host.strip("[]")
         self.url = f"http://[{bare}]:{self.port}" if ":" in bare else f"http://{bare}:{self.port}"
         command = [sys.executable, "-m", "tiddly", "serve", "--host", host, "--port", str(self.port),

@@ -24,6 +24,12 @@ def dumps(payload: Any) -> bytes:
     return orjson.dumps(payload, default=_default, option=orjson.OPT_NON_STR_KEYS)
 
 
+def encoded(payload: Any) -> orjson.Fragment:
+    """``payload`` encoded once, to stand as it is inside what ``dumps`` encodes later (the same
+    change sent to a thousand sockets)."""
+    return orjson.Fragment(dumps(payload))
+
+
 def parse_body(raw: bytes) -> Any:
     """Parse a JSON body. A body that is a JSON string holding JSON (the 2017
     client's ``json=json.dumps(obj)``) is decoded once more."""

@@ -30,7 +30,7 @@ from tiddly.services.changes import Feed
 from tiddly.services.execute import Executor
 from tiddly.storage import Database
 from tiddly.storage import changes as change_log
-from tiddly.web import api, feed, guard, postgrest, ui
+from tiddly.web import api, feed, guard, postgrest, realtime, ui
 from tiddly.web.api import openapi
 from tiddly.web.guard import Dialect
 
@@ -106,6 +106,7 @@ def create_app(config: Config | None = None, metadata=None, registry: Registry |
     monitor.register(app, gateway)  # the patient monitor, when its tables are served
     postgrest.install(app, gateway)  # PostgREST's grammar at config.postgrest_path (web/postgrest)
     feed.install(app, changes)  # GET /-/changes, a native handler (web/feed.py)
+    realtime.install(app, gateway)  # Supabase Realtime's WebSocket over the feed (web/realtime)
     return app
 
 
