@@ -1,5 +1,7 @@
 """PostgreSQL: a request by a key the worker knows costs one round trip fewer, counted on the
-wire (issue 26 item 4). Its key check travels with the request's first statement; nothing is
+wire (issue 26 item 4): a read one, a write three (BEGIN, the check and the statement; the change
+log's one statement; COMMIT), where they cost two and four (the feed's poller may add a read now
+and then, hence the bounds). Its key check travels with the request's first statement; nothing is
 answered or committed until the check is back and agrees, so a key revoked a moment ago still
 fails at its next request."""
 from __future__ import annotations
@@ -13,6 +15,9 @@ from wire import RoundTrips
 
 from tiddly import create_app
 from tiddly.config import Config
+
+
+READ, WRITE = (1, 1.1, 1.2), (3, 3.1, 3.2)  # per request, with a poll of the change feed now and then
 
 
 @pytest.fixture
@@ -36,17 +41,17 @@ def _each(counter, requests) -> float:
     return counter.take() / len(requests)
 
 
-def test_a_known_keys_read_is_one_round_trip_and_a_write_two(db_url, counted):
+def test_a_known_keys_read_is_one_round_trip_and_a_write_three(db_url, counted):
     client, counter = counted
     writer = bearer(new_key(db_url, "writer", "write"))
     ok(client.post("/dual", json={"text": "first"}, headers=writer), 201)  # the key's first request: checked alone
     ok(client.get("/dual/1", headers=writer))
     client.get("/rest/v1/dual?id=eq.1", headers=writer)  # the dialect's first request reads the function catalog
-    assert _each(counter, [lambda: ok(client.get("/dual/1", headers=writer))] * 10) == 1
-    assert _each(counter, [lambda: client.get("/rest/v1/dual?id=eq.1", headers=writer)] * 10) == 1
+    assert _each(counter, [lambda: ok(client.get("/dual/1", headers=writer))] * 10) in READ
+    assert _each(counter, [lambda: client.get("/rest/v1/dual?id=eq.1", headers=writer)] * 10) in READ
     assert _each(counter, [lambda n=n: ok(client.post("/dual", json={"text": f"t{n}"}, headers=writer), 201)
-                           for n in range(10)]) == 2  # BEGIN, check and INSERT; then COMMIT
-    assert _each(counter, [lambda: ok(client.patch("/dual/1", json={"text": "x"}, headers=writer))] * 10) == 2
+                           for n in range(10)]) in WRITE  # BEGIN, check and INSERT; the log; COMMIT
+    assert _each(counter, [lambda: ok(client.patch("/dual/1", json={"text": "x"}, headers=writer))] * 10) in WRITE
 
 
 def test_a_key_revoked_meanwhile_fails_at_its_next_request_and_nothing_is_written(db_url, counted):
@@ -88,8 +93,8 @@ def test_open_mode_owes_its_check_too_and_ends_at_the_first_key(db_url, counted)
     client, counter = counted
     ok(client.post("/dual", json={"text": "open"}), 201)  # loopback, no key yet: open mode
     ok(client.get("/dual/1"))
-    assert _each(counter, [lambda: ok(client.get("/dual/1"))] * 10) == 1
-    assert _each(counter, [lambda n=n: ok(client.post("/dual", json={"text": f"o{n}"}), 201) for n in range(5)]) == 2
+    assert _each(counter, [lambda: ok(client.get("/dual/1"))] * 10) in READ
+    assert _each(counter, [lambda n=n: ok(client.post("/dual", json={"text": f"o{n}"}), 201) for n in range(5)]) in WRITE
     new_key(db_url, "first", "write")
     refused = client.get("/dual/1")
     assert_error(refused, 401, "unauthorized")

@@ -78,9 +78,10 @@ class Feed:
         changed = [c for c in changes if c.op != "call" and c.table in self.registry.tables]
         if not changed:
             return
-        triggered = log_table.triggered_tables(session)
-        changed = [c for c in changed if c.table not in triggered]
-        rows = _rows_after(session, self.registry, changed)
+        if not log_table.excludes_triggered(session):
+            triggered = log_table.triggered_tables(session)
+            changed = [c for c in changed if c.table not in triggered]
+        rows = _rows_after(session, self.registry, [c for c in changed if c.row is None])
         log_table.append(session, [self._entry(c, rows) for c in changed])
 
     def woken(self, changes: list[Change]) -> None:
@@ -89,7 +90,8 @@ class Feed:
     def _entry(self, change: Change, rows: dict) -> log_table.Entry:
         spec = self.registry.tables[change.table]
         key = {c.name: v for c, v in zip(spec.primary_key, change.key)}
-        row = rows.get((change.table, tuple(change.key))) if change.op != "delete" else None
+        row = None if change.op == "delete" else change.row if change.row is not None else \
+            rows.get((change.table, tuple(change.key)))
         return log_table.Entry(change.table, change.op, _text(key), _text(row) if row is not None else None)
 
     def _log_exists(self) -> bool:

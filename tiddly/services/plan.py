@@ -197,6 +197,7 @@ class Change:
     table: str
     op: str    # "insert", "update" or "delete"; "call": a stored function that may write ran (services/functions.py)
     key: tuple  # () for a call: which rows it changed is the database's to know
+    row: dict | None = field(default=None, compare=False)  # its readable columns, when the write read them back
 
 
 @dataclass

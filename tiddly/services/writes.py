@@ -35,7 +35,7 @@ def run_insert(session: Session, op: Insert, context: Context) -> Written:
         keys = crud.insert_many(session, spec, list(op.rows))
         return _returned(session, op, context, Written(keys, count=len(keys), changes=_changes(spec.name, "insert", keys)))
     key, row = crud.insert_values(session, spec, op.rows[0])
-    written = Written([key], [row], 1, changes=[Change(spec.name, "insert", key)])
+    written = Written([key], [row], 1, changes=[Change(spec.name, "insert", key, dict(row))])
     for children in op.children:
         rows, changes = nested.insert_children(session, spec, row, key, children)
         row[children.relation.name] = rows
@@ -54,7 +54,7 @@ def run_put(session: Session, op: Put, context: Context) -> Written:
     created, changed, row = crud.put_row(session, op.table, op.key, op.values, op.precondition,
                                          context.config.max_key_gap)
     key = crud.changed_key(op.table, op.key, {} if created else op.values)
-    changes = [Change(op.table.name, "insert" if created else "update", key)] if changed else []
+    changes = [Change(op.table.name, "insert" if created else "update", key, dict(row))] if changed else []
     return _returned(session, op, context, Written([key], [row], 1, created, changes))
 
 
@@ -71,7 +71,8 @@ def run_update(session: Session, op: Update, context: Context) -> Written:
         keys = crud.update_keys(session, spec, _locked(session, op), op.values)
         written = Written(keys, count=len(keys))
     if op.values:
-        written.changes = _changes(spec.name, "update", keys)
+        written.changes = [Change(spec.name, "update", keys[0], dict(written.rows[0]))] if op.key is not None \
+            else _changes(spec.name, "update", keys)
     return _returned(session, op, context, written)
 
 

@@ -25,7 +25,7 @@ from tiddly.services.auth import Principal
 from tiddly.services.plan import Read
 from tiddly.web.postgrest import grammar
 from tiddly.web.postgrest.grammar import PostgrestError
-from tiddly.web.postgrest.routes import SCHEMA
+from tiddly.web.postgrest.asked import SCHEMA
 
 EVENTS = ("*", "INSERT", "UPDATE", "DELETE")
 FILTER_OPERATORS = {"eq": "eq", "neq": "ne", "lt": "lt", "lte": "lte", "gt": "gt", "gte": "gte", "in": "in",
