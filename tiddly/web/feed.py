@@ -224,18 +224,18 @@ class Subscription:
     async def _catch_up(self):
         """The next page of the backlog, or None once caught up (then the changes queued live
         meanwhile are filtered and follow)."""
-        listener = self.listener
-        page = await self.call(self.app.extensions["tiddly.feed"].backlog, listener.last, listener.tables)
-        cache: dict = {}
-        events = [e for e in (listener.accept(c, cache) for c in page) if e is not None]
-        if page:
+        listener, cache = self.listener, {}
+        backlog = self.app.extensions["tiddly.feed"].backlog
+        while True:
+            page = await self.call(backlog, listener.last, listener.tables)
+            if not page:
+                break
+            events = [e for e in (listener.accept(c, cache) for c in page) if e is not None]
             listener.last = page[-1].position
-        if events:
-            return events
-        if page:
-            return await self._catch_up()
+            if events:
+                return events
         listener.catching_up = False
-        queued = [item for item in listener.pending]
+        queued = list(listener.pending)
         listener.pending.clear()
         for item in queued:
             if isinstance(item, list):
