@@ -128,7 +128,10 @@ def append(session: Session, entries: list[Entry]) -> None:
     """Log ``entries`` in the caller's transaction, as its last statements (see the module's note)."""
     if not entries:
         return
-    session.execute(update(CLOCK).where(CLOCK.c.id == 1).values(position=CLOCK.c.position + len(entries)))
+    advance = update(CLOCK).where(CLOCK.c.id == 1).values(position=CLOCK.c.position + len(entries))
+    if session.execute(advance).rowcount == 0:  # the clock's row was never made (the database was down at start)
+        session.execute(insert(CLOCK).values(id=1, position=0, pruned=0))
+        session.execute(advance)
     last = session.execute(select(CLOCK.c.position).where(CLOCK.c.id == 1)).scalar_one()
     at = now()
     first = last - len(entries) + 1
