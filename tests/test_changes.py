@@ -18,7 +18,7 @@ from sse import Stream, changes_after
 from tiddly import create_app
 from tiddly.cli import main
 from tiddly.config import Config
-from tiddly.errors import UnknownTable
+from tiddly.errors import Unauthorized, UnknownTable
 from tiddly.web.feed import Event, authenticate, listen
 from tiddly.web.native import call_in_thread
 
@@ -317,5 +317,20 @@ def test_listen_in_python_yields_events_and_checks_first(db_url):
         assert isinstance(event, Event)
         assert (event.table, event.op, event.key, event.row["title"]) == ("books", "insert", {"id": made}, "Yes")
         assert event.position.isdigit() and event.at.endswith("Z")
+    finally:
+        app.extensions["tiddly"].db.dispose()
+
+
+def test_authenticate_takes_headers_a_header_value_or_a_bare_key(db_url):
+    app = create_app(Config(database_url=db_url))
+    secret = new_key(db_url, "native", "read")
+    try:
+        for credentials in ([(b"authorization", f"Bearer {secret}".encode())], [("Authorization", f"Bearer {secret}")],
+                            {"authorization": f"Bearer {secret}"}, f"Bearer {secret}", secret):
+            principal = asyncio.run(authenticate(app, call_in_thread, credentials))
+            assert (principal.kind, principal.name, principal.scope) == ("key", "native", "read"), credentials
+        for refused in (None, [(b"authorization", b"Bearer tdk_wrong")], [(b"x-other", b"1")]):
+            with pytest.raises(Unauthorized):
+                asyncio.run(authenticate(app, call_in_thread, refused))
     finally:
         app.extensions["tiddly"].db.dispose()
