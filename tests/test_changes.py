@@ -4,6 +4,7 @@ PostgreSQL and MariaDB: every door's changes arrive once, rolled-back writes nev
 the other order than they began."""
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 
@@ -17,6 +18,9 @@ from sse import Stream, changes_after
 from tiddly import create_app
 from tiddly.cli import main
 from tiddly.config import Config
+from tiddly.errors import Unauthorized, UnknownTable
+from tiddly.web.feed import Event, authenticate, listen
+from tiddly.web.native import call_in_thread
 
 FAST = {"TIDDLY_CHANGES_KEEPALIVE_S": "1", "TIDDLY_CHANGES_POLL_S": "0.1"}
 
@@ -288,3 +292,45 @@ def _trigger_names(connection) -> list[str]:
              "postgresql": "SELECT tgname FROM pg_trigger WHERE NOT tgisinternal",
              }.get(name, "SELECT trigger_name FROM information_schema.triggers WHERE trigger_schema = DATABASE()")
     return [r[0] for r in connection.execute(text(query)) if r[0].startswith("tiddly_changes")]
+
+
+def test_listen_in_python_yields_events_and_checks_first(db_url):
+    """web/feed.py's ``listen``, as another protocol (Realtime) uses it on its own event loop."""
+    app = create_app(Config(database_url=db_url))
+    client = app.test_client()
+
+    async def scenario():
+        principal = await authenticate(app, call_in_thread, None)  # open mode
+        with pytest.raises(UnknownTable):
+            await listen(app, call_in_thread, principal, ["nope"]).__anext__()
+        events = listen(app, call_in_thread, principal, ["books"], where={"author": "kept"})
+        first = asyncio.ensure_future(events.__anext__())
+        await asyncio.sleep(0.5)
+        await call_in_thread(client.post, "/books", json={"title": "No", "author": "dropped"})
+        made = (await call_in_thread(client.post, "/books", json={"title": "Yes", "author": "kept"})).get_json()["id"]
+        event = await asyncio.wait_for(first, 10)
+        await events.aclose()
+        return made, event
+
+    try:
+        made, event = asyncio.run(scenario())
+        assert isinstance(event, Event)
+        assert (event.table, event.op, event.key, event.row["title"]) == ("books", "insert", {"id": made}, "Yes")
+        assert event.position.isdigit() and event.at.endswith("Z")
+    finally:
+        app.extensions["tiddly"].db.dispose()
+
+
+def test_authenticate_takes_headers_a_header_value_or_a_bare_key(db_url):
+    app = create_app(Config(database_url=db_url))
+    secret = new_key(db_url, "native", "read")
+    try:
+        for credentials in ([(b"authorization", f"Bearer {secret}".encode())], [("Authorization", f"Bearer {secret}")],
+                            {"authorization": f"Bearer {secret}"}, f"Bearer {secret}", secret):
+            principal = asyncio.run(authenticate(app, call_in_thread, credentials))
+            assert (principal.kind, principal.name, principal.scope) == ("key", "native", "read"), credentials
+        for refused in (None, [(b"authorization", b"Bearer tdk_wrong")], [(b"x-other", b"1")]):
+            with pytest.raises(Unauthorized):
+                asyncio.run(authenticate(app, call_in_thread, refused))
+    finally:
+        app.extensions["tiddly"].db.dispose()

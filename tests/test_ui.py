@@ -11,6 +11,7 @@ import csv
 import io
 import json
 import re
+from pathlib import Path
 import subprocess
 import sys
 import time
@@ -707,3 +708,20 @@ def test_the_grid_shows_other_clients_changes_live_keeping_sort_filter_and_page(
     assert column(page, "year")[0] == "1980" and len(column(page, "year")) == 10
     expect(page.locator("th[aria-sort=descending]")).to_have_text("year ▼")
     expect(status(page)).to_contain_text("Rows 1–10")
+
+
+@in_browser
+def test_the_event_source_example_in_the_changes_doc_runs(server, page):
+    """docs/changes.md's browser example, as written, in Chromium: it logs a change made by another client."""
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "changes.md").read_text()
+    (script,) = re.findall(r"```html\n<script>\n(.*?)</script>\n```", doc, re.DOTALL)
+    assert len(script.strip().splitlines()) <= 10
+    open_ui(page, server)
+    page.evaluate("code => { window.key = ''; (0, eval)(code + '\\nwindow.feed = feed;'); }", script)
+    for _ in range(200):  # open: subscribed (no wait_for_function: the page's CSP forbids its eval)
+        if page.evaluate("() => window.feed.readyState") == 1:
+            break
+        page.wait_for_timeout(50)
+    with page.expect_console_message(lambda message: message.text.startswith("insert books")) as logged:
+        made = api(server, "POST", "/books", json={"title": "From the doc", "author": "d"}).json()["id"]
+    assert logged.value.text.startswith(f"insert books {{id: {made}}}"), logged.value.text

@@ -80,7 +80,7 @@ def create_app(config: Config | None = None, metadata=None, registry: Registry |
         db.create_all(metadata)
     if config.create_tables:  # the gateway's own state (API keys, login tokens), whatever the schema
         db.create_state(Base.metadata, internal_tables())
-        change_log.create(db)
+        _create_change_log(db)
     registry = (registry or Registry.from_metadata(metadata)).with_string_limit(config.max_string_length) \
         .add_relations(Base.registry.mappers)
     gateway = Gateway(config, db, registry, Executor(db, config))
@@ -108,6 +108,15 @@ def create_app(config: Config | None = None, metadata=None, registry: Registry |
     feed.install(app, changes)  # GET /-/changes, a native handler (web/feed.py)
     realtime.install(app, gateway)  # Supabase Realtime's WebSocket over the feed (web/realtime)
     return app
+
+
+def _create_change_log(db: Database) -> None:
+    """The change feed's log; a database that is down now gets it at its first write (the app
+    starts all the same, as /-/health says)."""
+    try:
+        change_log.create(db)
+    except (ApiError, DBAPIError) as exc:
+        log.warning("the change log could not be made now: %s", getattr(exc, "message", exc))
 
 
 # -- responses -----------------------------------------------------------------

@@ -10,6 +10,7 @@ from tiddly import migrate, schema
 from tiddly.config import DEFAULT_DATABASE_URL, Config
 from tiddly.models import Base, internal_tables
 from tiddly.storage import CannotOpen, Database
+from tiddly.storage import changes as change_log
 
 
 def _names(raw: tuple[str, ...]) -> list[str]:
@@ -90,6 +91,7 @@ def prepare_schema(db: Database, source: dict) -> schema.Schema:
             elif chosen.managed:
                 db.create_all(chosen.metadata)
             db.create_state(Base.metadata, internal_tables())
+            change_log.create(db)  # the change feed's log, beside Tiddly's other state
     except CannotOpen as exc:
         raise click.ClickException(str(exc)) from None
     return chosen

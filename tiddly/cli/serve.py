@@ -8,7 +8,6 @@ import click
 
 from tiddly.cli import options
 from tiddly.services import auth, cursor
-from tiddly.storage import changes as change_log
 from tiddly.storage import Database
 from tiddly.tiddly import create_app
 
@@ -56,7 +55,6 @@ def serve(host: str, port: int, workers: int, threads: int, database_url: str | 
     chosen = options.prepare_schema(db, source)
     db.check_writable()  # a read-only SQLite file or folder, or a full disk: say so now, in one line
     cursor.load_key(db, config.secret)  # stored now, so a read replica has it should the primary go down
-    change_log.create(db)  # the change feed's log, beside Tiddly's other state (storage/changes.py)
     try:
         open_allowed, mode = _auth_mode(db, host, insecure)
     finally:

@@ -139,15 +139,25 @@ def append(session: Session, entries: list[Entry]) -> None:
     if not entries:
         return
     if excludes_triggered(session):
-        session.execute(_appended(entries, now()))
+        appended = _appended(entries, now())
+        if session.execute(appended).rowcount == 0 and _no_clock(session):  # the database was down at start
+            session.execute(insert(CLOCK).values(id=1, position=0, pruned=0))
+            session.execute(appended)
         return
-    session.execute(update(CLOCK).where(CLOCK.c.id == 1).values(position=CLOCK.c.position + len(entries)))
+    advance = update(CLOCK).where(CLOCK.c.id == 1).values(position=CLOCK.c.position + len(entries))
+    if session.execute(advance).rowcount == 0:  # the clock's row was never made (the database was down at start)
+        session.execute(insert(CLOCK).values(id=1, position=0, pruned=0))
+        session.execute(advance)
     last = session.execute(select(CLOCK.c.position).where(CLOCK.c.id == 1)).scalar_one()
     at = now()
     first = last - len(entries) + 1
     session.execute(insert(CHANGES), [
         {"position": first + i, "table_name": e.table, "op": e.op, "row_key": e.key, "row_data": e.row, "at": at}
         for i, e in enumerate(entries)])
+
+
+def _no_clock(session: Session) -> bool:
+    return session.execute(select(CLOCK.c.id).where(CLOCK.c.id == 1)).first() is None
 
 
 def _appended(entries: list[Entry], at: dt.datetime):

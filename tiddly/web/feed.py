@@ -56,12 +56,22 @@ async def authenticate(app, call, credentials: Any) -> Principal:
     an ``Authorization`` value (``"Bearer tdk_..."``), a bare key or token, or None (open mode).
     The same check as every request's (``auth.authenticate``), run through ``call``."""
     gateway = app.extensions["tiddly"]
-    if isinstance(credentials, list):
-        credentials = dict(credentials).get(b"authorization", b"").decode("latin-1") or None
+    if isinstance(credentials, (list, tuple, dict)):
+        credentials = _header(credentials, "authorization")
     elif isinstance(credentials, str) and credentials and " " not in credentials.strip():
         credentials = f"Bearer {credentials.strip()}"
     return await call(auth.authenticate, gateway.db, credentials, gateway.config.open_mode_allowed,
                       guard.login_users(gateway))
+
+
+def _header(headers, name: str) -> str | None:
+    """A header's value from ASGI's (bytes, bytes) pairs, or str pairs, or a mapping; any case."""
+    pairs = headers.items() if isinstance(headers, dict) else headers
+    for key, value in pairs:
+        key = key.decode("latin-1") if isinstance(key, bytes) else str(key)
+        if key.lower() == name:
+            return (value.decode("latin-1") if isinstance(value, bytes) else str(value)) or None
+    return None
 
 
 # -- listening ------------------------------------------------------------------------------
@@ -224,18 +234,18 @@ class Subscription:
     async def _catch_up(self):
         """The next page of the backlog, or None once caught up (then the changes queued live
         meanwhile are filtered and follow)."""
-        listener = self.listener
-        page = await self.call(self.app.extensions["tiddly.feed"].backlog, listener.last, listener.tables)
-        cache: dict = {}
-        events = [e for e in (listener.accept(c, cache) for c in page) if e is not None]
-        if page:
+        listener, cache = self.listener, {}
+        backlog = self.app.extensions["tiddly.feed"].backlog
+        while True:
+            page = await self.call(backlog, listener.last, listener.tables)
+            if not page:
+                break
+            events = [e for e in (listener.accept(c, cache) for c in page) if e is not None]
             listener.last = page[-1].position
-        if events:
-            return events
-        if page:
-            return await self._catch_up()
+            if events:
+                return events
         listener.catching_up = False
-        queued = [item for item in listener.pending]
+        queued = list(listener.pending)
         listener.pending.clear()
         for item in queued:
             if isinstance(item, list):
