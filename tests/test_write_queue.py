@@ -22,7 +22,7 @@ from tiddly.config import Config
 from tiddly.errors import DatabaseUnavailable
 from tiddly.models import Dual
 from tiddly.registry import Registry
-from tiddly.storage import Database, writers
+from tiddly.storage import Database, engines
 
 HOLD_S = 0.4
 
@@ -113,7 +113,7 @@ def test_reads_do_not_wait_for_a_writer(tmp_path):
 
 
 def test_a_writer_that_waits_longer_than_the_busy_timeout_gets_a_503(tmp_path, monkeypatch):
-    monkeypatch.setattr(writers, "SQLITE_BUSY_TIMEOUT_S", 0.2)
+    monkeypatch.setattr(engines, "SQLITE_BUSY_TIMEOUT_S", 0.2)
     db = _sqlite_db(tmp_path)
     with _writer_holding_its_turn(db):
         with pytest.raises(DatabaseUnavailable):
@@ -135,7 +135,7 @@ def test_two_database_files_do_not_share_a_queue(tmp_path):
 
 
 def test_nested_write_scopes_in_one_thread_do_not_deadlock_on_the_queue(tmp_path, monkeypatch):
-    monkeypatch.setattr(writers, "SQLITE_BUSY_TIMEOUT_S", 0.5)
+    monkeypatch.setattr(engines, "SQLITE_BUSY_TIMEOUT_S", 0.5)
     db = _sqlite_db(tmp_path)
     with db.session(write=True) as outer:
         outer.execute(insert(Dual.__table__).values(text="outer"))

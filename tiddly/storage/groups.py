@@ -44,7 +44,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
 from tiddly.errors import DatabaseUnavailable
-from tiddly.storage.engines import SQLITE_BUSY_TIMEOUT_S
+from tiddly.storage import engines
 from tiddly.storage.errors import quietly, translate_error
 
 MAX_GROUP_S = 0.002  # a group older than this takes no new member: no scope waits long for companions
@@ -119,7 +119,7 @@ class WriteGroups:
 
     def join(self, engine: Engine, begin: str) -> _Group:
         """This thread's turn, and the group its work goes into: the open one, or a new one."""
-        deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_S
+        deadline = time.monotonic() + engines.SQLITE_BUSY_TIMEOUT_S
         self._queue.threads.take(deadline)
         try:
             group = self._open

@@ -22,7 +22,8 @@ from typing import Iterator
 from sqlalchemy.engine import Engine
 
 from tiddly.errors import DatabaseUnavailable
-from tiddly.storage.engines import SQLITE_BUSY_TIMEOUT_S, StateHome
+from tiddly.storage import engines
+from tiddly.storage.engines import StateHome
 
 FILE_LOCK_POLL_S = 0.001  # the longest pause between two tries for another process's lock file
 
@@ -134,7 +135,7 @@ class SqliteWriterQueue:
         a write scope opened inside another in the same thread passes, and then waits on SQLite's own
         lock, as before)."""
         nested = self.threads.held_here()
-        deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_S
+        deadline = time.monotonic() + engines.SQLITE_BUSY_TIMEOUT_S
         self.threads.take(deadline)
         try:
             if nested:
