@@ -100,8 +100,13 @@ def test_access_log_to_a_file(tmp_path, live_server_factory):
     log = tmp_path / "access.log"
     server = live_server_factory(f"sqlite:///{tmp_path / 'x.db'}", workers=1, extra_args=("--access-log", str(log)))
     assert requests.get(server.url + "/books?limit=1").status_code == 200
+    requests.get(server.url + "/-/changes?tables=books&access_token=tdk_secret&x=1", timeout=5)
+    requests.get(server.url + "/realtime/v1/websocket?apikey=tdk_other&vsn=1.0.0", timeout=5)
     server.stop()
-    assert '"GET /books?limit=1 HTTP/1.1" 200' in log.read_text()
+    written = log.read_text()
+    assert '"GET /books?limit=1 HTTP/1.1" 200' in written
+    assert "tdk_secret" not in written and "tdk_other" not in written  # a key in a URL stays out of the log
+    assert "/-/changes?tables=books&access_token=[hidden]&x=1" in written
 
 
 def test_access_log_dash_is_stderr_beside_the_server_lines(tmp_path):

@@ -26,6 +26,7 @@ import asyncio
 import functools
 import io
 import logging
+import re
 import sys
 import time
 from collections.abc import Callable
@@ -85,10 +86,12 @@ class Admission:
             self._stream_slots = asyncio.Semaphore(max(1, self.slot_count // 2))
         kind = scope["type"]
         handler = native.handler_for(self.app, kind, scope["path"])
-        if handler is not None:
+        if handler is not None and kind == "http":  # a stream (/-/changes): logged when it ends
+            await self._logged(scope, send, lambda logged_send: handler(scope, receive, logged_send, self.call))
+        elif handler is not None:
             await handler(scope, receive, send, self.call)
         elif kind == "http":
-            await self._http(scope, receive, send)
+            await self._logged(scope, send, lambda logged_send: self._answer(scope, receive, logged_send))
         elif kind == "websocket":
             await send({"type": "websocket.close", "code": 1008})
 
@@ -97,7 +100,11 @@ class Admission:
         async with self._slots:
             return await asyncio.get_running_loop().run_in_executor(self.pool, functools.partial(fn, *args, **kwargs))
 
-    async def _http(self, scope: dict, receive: Callable, send: Callable) -> None:
+    async def _logged(self, scope: dict, send: Callable, answer: Callable) -> None:
+        """``answer(send)``, and with --access-log its line once it is done."""
+        if not self.access_log:
+            await answer(send)
+            return
         started = time.time()
         answered = [499, b"-"]  # 499: the client went before an answer
 
@@ -107,10 +114,9 @@ class Admission:
             await send(message)
 
         try:
-            await self._answer(scope, receive, counted_send if self.access_log else send)
+            await answer(counted_send)
         finally:
-            if self.access_log:
-                access_logger.info(access_line(scope, answered[0], answered[1].decode("latin-1"), started))
+            access_logger.info(access_line(scope, answered[0], answered[1].decode("latin-1"), started))
 
     async def _answer(self, scope: dict, receive: Callable, send: Callable) -> None:
         refusal = self._refusal(scope)
@@ -456,10 +462,15 @@ def wsgi_environ(scope: dict, body, length: int | None) -> dict:
     return environ
 
 
+# Query parameters that carry a key where a client cannot send a header (EventSource at
+# /-/changes, Realtime's WebSocket): never written to the access log.
+_SECRET_PARAMETER = re.compile(r"(^|&)(access_token|apikey)=[^&]*", re.IGNORECASE)
+
+
 def access_line(scope: dict, status: int, size: str, started: float) -> str:
     """One line per request, in the combined format (with the milliseconds it took at the end)."""
     headers = dict(scope["headers"])
-    query = scope.get("query_string", b"").decode("latin-1")
+    query = _SECRET_PARAMETER.sub(r"\1\2=[hidden]", scope.get("query_string", b"").decode("latin-1"))
     target = scope["path"] + (f"?{query}" if query else "")
     when = time.strftime("%d/%b/%Y:%H:%M:%S %z", time.localtime(started))
     elapsed_ms = (time.time() - started) * 1000
