@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 import requests
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, inspect, text
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
@@ -57,10 +57,13 @@ def _fresh_database(args) -> str:
     url = args.database_url
     if not url:
         raise SystemExit(f"--database-url is needed for {args.db}")
-    engine = create_engine(url)
+    engine = create_engine(url)  # a database for the bench: its keys and logged changes go
     with engine.begin() as connection:
+        if "api_keys" in inspect(connection).get_table_names():
+            connection.execute(text("DELETE FROM api_keys"))
         for table in ("tiddly_changes", "tiddly_change_clock", "tiddly_change_tables", "dual"):
-            connection.execute(text(f"DROP TABLE IF EXISTS {table}" + (" CASCADE" if args.db == "postgresql" else "")))
+            quoted = connection.dialect.identifier_preparer.quote_identifier(table)
+            connection.execute(text(f"DROP TABLE IF EXISTS {quoted}" + (" CASCADE" if args.db == "postgresql" else "")))
     engine.dispose()
     return url
 
@@ -131,6 +134,7 @@ def probe(port: int, seconds: float) -> list[float]:
 def write(base: str, url: str, rate: float, seconds: float) -> dict[int, float]:
     """Rows of `dual`, half through the API, half from outside: id -> when its commit returned."""
     engine = create_engine(url)
+    dual = engine.dialect.identifier_preparer.quote_identifier("dual")  # a reserved word on MariaDB
     committed: dict[int, float] = {}
     session = requests.Session()
     period, start = 1 / rate, time.monotonic()
@@ -141,8 +145,8 @@ def write(base: str, url: str, rate: float, seconds: float) -> dict[int, float]:
             committed[answer.json()["id"]] = time.time()
         else:
             with engine.begin() as connection:
-                connection.execute(text("INSERT INTO dual (text) VALUES (:t)"), {"t": f"outside {i}"})
-                row_id = connection.execute(text("SELECT max(id) FROM dual WHERE text = :t"),
+                connection.execute(text(f"INSERT INTO {dual} (text) VALUES (:t)"), {"t": f"outside {i}"})
+                row_id = connection.execute(text(f"SELECT max(id) FROM {dual} WHERE text = :t"),
                                             {"t": f"outside {i}"}).scalar_one()
             committed[row_id] = time.time()
     engine.dispose()
