@@ -39,6 +39,7 @@ log = logging.getLogger("tiddly.changes")
 BATCH = 1000
 PRUNE_EVERY_S = 60.0
 _KEY_CHUNK = 500
+LOOK_AGAIN_S = 5.0  # how often a worker that found no change log looks for it again
 
 
 @dataclass(frozen=True)
@@ -68,7 +69,8 @@ class Feed:
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self.frontier = 0
-        self._logging: bool | None = None  # the log's tables exist (None: not looked yet)
+        self._logging = False  # the log's tables exist (once seen, for good)
+        self._looked_at = float("-inf")  # when they were last looked for
 
     # -- the executor's hooks -------------------------------------------------------------
 
@@ -95,8 +97,12 @@ class Feed:
         return log_table.Entry(change.table, change.op, _text(key), _text(row) if row is not None else None)
 
     def _log_exists(self) -> bool:
-        if self._logging is None:
-            self._logging = log_table.exists(self.db)
+        # Missing at start (the database was down): looked for again now and then, not on every write.
+        if not self._logging and time.monotonic() - self._looked_at > LOOK_AGAIN_S:
+            with self._lock:  # the writes that race here all wait for the one look
+                if not self._logging and time.monotonic() - self._looked_at > LOOK_AGAIN_S:
+                    self._logging = log_table.exists(self.db)
+                    self._looked_at = time.monotonic()
         return self._logging
 
     # -- listening ------------------------------------------------------------------------
