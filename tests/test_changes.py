@@ -189,6 +189,18 @@ def test_keys_see_their_tables_and_columns_and_a_revoked_key_ends(db_url, live_s
         by_query.close()
 
 
+def test_an_open_mode_stream_ends_when_the_first_key_is_made(db_url, live_server_factory):
+    server = live_server_factory(db_url, workers=1, env=FAST)
+    stream = Stream(server.url, "books")  # no key exists: open mode
+    try:
+        assert requests.post(server.url + "/books", json={"title": "Open", "author": "A"}).status_code == 201
+        assert stream.wait_for(1)[0].data["row"]["title"] == "Open"
+        new_key(db_url, "first", "write")
+        assert stream.ended.wait(10), "the open-mode stream outlived open mode"
+    finally:
+        stream.close()
+
+
 def test_idle_streams_get_keep_alive_comments(server):
     stream = Stream(server.url, "books")
     try:

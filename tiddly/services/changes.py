@@ -58,7 +58,10 @@ class Sink(Protocol):
         """Hand on a batch (without blocking); False: the sink is gone, detach it."""
 
     def key_names(self) -> set[str]:
-        """The names of the API keys its listeners listen with."""
+        """The names of the API keys its listeners listen with (``OPEN_MODE`` for open mode's)."""
+
+
+OPEN_MODE = "\x00open mode"  # beside key names: no key can be called this; ended by the first active key
 
 
 class Feed:
@@ -184,13 +187,16 @@ class Feed:
                 self.detach(sink)
 
     def _revoked(self, names: set[str]) -> frozenset[str]:
-        """Of the key names given, those with no active key any more."""
+        """Of the key names given, those with no active key any more; ``OPEN_MODE`` once a key exists."""
         if not names:
             return frozenset()
         keys = ApiKey.__table__.c
         with self.db.session(latest=True) as session:
-            active = set(session.scalars(select(keys.name).where(keys.name.in_(sorted(names)),
+            active = set(session.scalars(select(keys.name).where(keys.name.in_(sorted(names - {OPEN_MODE})),
                                                                   keys.revoked_at.is_(None))))
+            if OPEN_MODE in names and session.execute(select(keys.name).where(keys.revoked_at.is_(None))
+                                                      .limit(1)).first() is None:
+                active.add(OPEN_MODE)
         return frozenset(names - active)
 
     def _prune(self) -> None:

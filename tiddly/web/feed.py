@@ -20,7 +20,7 @@ from tiddly import jsonio
 from tiddly.errors import ApiError, BadQuery
 from tiddly.services import access, auth
 from tiddly.services.auth import Principal
-from tiddly.services.changes import Feed, Logged, check_condition, condition_columns, matches
+from tiddly.services.changes import OPEN_MODE, Feed, Logged, check_condition, condition_columns, matches
 from tiddly.services.plan import Read
 from tiddly.web import guard, native
 from tiddly.web.api import language
@@ -145,12 +145,12 @@ class _Hub:
             return False
 
     def key_names(self) -> set[str]:
-        return {l.principal.name for l in list(self.listeners) if l.principal.kind == "key"}
+        return {_revocable(l.principal) for l in list(self.listeners) if l.principal.kind in ("key", "open")}
 
     def _dispatch(self, batch: list[Logged], revoked: frozenset[str], tick: bool) -> None:
         cache: dict = {}
         for listener in list(self.listeners):
-            if listener.principal.kind == "key" and listener.principal.name in revoked:
+            if listener.principal.kind in ("key", "open") and _revocable(listener.principal) in revoked:
                 listener.end()
                 continue
             if not listener.catching_up:
@@ -328,6 +328,11 @@ async def _open(app, call, scope) -> Subscription:
     where = jsonio.loads(query["where"]) if query.get("where") else None
     after = query.get("after") or headers.get(b"last-event-id", b"").decode("latin-1") or None
     return await open_listener(app, call, principal, tables, where, after)
+
+
+def _revocable(principal: Principal) -> str:
+    """What the poller checks for a listener: its key's name, or open mode (ended by the first key)."""
+    return OPEN_MODE if principal.kind == "open" else principal.name
 
 
 async def _watch_disconnect(receive, subscription: Subscription) -> None:
