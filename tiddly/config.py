@@ -40,7 +40,7 @@ class Config:
     read_replicas: str = field(default="", repr=False)  # PostgreSQL standbys reads may go to: URLs, comma-separated
     replica_max_lag_s: float = 5.0    # a replica further behind the primary than this answers no read
     changes_retention_s: int = 86_400  # how long the change log keeps a change (GET /-/changes resumes within it)
-    changes_poll_s: float = 0.25      # how often each worker reads the change log for others' writes
+    changes_poll_s: float = 0.1       # how often each worker reads the change log for others' writes
     changes_keepalive_s: float = 15.0  # a comment line on idle change streams this often
     direct_database_url: str = field(default="", repr=False)  # the primary with no pooler between (LISTEN)
 
