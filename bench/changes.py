@@ -1,7 +1,7 @@
 """The change feed under load: N listeners on one `tiddly serve`, writes at a steady rate.
 
     python bench/changes.py [--db sqlite|postgresql|mysql] [--database-url URL] [--listeners 100,1000]
-                            [--rate 20] [--seconds 10] [--workers 1] [--threads 4] [--poll 0.25]
+                            [--rate 20] [--seconds 10] [--workers 1] [--threads 4] [--poll 0.1]
 
 For each N: serves a fresh database (the shipped schema; `tiddly changes enable dual`, so the
 writes of another program are logged too), times ordinary requests (`GET /books/1`, one after
@@ -45,7 +45,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--threads", type=int, default=4)
     parser.add_argument("--probe-seconds", type=float, default=5)
-    parser.add_argument("--poll", type=float, default=0.25, help="TIDDLY_CHANGES_POLL_S")
+    parser.add_argument("--poll", type=float, default=0.1, help="TIDDLY_CHANGES_POLL_S")
     args = parser.parse_args()
     for count in [int(n) for n in args.listeners.split(",")]:
         run(args, count)

@@ -14,7 +14,7 @@ and the channel (Tiddly's: the channel, its feed listener, the task relaying its
 --changes rows are inserted through POST /dual at --rate a second, and every client timestamps
 each change it receives against the change's commit_timestamp (the same clock: one machine):
 the p50, p99 and max of all N x changes deliveries, and how many arrived. A change written through one worker reaches
-the clients of another at that worker's next read of the change log (changes_poll_s, 0.25 s).
+the clients of another at that worker's next read of the change log (changes_poll_s, 0.1 s by default).
 The clients are one asyncio process of this script (the websockets package).
 
 Targets (issue 24, as the change feed's): delivery p99 < 250 ms, < 64 KB per idle client.
@@ -173,7 +173,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=5, help="inserts a second")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=4)
-    parser.add_argument("--poll", type=float, help="TIDDLY_CHANGES_POLL_S for the server (default: its own, 0.25)")
+    parser.add_argument("--poll", type=float, help="TIDDLY_CHANGES_POLL_S for the server (default: its own, 0.1)")
     args = parser.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, args.clients + 256)), hard))
