@@ -12,72 +12,21 @@ steady state: round trips per request, every connection of every worker included
 """
 from __future__ import annotations
 
-import socket
 import sys
-import threading
 import uuid
 from pathlib import Path
 
-from sqlalchemy.engine import make_url
 
 HERE = Path(__file__).resolve().parent
-sys.path[:0] = [str(HERE), str(HERE.parent)]
+sys.path[:0] = [str(HERE), str(HERE.parent), str(HERE.parent / "tests")]
 
 from grammar import STYLES as GRAMMARS  # noqa: E402
 from grammar import not_expressible  # noqa: E402
+from wire import RoundTrips  # noqa: E402  (tests/wire.py: the proxy that counts)
 
 WARMUP = 60     # requests per workload before counting: every pooled connection prepares its statements
 COUNTED = 40    # requests per workload counted (bulk: a tenth)
 DELETE_BASE = 40_000_000  # the rows the delete workload removes, far from the timed runs' pools
-
-
-class RoundTripCounter:
-    """A TCP proxy to ``host:port`` that counts the round trips of every connection through it."""
-
-    def __init__(self, host: str, port: int):
-        self._target = (host, port)
-        self._lock = threading.Lock()
-        self.count = 0
-        self._listener = socket.socket()
-        self._listener.bind(("127.0.0.1", 0))
-        self._listener.listen(64)
-        self.port = self._listener.getsockname()[1]
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def url(self, url: str) -> str:
-        return make_url(url).set(host="127.0.0.1", port=self.port).render_as_string(hide_password=False)
-
-    def take(self) -> int:
-        with self._lock:
-            count, self.count = self.count, 0
-        return count
-
-    def _accept(self) -> None:
-        while True:
-            client, _ = self._listener.accept()
-            server = socket.create_connection(self._target)
-            for sock in (client, server):
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            turn = {"last": None}
-            threading.Thread(target=self._pump, args=(client, server, turn, "client"), daemon=True).start()
-            threading.Thread(target=self._pump, args=(server, client, turn, "server"), daemon=True).start()
-
-    def _pump(self, source: socket.socket, sink: socket.socket, turn: dict, side: str) -> None:
-        try:
-            while data := source.recv(65536):
-                with self._lock:  # counted before it is passed on, so the answer comes after
-                    if side == "client" and turn["last"] != "client":
-                        self.count += 1
-                    turn["last"] = side
-                sink.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for sock in (source, sink):
-                try:
-                    sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
 
 
 def workload_requests(api, workload: str, n: int, tag: str) -> list[tuple]:
@@ -98,7 +47,7 @@ def workload_requests(api, workload: str, n: int, tag: str) -> list[tuple]:
             for i in range(n)]
 
 
-def count_server(bench, server, counter: RoundTripCounter, engine, workloads, tag: str) -> dict:
+def count_server(bench, server, counter: RoundTrips, engine, workloads, tag: str) -> dict:
     """Round trips per request of each workload on one running server (behind ``counter``);
     ``bench`` is bench/run.py's module (its servers, requests and delete pools)."""
     api = GRAMMARS[bench.STYLES[server.kind]]
@@ -127,12 +76,10 @@ def count_server(bench, server, counter: RoundTripCounter, engine, workloads, ta
 
 def count_all(bench, kinds, url: str, engine, workloads, workers: int, threads: int, http: str) -> dict:
     """{server: {workload: round trips per request}} for each server kind, started one at a time."""
-    parsed = make_url(url)
-    counter = RoundTripCounter(parsed.host or "127.0.0.1", parsed.port or {"postgresql": 5432}.get(
-        parsed.get_backend_name(), 3306))
+    counter = RoundTrips(url)
     tag, counts = uuid.uuid4().hex[:6], {}
     for kind in kinds:
-        server = bench.Server(kind, counter.url(url), bench.free_port(), workers, threads, http)
+        server = bench.Server(kind, counter.url, bench.free_port(), workers, threads, http)
         try:
             counts[kind] = count_server(bench, server, counter, engine, workloads, tag)
         finally:

@@ -2,7 +2,7 @@
 
 A round trip is counted each time a connection's client speaks after the server answered (or
 speaks first): a driver that sends several messages and then waits (a pipeline) makes one.
-bench/round_trips.py counts a whole server's requests the same way.
+bench/round_trips.py counts a whole server's requests with it.
 """
 from __future__ import annotations
 
