@@ -319,20 +319,13 @@ class Database:
         statement; ``settle`` reads it now if none carried it."""
         sql, names, defaults = self._driver_sql.get(statement) or self._compile_for_driver(statement)
         values = {**defaults, **params}
-        return OwedRead(statement, sql, tuple(values[n] for n in names) if names is not None else values)
+        return OwedRead(statement, values, sql, tuple(values[n] for n in names) if names is not None else values)
 
     def settle(self, owed: OwedRead) -> tuple | None:
         """The owed read's row: as it came with a statement, or read now."""
         if not owed.done:
-            owed.row, owed.done = self._first_owed(owed), True
+            owed.row, owed.done = self.first_row(owed.statement, owed.values), True
         return owed.row
-
-    def _first_owed(self, owed: OwedRead) -> tuple | None:
-        params = owed.params if isinstance(owed.params, dict) else None
-        if params is None:
-            _, names, _ = self._driver_sql[owed.statement]
-            params = dict(zip(names, owed.params))
-        return self.first_row(owed.statement, params)
 
     def _compile_for_driver(self, statement) -> tuple[str, tuple | None, dict]:
         """(SQL in the driver's parameter style, the parameter names in order for a positional

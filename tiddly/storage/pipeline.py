@@ -21,9 +21,10 @@ from typing import Any
 
 @dataclass(eq=False)
 class OwedRead:
-    """One row to read: ``sql`` and ``params`` in the driver's own style. ``done`` once read,
-    with ``row`` the driver's tuple (None: no row)."""
+    """One row to read: ``statement`` with its ``values``, and the ``sql`` and ``params`` the
+    driver takes for them. ``done`` once read, with ``row`` the driver's tuple (None: no row)."""
     statement: Any
+    values: dict
     sql: str
     params: Any
     row: tuple | None = None
