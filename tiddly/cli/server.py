@@ -15,6 +15,8 @@ CONNECTIONS = 4096  # connections (open requests and streams) each granian worke
 STOP_SECONDS = 5  # a worker still busy this long after Ctrl-C or SIGTERM is killed
 
 
+GRANIAN_HEADER_BUFFER = 1 << 20  # bytes: granian's read buffer, where a header block must fit whole
+
 def run(factory: Callable, host: str, port: int, workers: int, threads: int, access_log: str | None = None,
         server: str = "granian", limits=None, connections: int = CONNECTIONS) -> None:
     """``access_log``: a file to append one line per request to, "-" for stderr, None for none.
@@ -39,10 +41,11 @@ def _run_granian(factory: Callable, host: str, port: int, workers: int, threads:
     _allow_open_files(workers * connections + 256)
     # ASGI: each worker's event loop reads bodies and holds streams; Admission runs the Flask
     # app in `threads` threads of its own (tiddly/cli/admission.py). granian's own limit on the
-    # header block sits above Tiddly's, which answers 431 with a body that says why.
+    # header block sits well above Tiddly's, which answers 431 with a body that says why (past
+    # granian's, granian answers a bare 431 itself).
     server = Server("tiddly", address=host, port=port, interface=Interfaces.ASGINL, workers=workers,
                     backpressure=connections, http=HTTPModes.http1, websockets=True,
-                    http1_settings=HTTP1Settings(max_buffer_size=max(limits.header_bytes * 2, 8192 + 4096 * 100)),
+                    http1_settings=HTTP1Settings(max_buffer_size=max(limits.header_bytes * 16, GRANIAN_HEADER_BUFFER)),
                     log_dictconfig=_granian_logging(access_log),
                     workers_kill_timeout=STOP_SECONDS, respawn_failed_workers=True)
     # A worker that dies (kill -9, the OOM killer) is replaced while the others serve on; granian
